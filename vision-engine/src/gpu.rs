@@ -1,0 +1,118 @@
+use crate::EngineError;
+
+/// What the kiosk shows about the GPU it runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A device and queue, opened with the limits every WebGPU browser guarantees.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    adapter: AdapterSummary,
+}
+
+impl GpuContext {
+    /// Opens the best adapter. Natively `WGPU_BACKEND` (e.g. `vulkan`, `gl`) picks the API.
+    ///
+    /// The device is requested with `wgpu::Limits::default()`, the WebGPU baseline, also on native
+    /// drivers that offer more: a kernel that would exceed a browser's limits fails in native tests.
+    pub async fn new() -> Result<Self, EngineError> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| EngineError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let summary = AdapterSummary {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: [info.driver, info.driver_info]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("linecheck"),
+                required_limits: wgpu::Limits::default(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| EngineError::DeviceRequest {
+                adapter: summary.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            device,
+            queue,
+            adapter: summary,
+        })
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// Copies `size` bytes of `source` into a mappable buffer and returns them.
+    ///
+    /// Natively this blocks in `poll` until the copy is done; in the browser `poll` returns at
+    /// once and the future resolves from the event loop.
+    pub async fn read_back(
+        &self,
+        source: &wgpu::Buffer,
+        size: u64,
+    ) -> Result<Vec<u8>, EngineError> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                // The receiver only goes away if the caller dropped the future; nothing to tell.
+                let _ = sender.send(result);
+            });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| EngineError::Readback(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| EngineError::Readback("the device dropped the map request".into()))?
+            .map_err(|e| EngineError::Readback(e.to_string()))?;
+        let bytes = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| EngineError::Readback(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}

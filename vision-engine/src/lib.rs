@@ -1,0 +1,21 @@
+//! LineCheck's detector runtime.
+//!
+//! Two backends implement one interface, [`Backend`]: [`GpuBackend`] runs the WGSL kernels of the
+//! `kernels` crate on wgpu (Vulkan/Metal/DX12 natively, WebGPU in the browser), [`CpuBackend`] is
+//! the plain-Rust reference and the fallback where a browser has no adapter. Both must pass the
+//! same conformance suite (`tests/conformance.rs`).
+//!
+//! Pre- and post-processing that does not depend on the backend lives here too: Ultralytics-style
+//! letterbox geometry and decoding of `[1, 4 + classes, N]` detector outputs with NMS.
+//!
+//! This crate knows nothing of Yew, IndexedDB or HTTP.
+
+mod backend;
+mod error;
+mod gpu;
+pub mod letterbox;
+pub mod postprocess;
+
+pub use backend::{Activation, Backend, CpuBackend, GpuBackend};
+pub use error::EngineError;
+pub use gpu::{AdapterSummary, GpuContext};
