@@ -1,1 +1,138 @@
+//! The LineCheck server: serves the kiosk PWA and the API, and owns the database.
+//!
+//! The binary (`main.rs`) only parses flags; everything it runs is here so tests drive the same
+//! router in-process.
 
+use anyhow::{Context, bail};
+use axum::{
+    Json, Router,
+    extract::{OriginalUri, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::path::{Path, PathBuf};
+use tower_http::services::{ServeDir, ServeFile};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: SqlitePool,
+}
+
+/// Opens (creating if needed) `linecheck.db` in `data_dir` and brings its schema up to date.
+pub async fn open_database(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join("linecheck.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        // WAL: readers (supervisors) never block the writer (kiosk sync), and a crash loses
+        // nothing that was committed.
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true);
+    let db = SqlitePoolOptions::new()
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    MIGRATOR
+        .run(&db)
+        .await
+        .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+    Ok(db)
+}
+
+/// Checks that `static_dir` holds a built PWA before the server starts serving it.
+pub fn check_static_dir(static_dir: &Path) -> anyhow::Result<()> {
+    for file in ["index.html", "sw.js", "manifest.webmanifest"] {
+        if !static_dir.join(file).is_file() {
+            bail!(
+                "{} has no {file}: build the PWA first (`cargo xtask run` does)",
+                static_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The whole HTTP surface: `/healthz`, `/api/...`, and the PWA for every other path.
+pub fn router(state: AppState, static_dir: PathBuf) -> Router {
+    let index = static_dir.join("index.html");
+    let api = Router::new().fallback(api_not_found);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api", api)
+        // Unknown paths get the app shell: the kiosk routes on the client.
+        .fallback_service(ServeDir::new(static_dir).fallback(ServeFile::new(index)))
+        .layer(middleware::from_fn(response_headers))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let applied: Result<i64, sqlx::Error> =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&state.db)
+            .await;
+    match applied {
+        Ok(migrations) => Json(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol_version": protocol::PROTOCOL_VERSION,
+            "database": "sqlite",
+            "migrations": migrations,
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "error", "reason": format!("database: {e}") })),
+        )
+            .into_response(),
+    }
+}
+
+async fn api_not_found(OriginalUri(uri): OriginalUri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": format!("no API endpoint {}", uri.path()) })),
+    )
+        .into_response()
+}
+
+/// Caching and isolation headers.
+///
+/// The service worker, the page and the manifest must be revalidated on every load, or a kiosk
+/// could keep an old version for a day. Cross-origin isolation lets the CPU backend use
+/// SharedArrayBuffer threads; everything LineCheck loads is same-origin, so it costs nothing.
+async fn response_headers(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let revalidate = path == "/"
+        || path.ends_with(".html")
+        || path.ends_with("/sw.js")
+        || path.ends_with(".webmanifest")
+        || path.starts_with("/api/")
+        || path == "/healthz";
+    if revalidate {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        "cross-origin-embedder-policy",
+        HeaderValue::from_static("require-corp"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}

@@ -1,0 +1,110 @@
+//! The real router on a real SQLite file, driven in-process.
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+};
+use http_body_util::BodyExt;
+use linecheck_server::{AppState, check_static_dir, open_database, router};
+use tower::ServiceExt;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    app: axum::Router,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let static_dir = dir.path().join("dist");
+    std::fs::create_dir_all(&static_dir).unwrap();
+    std::fs::write(static_dir.join("index.html"), "<html>app shell</html>").unwrap();
+    std::fs::write(static_dir.join("sw.js"), "self.addEventListener('fetch', () => {});").unwrap();
+    std::fs::write(static_dir.join("manifest.webmanifest"), "{}").unwrap();
+    check_static_dir(&static_dir).unwrap();
+    let data_dir = dir.path().join("data");
+    let db = open_database(&data_dir).await.unwrap();
+    Fixture {
+        app: router(AppState { db }, static_dir),
+        data_dir,
+        _dir: dir,
+    }
+}
+
+async fn get(app: &axum::Router, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn healthz_reports_the_migrated_sqlite_database() {
+    let f = fixture().await;
+    let (status, _, body) = get(&f.app, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["database"], "sqlite");
+    assert_eq!(json["migrations"], 1);
+    assert!(f.data_dir.join("linecheck.db").is_file());
+}
+
+#[tokio::test]
+async fn reopening_the_database_keeps_its_rows_and_schema() {
+    let f = fixture().await;
+    let db = open_database(&f.data_dir).await.unwrap();
+    sqlx::query(
+        "INSERT INTO inspections (id, device_id, sequence, inspected_at, local_time, station, line,
+         operator, part_serial, lot, model_id, model_version, verdict, record_json, received_at)
+         VALUES ('r1', 'd1', 1, 't', 't', 's', 'l', 'o', '', '', 'm', '1', 'pass', '{}', 't')",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    let reopened = open_database(&f.data_dir).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inspections")
+        .fetch_one(&reopened)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn the_app_shell_and_service_worker_are_revalidated_on_every_load() {
+    let f = fixture().await;
+    for path in ["/", "/sw.js"] {
+        let (status, headers, _) = get(&f.app, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers["cache-control"], "no-cache", "{path}");
+        assert_eq!(headers["cross-origin-opener-policy"], "same-origin", "{path}");
+        assert_eq!(headers["cross-origin-embedder-policy"], "require-corp", "{path}");
+    }
+    let (_, headers, _) = get(&f.app, "/sw.js").await;
+    assert!(headers["content-type"].to_str().unwrap().contains("javascript"));
+}
+
+#[tokio::test]
+async fn client_routes_get_the_app_shell_but_unknown_api_paths_get_json_404() {
+    let f = fixture().await;
+    let (status, _, body) = get(&f.app, "/history").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "<html>app shell</html>");
+    let (status, _, body) = get(&f.app, "/api/v1/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("no API endpoint /api/v1/nothing"), "{body}");
+}
+
+#[test]
+fn a_missing_build_is_named_before_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = check_static_dir(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("has no index.html"), "{err}");
+    assert!(err.contains("cargo xtask run"), "{err}");
+}
