@@ -1,1 +1,10 @@
-fn main() {}
+//! The LineCheck kiosk, a Yew progressive web app.
+
+mod app;
+mod gpu_check;
+mod service_worker;
+mod storage;
+
+fn main() {
+    yew::Renderer::<app::App>::new().render();
+}

@@ -52,7 +52,11 @@ mod tests {
                 .map(|e| e.name.as_str())
                 .collect();
             for entry in kernel.entry_points {
-                assert!(found.contains(entry), "{}: no compute entry point {entry}", kernel.file);
+                assert!(
+                    found.contains(entry),
+                    "{}: no compute entry point {entry}",
+                    kernel.file
+                );
             }
         }
     }

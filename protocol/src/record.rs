@@ -172,8 +172,8 @@ impl InspectionRecord {
                 ));
             }
         }
-        if let OperatorDecision::OverriddenOk { reason } | OperatorDecision::OverriddenNok { reason } =
-            &self.decision
+        if let OperatorDecision::OverriddenOk { reason }
+        | OperatorDecision::OverriddenNok { reason } = &self.decision
         {
             check_text("decision.reason", reason, true)?;
         }
@@ -184,14 +184,20 @@ impl InspectionRecord {
                     .bytes()
                     .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
             if !is_hex_sha256 {
-                return Err(invalid("snapshot.sha256", "must be 64 lower-case hex digits"));
+                return Err(invalid(
+                    "snapshot.sha256",
+                    "must be 64 lower-case hex digits",
+                ));
             }
         }
         let expected = verdict_for(&self.detections, &self.thresholds, self.default_threshold);
         if self.verdict != expected {
             return Err(invalid(
                 "verdict",
-                format!("is {:?} but the detections and thresholds give {expected:?}", self.verdict),
+                format!(
+                    "is {:?} but the detections and thresholds give {expected:?}",
+                    self.verdict
+                ),
             ));
         }
         Ok(())
@@ -270,7 +276,10 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         let back: InspectionRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
-        assert!(json.contains(r#""decision":{"kind":"confirmed"}"#), "{json}");
+        assert!(
+            json.contains(r#""decision":{"kind":"confirmed"}"#),
+            "{json}"
+        );
     }
 
     #[test]
@@ -278,10 +287,22 @@ mod tests {
         let cases: Vec<(&str, Box<dyn Fn(&mut InspectionRecord)>)> = vec![
             ("station", Box::new(|r| r.station = "  ".into())),
             ("operator", Box::new(|r| r.operator = "x".repeat(201))),
-            ("detections[1].score", Box::new(|r| r.detections[1].score = 1.5)),
-            ("detections[0].bbox", Box::new(|r| r.detections[0].bbox.x2 = f32::NAN)),
-            ("thresholds[0].threshold", Box::new(|r| r.thresholds[0].threshold = -0.1)),
-            ("snapshot.sha256", Box::new(|r| r.snapshot.as_mut().unwrap().sha256 = "AB".repeat(32))),
+            (
+                "detections[1].score",
+                Box::new(|r| r.detections[1].score = 1.5),
+            ),
+            (
+                "detections[0].bbox",
+                Box::new(|r| r.detections[0].bbox.x2 = f32::NAN),
+            ),
+            (
+                "thresholds[0].threshold",
+                Box::new(|r| r.thresholds[0].threshold = -0.1),
+            ),
+            (
+                "snapshot.sha256",
+                Box::new(|r| r.snapshot.as_mut().unwrap().sha256 = "AB".repeat(32)),
+            ),
             ("verdict", Box::new(|r| r.verdict = Verdict::Pass)),
             (
                 "decision.reason",

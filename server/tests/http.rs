@@ -19,7 +19,11 @@ async fn fixture() -> Fixture {
     let static_dir = dir.path().join("dist");
     std::fs::create_dir_all(&static_dir).unwrap();
     std::fs::write(static_dir.join("index.html"), "<html>app shell</html>").unwrap();
-    std::fs::write(static_dir.join("sw.js"), "self.addEventListener('fetch', () => {});").unwrap();
+    std::fs::write(
+        static_dir.join("sw.js"),
+        "self.addEventListener('fetch', () => {});",
+    )
+    .unwrap();
     std::fs::write(static_dir.join("manifest.webmanifest"), "{}").unwrap();
     check_static_dir(&static_dir).unwrap();
     let data_dir = dir.path().join("data");
@@ -83,11 +87,22 @@ async fn the_app_shell_and_service_worker_are_revalidated_on_every_load() {
         let (status, headers, _) = get(&f.app, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(headers["cache-control"], "no-cache", "{path}");
-        assert_eq!(headers["cross-origin-opener-policy"], "same-origin", "{path}");
-        assert_eq!(headers["cross-origin-embedder-policy"], "require-corp", "{path}");
+        assert_eq!(
+            headers["cross-origin-opener-policy"], "same-origin",
+            "{path}"
+        );
+        assert_eq!(
+            headers["cross-origin-embedder-policy"], "require-corp",
+            "{path}"
+        );
     }
     let (_, headers, _) = get(&f.app, "/sw.js").await;
-    assert!(headers["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
 }
 
 #[tokio::test]

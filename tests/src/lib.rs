@@ -1,1 +1,247 @@
+//! Harness for LineCheck's end-to-end tests: the real server binary serving the built PWA, and a
+//! real headless Chromium (with WebGPU on SwiftShader and a fake camera) driven over WebDriver.
+//!
+//! `cargo xtask test` builds both and passes their paths in `LINECHECK_SERVER_BIN` and
+//! `LINECHECK_DIST`; run alone, the tests fail with a message saying so.
 
+use anyhow::{Context, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn required_path(var: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{var} is not set: run the end-to-end tests through `cargo xtask test`")
+    });
+    assert!(path.exists(), "{var}={} does not exist", path.display());
+    path
+}
+
+fn env_or(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default.into())
+}
+
+/// The LineCheck server binary on a free port with its own data directory.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        Self::start_with_data(data_dir)
+    }
+
+    /// Starts on a fresh port with an existing data directory (e.g. after a crash).
+    pub fn start_with_data(data_dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let mut child = Command::new(required_path("LINECHECK_SERVER_BIN"))
+            .args(["--addr", "127.0.0.1:0", "--static-dir"])
+            .arg(required_path("LINECHECK_DIST"))
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the server")?;
+        // The server prints its URL once it listens.
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(line) = lines.next() else {
+                bail!("the server exited before listening: {:?}", child.wait()?);
+            };
+            if let Some(url) = line?.split("open ").nth(1) {
+                break url.trim().to_string();
+            }
+        };
+        Ok(Self {
+            child,
+            url,
+            data_dir,
+        })
+    }
+
+    /// Kills the process as a power cut would (SIGKILL) and waits for it to be gone.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        std::mem::replace(&mut self.data_dir, dir)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Chromium flags that work headless on a machine with no GPU and no internet (shared/TOOLCHAIN.md).
+fn chromium_args(profile: &std::path::Path) -> Vec<String> {
+    [
+        "--headless",
+        "--no-sandbox",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        "--enable-unsafe-webgpu",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--window-size=1280,800",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect()
+}
+
+/// A headless Chromium with its own profile, driven through chromedriver.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Browser {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut driver = Command::new(env_or("CHROMEDRIVER", "/usr/bin/chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so Drop can take Chromium down with it.
+            .process_group(0)
+            .spawn()
+            .context("starting chromedriver (apt-get install chromium-driver)")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                let _ = driver.kill();
+                bail!("chromedriver did not listen on port {port} within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir()?;
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": env_or("CHROMIUM", "/usr/lib/chromium/chromium"),
+                "args": chromium_args(profile.path()),
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .context("starting Chromium through chromedriver")?;
+        Ok(Self {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Runs `script` (a function body that returns a value) in the page.
+    pub async fn eval(&self, script: &str) -> anyhow::Result<Value> {
+        Ok(self.client.execute(script, vec![]).await?)
+    }
+
+    /// Runs an async function body in the page and returns what it resolves to.
+    pub async fn eval_async(&self, body: &str) -> anyhow::Result<Value> {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             (async () => {{ {body} }})().then(done, (e) => done({{ error: String(e) }}));"
+        );
+        Ok(self.client.execute_async(&script, vec![]).await?)
+    }
+
+    /// Waits until `selector`'s `data-state` is no longer one of `transient`, and returns it.
+    pub async fn settled_state(
+        &self,
+        selector: &str,
+        transient: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        let script = format!(
+            "const el = document.querySelector({selector:?});
+             return el ? el.dataset.state : null;"
+        );
+        loop {
+            let state = self.eval(&script).await?;
+            if let Some(state) = state.as_str()
+                && !transient.contains(&state)
+            {
+                return Ok(state.to_string());
+            }
+            if Instant::now() > deadline {
+                bail!("{selector} still in state {state} after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn text(&self, selector: &str) -> anyhow::Result<String> {
+        Ok(self
+            .client
+            .find(Locator::Css(selector))
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// Replaces the content of an input as a user would: select all, type.
+    pub async fn type_into(&self, selector: &str, text: &str) -> anyhow::Result<()> {
+        let input = self.client.find(Locator::Css(selector)).await?;
+        input.clear().await?;
+        input.send_keys(text).await?;
+        Ok(())
+    }
+
+    pub async fn value(&self, selector: &str) -> anyhow::Result<String> {
+        let script = format!("return document.querySelector({selector:?}).value;");
+        Ok(self
+            .eval(&script)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Ends the WebDriver session cleanly; Drop then stops chromedriver.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.client.clone().close().await?;
+        Ok(())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Kills chromedriver and the Chromium it started, even when a test panicked.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

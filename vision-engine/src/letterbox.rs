@@ -51,8 +51,12 @@ impl Letterbox {
     /// source image, as Ultralytics' `scale_boxes` does.
     pub fn to_source(&self, [x1, y1, x2, y2]: [f32; 4]) -> [f32; 4] {
         // scale_boxes recomputes the padding from the gain rather than reusing the letterbox's.
-        let pad_x = py_round((f64::from(self.input_width) - f64::from(self.source_width) * self.scale) / 2.0 - 0.1);
-        let pad_y = py_round((f64::from(self.input_height) - f64::from(self.source_height) * self.scale) / 2.0 - 0.1);
+        let pad_x = py_round(
+            (f64::from(self.input_width) - f64::from(self.source_width) * self.scale) / 2.0 - 0.1,
+        );
+        let pad_y = py_round(
+            (f64::from(self.input_height) - f64::from(self.source_height) * self.scale) / 2.0 - 0.1,
+        );
         let map = |v: f32, pad: f64, limit: u32| {
             (((f64::from(v) - pad) / self.scale).clamp(0.0, f64::from(limit))) as f32
         };
@@ -89,7 +93,13 @@ mod tests {
     #[test]
     fn boxes_map_back_to_source_pixels_and_are_clipped() {
         let lb = Letterbox::new(1280, 720, 640, 640);
-        assert_eq!(lb.to_source([10.0, 150.0, 110.0, 250.0]), [20.0, 20.0, 220.0, 220.0]);
-        assert_eq!(lb.to_source([-5.0, 100.0, 700.0, 600.0]), [0.0, 0.0, 1280.0, 720.0]);
+        assert_eq!(
+            lb.to_source([10.0, 150.0, 110.0, 250.0]),
+            [20.0, 20.0, 220.0, 220.0]
+        );
+        assert_eq!(
+            lb.to_source([-5.0, 100.0, 700.0, 600.0]),
+            [0.0, 0.0, 1280.0, 720.0]
+        );
     }
 }

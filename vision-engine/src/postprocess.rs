@@ -58,7 +58,9 @@ pub fn decode_and_nms(
             let (class_id, score) = (0..classes)
                 .map(|c| (c, at(4 + c, a)))
                 // First maximum wins on ties, like torch's argmax.
-                .fold((0, f32::NEG_INFINITY), |best, cur| if cur.1 > best.1 { cur } else { best });
+                .fold((0, f32::NEG_INFINITY), |best, cur| {
+                    if cur.1 > best.1 { cur } else { best }
+                });
             (score > options.confidence).then(|| {
                 let (cx, cy, w, h) = (at(0, a), at(1, a), at(2, a), at(3, a));
                 RawDetection {
@@ -76,9 +78,9 @@ pub fn decode_and_nms(
         if kept.len() == options.max_detections {
             break;
         }
-        let suppressed = kept
-            .iter()
-            .any(|k| k.class_id == candidate.class_id && iou(&k.bbox, &candidate.bbox) > options.iou);
+        let suppressed = kept.iter().any(|k| {
+            k.class_id == candidate.class_id && iou(&k.bbox, &candidate.bbox) > options.iou
+        });
         if !suppressed {
             kept.push(candidate);
         }
@@ -141,26 +143,47 @@ mod tests {
     #[test]
     fn scores_at_the_threshold_are_dropped_and_max_detections_is_honoured() {
         let rows: Vec<_> = (0..10)
-            .map(|i| ([i as f32 * 100.0, 0.0, 10.0, 10.0], vec![0.25 + i as f32 * 0.01]))
+            .map(|i| {
+                (
+                    [i as f32 * 100.0, 0.0, 10.0, 10.0],
+                    vec![0.25 + i as f32 * 0.01],
+                )
+            })
             .collect();
         let (out, classes) = output(&rows);
         let all = decode_and_nms(&out, classes, 10, NmsOptions::default()).unwrap();
-        assert_eq!(all.len(), 9, "the anchor at exactly 0.25 is not above the threshold");
-        let options = NmsOptions { max_detections: 3, ..NmsOptions::default() };
+        assert_eq!(
+            all.len(),
+            9,
+            "the anchor at exactly 0.25 is not above the threshold"
+        );
+        let options = NmsOptions {
+            max_detections: 3,
+            ..NmsOptions::default()
+        };
         let top = decode_and_nms(&out, classes, 10, options).unwrap();
-        assert_eq!(top.iter().map(|d| d.bbox[0]).collect::<Vec<_>>(), [895.0, 795.0, 695.0]);
+        assert_eq!(
+            top.iter().map(|d| d.bbox[0]).collect::<Vec<_>>(),
+            [895.0, 795.0, 695.0]
+        );
     }
 
     #[test]
     fn a_wrongly_sized_output_is_an_error() {
         let err = decode_and_nms(&[0.0; 10], 2, 3, NmsOptions::default()).unwrap_err();
-        assert_eq!(err.to_string(), "detector output of 10 values does not fit [1, 4 + 2, 3]");
+        assert_eq!(
+            err.to_string(),
+            "detector output of 10 values does not fit [1, 4 + 2, 3]"
+        );
     }
 
     #[test]
     fn iou_of_known_boxes() {
         assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[0.0, 0.0, 10.0, 10.0]), 1.0);
-        assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]), 50.0 / 150.0);
+        assert_eq!(
+            iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]),
+            50.0 / 150.0
+        );
         assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[20.0, 20.0, 30.0, 30.0]), 0.0);
     }
 }

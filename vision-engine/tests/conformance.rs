@@ -20,7 +20,11 @@ fn reference(kind: Activation, x: f64) -> f64 {
 
 /// ‖out − ref‖ / ‖ref‖.
 fn relative_l2_error(out: &[f32], expected: &[f64]) -> f64 {
-    let diff: f64 = out.iter().zip(expected).map(|(&o, &e)| (f64::from(o) - e).powi(2)).sum();
+    let diff: f64 = out
+        .iter()
+        .zip(expected)
+        .map(|(&o, &e)| (f64::from(o) - e).powi(2))
+        .sum();
     let norm: f64 = expected.iter().map(|e| e * e).sum();
     (diff / norm).sqrt()
 }
@@ -36,7 +40,11 @@ async fn check_activations(backend: &impl Backend) {
             let out = backend.activation(kind, &input).await.unwrap();
             assert_eq!(out.len(), len);
             let err = relative_l2_error(&out, &expected);
-            assert!(err <= 1e-6, "{} {kind:?} len {len}: relative error {err:e}", backend.name());
+            assert!(
+                err <= 1e-6,
+                "{} {kind:?} len {len}: relative error {err:e}",
+                backend.name()
+            );
             for (i, (&o, &e)) in out.iter().zip(&expected).enumerate() {
                 let tolerance = 1e-6 + 1e-5 * e.abs();
                 assert!(

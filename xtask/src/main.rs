@@ -1,1 +1,96 @@
-fn main() {}
+//! `cargo xtask run` and `cargo xtask test`: the two commands README.md opens with.
+//!
+//! Each installs what is missing (Rust target, trunk, wasm-bindgen, wasm-opt, Debian packages),
+//! skips what is already there, and then builds, runs or tests the whole of LineCheck.
+
+mod pwa;
+mod test;
+mod tools;
+
+use anyhow::{Context, bail};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const USAGE: &str = "\
+usage:
+  cargo xtask run [SERVER FLAGS]   build the PWA and start the server (e.g. --addr 0.0.0.0:8080 --data-dir DIR)
+  cargo xtask test                 install test dependencies and run every check and test
+  cargo xtask build                build the PWA (release) into frontend/dist";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test::run_all(),
+        Some("build") => tools::ensure(tools::Purpose::Build).and_then(|_| pwa::build().map(drop)),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(server_args: &[String]) -> anyhow::Result<()> {
+    tools::ensure(tools::Purpose::Build)?;
+    let dist = pwa::build()?;
+    cargo(&["build", "--release", "--package", "linecheck-server"])?;
+    let server = target_dir().join("release").join("linecheck-server");
+    let mut command = Command::new(&server);
+    command
+        .current_dir(workspace_root())
+        .arg("--static-dir")
+        .arg(&dist);
+    if !server_args.iter().any(|a| a.starts_with("--data-dir")) {
+        command.arg("--data-dir").arg(workspace_root().join("data"));
+    }
+    let status = command
+        .args(server_args)
+        .status()
+        .with_context(|| format!("cannot start {}", server.display()))?;
+    if !status.success() {
+        bail!("the server exited with {status}");
+    }
+    Ok(())
+}
+
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The cargo that runs xtask, so every step uses the toolchain pinned in rust-toolchain.toml.
+pub fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    check_status(
+        cargo_command().args(args),
+        &format!("cargo {}", args.join(" ")),
+    )
+}
+
+pub fn check_status(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! Opens the WebGPU adapter through vision-engine and checks a real kernel against the CPU
+//! backend, so the kiosk knows at start whether it can trust its GPU.
+
+use vision_engine::{Activation, Backend, CpuBackend, GpuBackend};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GpuStatus {
+    Checking,
+    Ready {
+        adapter: String,
+        max_abs_error: f32,
+    },
+    /// No usable adapter: detection will run on the CPU backend.
+    Unavailable(String),
+}
+
+/// Deterministic inputs in [-8, 8): the check must give the same verdict on every start.
+fn test_input(len: usize) -> Vec<f32> {
+    let mut state: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 16.0 - 8.0
+        })
+        .collect()
+}
+
+/// Largest difference the check accepts between GPU and CPU results of SiLU on [-8, 8).
+const TOLERANCE: f32 = 1e-4;
+
+pub async fn check() -> GpuStatus {
+    let gpu = match GpuBackend::new().await {
+        Ok(gpu) => gpu,
+        Err(e) => return GpuStatus::Unavailable(e.to_string()),
+    };
+    let input = test_input(4096);
+    let (gpu_out, cpu_out) = match (
+        gpu.activation(Activation::Silu, &input).await,
+        CpuBackend.activation(Activation::Silu, &input).await,
+    ) {
+        (Ok(g), Ok(c)) => (g, c),
+        (Err(e), _) | (_, Err(e)) => return GpuStatus::Unavailable(e.to_string()),
+    };
+    let max_abs_error = gpu_out
+        .iter()
+        .zip(&cpu_out)
+        .map(|(g, c)| (g - c).abs())
+        .fold(0.0, f32::max);
+    if max_abs_error <= TOLERANCE {
+        GpuStatus::Ready {
+            adapter: gpu.name(),
+            max_abs_error,
+        }
+    } else {
+        GpuStatus::Unavailable(format!(
+            "{} gives wrong results (error {max_abs_error:e}); using the CPU",
+            gpu.name()
+        ))
+    }
+}

@@ -1,0 +1,229 @@
+//! `cargo xtask test`: every check and test of the project, ending in one summary line.
+
+use crate::{cargo, cargo_command, pwa, target_dir, tools, workspace_root};
+use anyhow::{Context, bail};
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::Stdio,
+};
+
+const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+#[derive(Default)]
+struct Report {
+    passed: u64,
+    failed: u64,
+    failures: Vec<String>,
+}
+
+impl Report {
+    /// A check that passes or fails as a whole (formatting, lints, a build).
+    fn step<T>(&mut self, name: &str, result: anyhow::Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.passed += 1;
+                println!("xtask: {name}: ok");
+                Some(value)
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.failures.push(format!("{name}: {e:#}"));
+                println!("xtask: {name}: FAILED: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// A cargo test run: each test counts; a run that failed without any failing test (a
+    /// compile error, a crash) counts as one failure.
+    fn tests(&mut self, name: &str, result: anyhow::Result<TestCounts>) {
+        match result {
+            Ok(counts) => {
+                self.passed += counts.passed;
+                self.failed += counts.failed;
+                if !counts.success {
+                    self.failures
+                        .push(format!("{name}: {} failed", counts.failed.max(1)));
+                    self.failed += u64::from(counts.failed == 0);
+                }
+            }
+            Err(e) => {
+                self.step::<()>(name, Err(e));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+    success: bool,
+}
+
+/// Adds up libtest's `test result: ok. 3 passed; 1 failed; ...` lines.
+fn count_line(line: &str, counts: &mut TestCounts) {
+    let Some(rest) = line.strip_prefix("test result: ") else {
+        return;
+    };
+    let number_before = |word: &str| {
+        rest.split(';')
+            .find_map(|part| part.trim().strip_suffix(word))
+            .and_then(|n| n.trim().rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    counts.passed += number_before(" passed");
+    counts.failed += number_before(" failed");
+}
+
+fn run_cargo_tests(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<TestCounts> {
+    let mut command = cargo_command();
+    command.args(args).stdout(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().context("cannot run cargo test")?;
+    let mut counts = TestCounts::default();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        count_line(&line, &mut counts);
+    }
+    counts.success = child.wait()?.success();
+    Ok(counts)
+}
+
+fn gpu_environment() -> anyhow::Result<()> {
+    // Mesa warns on every device creation without a runtime dir; any private folder will do.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join(format!("linecheck-xdg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        // SAFETY: set before any thread is spawned; xtask is single-threaded.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", dir) };
+    }
+    Ok(())
+}
+
+pub fn run_all() -> anyhow::Result<()> {
+    tools::ensure(tools::Purpose::Test)?;
+    gpu_environment()?;
+    let mut report = Report::default();
+
+    report.step("cargo fmt --check", cargo(&["fmt", "--all", "--check"]));
+    report.step(
+        "clippy (native)",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "linecheck-frontend",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    report.step(
+        "clippy (wasm32)",
+        cargo(&[
+            "clippy",
+            "--package",
+            "linecheck-frontend",
+            "--package",
+            "vision-engine",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    report.tests(
+        "workspace tests",
+        run_cargo_tests(
+            &[
+                "test",
+                "--workspace",
+                "--exclude",
+                "linecheck-frontend",
+                "--exclude",
+                "linecheck-e2e",
+            ],
+            &[],
+        ),
+    );
+
+    let dist = report.step("PWA build (trunk, wasm32, release)", pwa::build());
+    let server = report.step(
+        "server build",
+        cargo(&["build", "--package", "linecheck-server"])
+            .map(|_| target_dir().join("debug/linecheck-server")),
+    );
+    match (dist, server) {
+        (Some(dist), Some(server)) => report.tests(
+            "browser tests",
+            run_cargo_tests(
+                &[
+                    "test",
+                    "--package",
+                    "linecheck-e2e",
+                    "--",
+                    "--test-threads=1",
+                ],
+                &[
+                    ("LINECHECK_DIST", &dist),
+                    ("LINECHECK_SERVER_BIN", &server),
+                    ("CHROMIUM", Path::new(CHROMIUM)),
+                    ("CHROMEDRIVER", Path::new(CHROMEDRIVER)),
+                ],
+            ),
+        ),
+        _ => report
+            .step::<()>(
+                "browser tests",
+                Err(anyhow::anyhow!(
+                    "not run: the PWA or the server did not build"
+                )),
+            )
+            .unwrap_or_default(),
+    }
+
+    println!();
+    for failure in &report.failures {
+        println!("xtask: FAILED {failure}");
+    }
+    println!(
+        "summary: {} passed, {} failed",
+        report.passed, report.failed
+    );
+    if report.failed > 0 {
+        bail!(
+            "{} checks or tests failed (run from {})",
+            report.failed,
+            workspace_root().display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_result_lines_are_added_up() {
+        let mut counts = TestCounts::default();
+        for line in [
+            "test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.07s",
+            "running 2 tests",
+            "test result: FAILED. 4 passed; 1 failed; 0 ignored; 0 measured; 2 filtered out; finished in 0.1s",
+        ] {
+            count_line(line, &mut counts);
+        }
+        assert_eq!((counts.passed, counts.failed), (7, 1));
+    }
+}

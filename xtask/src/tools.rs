@@ -1,0 +1,195 @@
+//! Installs what LineCheck needs to build and test, and skips what is already installed.
+
+use crate::{cargo_command, check_status, workspace_root};
+use anyhow::{Context, bail};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const TRUNK_VERSION: &str = "0.22.1";
+const BINARYEN_VERSION: &str = "132.0.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Build and run: Rust, trunk, wasm-bindgen, wasm-opt.
+    Build,
+    /// Also a browser, its driver and a software Vulkan driver for GPU tests.
+    Test,
+}
+
+/// Debian packages the test suite needs: Chromium with its WebDriver, and lavapipe (CPU Vulkan).
+const TEST_PACKAGES: &[&str] = &["chromium", "chromium-driver", "mesa-vulkan-drivers"];
+/// Needed to build at all: a C compiler (SQLite) and npm (wasm-opt).
+const BUILD_PACKAGES: &[(&str, &str)] = &[("cc", "build-essential"), ("npm", "npm")];
+
+pub fn ensure(purpose: Purpose) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = BUILD_PACKAGES
+        .iter()
+        .filter(|(program, _)| which(program).is_none())
+        .map(|&(_, package)| package)
+        .collect();
+    if purpose == Purpose::Test {
+        missing.extend(TEST_PACKAGES.iter().filter(|p| !dpkg_installed(p)));
+    }
+    install_debian_packages(&missing)?;
+    ensure_trunk()?;
+    ensure_wasm_bindgen()?;
+    ensure_wasm_opt()?;
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn install_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let list = packages.join(" ");
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {list}; install them with `sudo apt-get install -y {list}`"
+        );
+    }
+    println!("xtask: installing Debian packages: {list}");
+    check_status(
+        Command::new("apt-get").arg("update").arg("-qq"),
+        "apt-get update",
+    )?;
+    check_status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &format!("apt-get install {list}"),
+    )
+}
+
+/// First line of `program --version`, or None when it is not installed.
+fn version_of(program: &Path) -> Option<String> {
+    let output = Command::new(program).arg("--version").output().ok()?;
+    output.status.success().then(|| {
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
+fn cargo_bin(name: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| home().join(".cargo/bin").join(name))
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// Tools installed from npm live here, outside the clone, so every clone reuses them.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache"))
+        .join("linecheck-tools")
+}
+
+/// Directories to put first on PATH for trunk, so it finds the tools installed here.
+pub fn tool_path() -> anyhow::Result<std::ffi::OsString> {
+    let dirs = [
+        tools_dir().join("node_modules/.bin"),
+        home().join(".cargo/bin"),
+    ];
+    let existing = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(dirs.into_iter().chain(std::env::split_paths(&existing)))
+        .context("building PATH")
+}
+
+fn ensure_trunk() -> anyhow::Result<()> {
+    let wanted = format!("trunk {TRUNK_VERSION}");
+    if version_of(&cargo_bin("trunk")).as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    println!("xtask: installing {wanted} (about 10 minutes on 2 cores, once)");
+    check_status(
+        cargo_command().args(["install", "--locked", "trunk", "--version", TRUNK_VERSION]),
+        "cargo install trunk",
+    )
+}
+
+/// The wasm-bindgen CLI must be exactly the version of the wasm-bindgen crate in Cargo.lock, and
+/// Trunk.toml must name the same one (trunk would otherwise try to download it).
+pub fn wasm_bindgen_version() -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(workspace_root().join("Cargo.lock"))
+        .context("reading Cargo.lock")?;
+    let locked = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"wasm-bindgen\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .context("Cargo.lock has no wasm-bindgen package")?
+        .to_string();
+    let trunk_toml = std::fs::read_to_string(workspace_root().join("Trunk.toml"))
+        .context("reading Trunk.toml")?;
+    let configured = format!("wasm_bindgen = \"{locked}\"");
+    if !trunk_toml.lines().any(|l| l.trim() == configured) {
+        bail!("Trunk.toml must say `{configured}` to match Cargo.lock");
+    }
+    Ok(locked)
+}
+
+fn ensure_wasm_bindgen() -> anyhow::Result<()> {
+    let version = wasm_bindgen_version()?;
+    let wanted = format!("wasm-bindgen {version}");
+    if version_of(&cargo_bin("wasm-bindgen")).as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    println!("xtask: installing wasm-bindgen-cli {version} (about 4 minutes, once)");
+    // Not --locked: its lockfile pins a crate version the registry no longer serves.
+    check_status(
+        cargo_command().args(["install", "wasm-bindgen-cli", "--version", &version]),
+        "cargo install wasm-bindgen-cli",
+    )
+}
+
+fn ensure_wasm_opt() -> anyhow::Result<()> {
+    let dir = tools_dir();
+    let wasm_opt = dir.join("node_modules/.bin/wasm-opt");
+    let major = BINARYEN_VERSION
+        .split('.')
+        .next()
+        .unwrap_or(BINARYEN_VERSION);
+    if version_of(&wasm_opt).is_some_and(|v| v.contains(&format!("(version_{major})"))) {
+        return Ok(());
+    }
+    println!("xtask: installing wasm-opt from npm binaryen@{BINARYEN_VERSION}");
+    std::fs::create_dir_all(&dir)?;
+    check_status(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(format!("binaryen@{BINARYEN_VERSION}")),
+        "npm install binaryen",
+    )
+}
