@@ -282,9 +282,11 @@ mod tests {
         );
     }
 
+    type Spoil = Box<dyn Fn(&mut InspectionRecord)>;
+
     #[test]
     fn validation_names_the_field_at_fault() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut InspectionRecord)>)> = vec![
+        let cases: Vec<(&str, Spoil)> = vec![
             ("station", Box::new(|r| r.station = "  ".into())),
             ("operator", Box::new(|r| r.operator = "x".repeat(201))),
             (

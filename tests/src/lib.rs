@@ -63,6 +63,8 @@ impl Server {
                 break url.trim().to_string();
             }
         };
+        // Keep reading: a server writing into a closed pipe would die of it.
+        std::thread::spawn(move || lines.for_each(drop));
         Ok(Self {
             child,
             url,
