@@ -5,10 +5,14 @@
 //! functions, so a kiosk and a server can never disagree on a verdict or on validity.
 
 mod record;
+mod sync;
 
 pub use record::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
     SnapshotRef, ValidationError, Verdict, verdict_for,
+};
+pub use sync::{
+    MAX_PUSH_BYTES, MAX_SNAPSHOT_BYTES, PushItemResult, PushRequest, PushResponse, PushStatus,
 };
 
 /// The version of the record and sync formats. A server answers a kiosk with another major
