@@ -11,11 +11,14 @@
 //! This crate knows nothing of Yew, IndexedDB or HTTP.
 
 mod backend;
+pub mod cpu;
 mod error;
 mod gpu;
 pub mod letterbox;
 pub mod postprocess;
+mod tensor;
 
 pub use backend::{Activation, Backend, CpuBackend, GpuBackend};
 pub use error::EngineError;
 pub use gpu::{AdapterSummary, GpuContext};
+pub use tensor::{ShapeError, Tensor, normalize_axis, strides};

@@ -1,0 +1,254 @@
+//! Ops that move values without arithmetic: exact on every backend.
+
+use super::resize::advance;
+use crate::tensor::{ShapeError, Tensor, normalize_axis, shape_error, strides};
+
+/// ONNX `Transpose`; an empty `perm` reverses the axes.
+pub fn transpose(input: &Tensor, perm: &[usize]) -> Result<Tensor, ShapeError> {
+    let rank = input.shape().len();
+    let perm: Vec<usize> = if perm.is_empty() {
+        (0..rank).rev().collect()
+    } else {
+        perm.to_vec()
+    };
+    let mut seen = vec![false; rank];
+    if perm.len() != rank
+        || perm
+            .iter()
+            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+    {
+        return Err(shape_error(
+            "Transpose",
+            format!("perm {perm:?} is not a permutation of {rank} axes"),
+        ));
+    }
+    let in_strides = strides(input.shape());
+    let shape: Vec<usize> = perm.iter().map(|&p| input.shape()[p]).collect();
+    let source_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let mut output = Tensor::zeros(shape.clone());
+    let mut index = vec![0usize; rank];
+    for value in output.data_mut() {
+        let offset: usize = index.iter().zip(&source_strides).map(|(i, s)| i * s).sum();
+        *value = input.data()[offset];
+        advance(&mut index, &shape);
+    }
+    Ok(output)
+}
+
+/// Splits a shape around `axis` into (outer count, axis length, inner count).
+fn around_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+/// ONNX `Concat` along `axis`.
+pub fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, ShapeError> {
+    let first = inputs
+        .first()
+        .ok_or_else(|| shape_error("Concat", "no inputs"))?;
+    let axis = normalize_axis("Concat", axis, first.shape().len())?;
+    let mut shape = first.shape().to_vec();
+    shape[axis] = 0;
+    for t in inputs {
+        let fits = t.shape().len() == shape.len()
+            && t.shape()
+                .iter()
+                .zip(first.shape())
+                .enumerate()
+                .all(|(i, (a, b))| i == axis || a == b);
+        if !fits {
+            return Err(shape_error(
+                "Concat",
+                format!(
+                    "{:?} does not fit {:?} along axis {axis}",
+                    t.shape(),
+                    first.shape()
+                ),
+            ));
+        }
+        shape[axis] += t.shape()[axis];
+    }
+    let (outer, _, inner) = around_axis(&shape, axis);
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for o in 0..outer {
+        for t in inputs {
+            let block = t.shape()[axis] * inner;
+            data.extend_from_slice(&t.data()[o * block..][..block]);
+        }
+    }
+    Tensor::new(shape, data)
+}
+
+/// ONNX `Split` along `axis` into parts of the given sizes.
+pub fn split(input: &Tensor, axis: i64, sizes: &[usize]) -> Result<Vec<Tensor>, ShapeError> {
+    let axis = normalize_axis("Split", axis, input.shape().len())?;
+    let (outer, len, inner) = around_axis(input.shape(), axis);
+    if sizes.iter().sum::<usize>() != len {
+        return Err(shape_error(
+            "Split",
+            format!("sizes {sizes:?} do not add up to {len} along axis {axis}"),
+        ));
+    }
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&size| {
+            let mut shape = input.shape().to_vec();
+            shape[axis] = size;
+            let mut data = Vec::with_capacity(outer * size * inner);
+            for o in 0..outer {
+                data.extend_from_slice(&input.data()[(o * len + start) * inner..][..size * inner]);
+            }
+            start += size;
+            Tensor::new(shape, data)
+        })
+        .collect()
+}
+
+/// ONNX `Slice` with `starts`, `ends`, `axes` (default: all) and `steps` (default: 1), clamped as
+/// the spec says, negative steps included.
+pub fn slice(
+    input: &Tensor,
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Tensor, ShapeError> {
+    let rank = input.shape().len();
+    let default_axes: Vec<i64> = (0..starts.len() as i64).collect();
+    let axes = axes.unwrap_or(&default_axes);
+    let ones = vec![1; starts.len()];
+    let steps = steps.unwrap_or(&ones);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(shape_error(
+            "Slice",
+            "starts, ends, axes and steps differ in length",
+        ));
+    }
+    // Per axis: first index, step, count.
+    let mut plan: Vec<(i64, i64, usize)> = input.shape().iter().map(|&d| (0, 1, d)).collect();
+    for i in 0..starts.len() {
+        let axis = normalize_axis("Slice", axes[i], rank)?;
+        let dim = input.shape()[axis] as i64;
+        let step = steps[i];
+        if step == 0 {
+            return Err(shape_error("Slice", format!("step 0 on axis {axis}")));
+        }
+        let resolve = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+        let (start, end) = if step > 0 {
+            (
+                resolve(starts[i]).clamp(0, dim),
+                resolve(ends[i]).clamp(0, dim),
+            )
+        } else {
+            (
+                resolve(starts[i]).clamp(0, dim - 1),
+                resolve(ends[i]).clamp(-1, dim - 1),
+            )
+        };
+        let span = if step > 0 { end - start } else { start - end };
+        let count = if span <= 0 {
+            0
+        } else {
+            (span + step.abs() - 1) / step.abs()
+        };
+        plan[axis] = (start, step, count as usize);
+    }
+    let shape: Vec<usize> = plan.iter().map(|&(_, _, count)| count).collect();
+    let in_strides = strides(input.shape());
+    let mut output = Tensor::zeros(shape.clone());
+    let mut index = vec![0usize; rank];
+    for value in output.data_mut() {
+        let offset: i64 = index
+            .iter()
+            .zip(&plan)
+            .zip(&in_strides)
+            .map(|((&i, &(start, step, _)), &stride)| (start + i as i64 * step) * stride as i64)
+            .sum();
+        *value = input.data()[offset as usize];
+        advance(&mut index, &shape);
+    }
+    Ok(output)
+}
+
+/// ONNX `Gather` along `axis` with integer `indices` of shape `indices_shape`; negative indices
+/// count from the end.
+pub fn gather(
+    input: &Tensor,
+    axis: i64,
+    indices: &[i64],
+    indices_shape: &[usize],
+) -> Result<Tensor, ShapeError> {
+    let axis = normalize_axis("Gather", axis, input.shape().len())?;
+    let (outer, len, inner) = around_axis(input.shape(), axis);
+    if indices.len() != indices_shape.iter().product::<usize>() {
+        return Err(shape_error("Gather", "indices do not fill their shape"));
+    }
+    let resolved = indices
+        .iter()
+        .map(|&i| {
+            let r = if i < 0 { i + len as i64 } else { i };
+            usize::try_from(r).ok().filter(|&r| r < len).ok_or_else(|| {
+                shape_error(
+                    "Gather",
+                    format!("index {i} is out of range for axis {axis} of size {len}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut shape = input.shape()[..axis].to_vec();
+    shape.extend_from_slice(indices_shape);
+    shape.extend_from_slice(&input.shape()[axis + 1..]);
+    let mut data = Vec::with_capacity(outer * resolved.len() * inner);
+    for o in 0..outer {
+        for &i in &resolved {
+            data.extend_from_slice(&input.data()[(o * len + i) * inner..][..inner]);
+        }
+    }
+    Tensor::new(shape, data)
+}
+
+/// The output shape of ONNX `Reshape`: `0` copies the input's dimension (unless `allowzero`),
+/// one `-1` takes what is left.
+pub fn reshape_target(
+    input: &[usize],
+    spec: &[i64],
+    allowzero: bool,
+) -> Result<Vec<usize>, ShapeError> {
+    let total: usize = input.iter().product();
+    let mut inferred = None;
+    let mut shape = Vec::with_capacity(spec.len());
+    for (i, &d) in spec.iter().enumerate() {
+        shape.push(match d {
+            -1 if inferred.is_none() => {
+                inferred = Some(i);
+                1
+            }
+            0 if !allowzero => *input.get(i).ok_or_else(|| {
+                shape_error("Reshape", format!("0 at axis {i} copies no input axis"))
+            })?,
+            d if d >= 0 => d as usize,
+            _ => return Err(shape_error("Reshape", format!("invalid target {spec:?}"))),
+        });
+    }
+    let known: usize = shape.iter().product();
+    if let Some(i) = inferred {
+        if known == 0 || !total.is_multiple_of(known) {
+            return Err(shape_error(
+                "Reshape",
+                format!("{input:?} cannot become {spec:?}"),
+            ));
+        }
+        shape[i] = total / known;
+    }
+    if shape.iter().product::<usize>() != total {
+        return Err(shape_error(
+            "Reshape",
+            format!("{input:?} ({total} values) cannot become {spec:?}"),
+        ));
+    }
+    Ok(shape)
+}

@@ -1,0 +1,58 @@
+//! The CPU reference backend's operators: plain Rust, NCHW f32, multithreaded natively and
+//! single-threaded in wasm. They define the results every other backend must reproduce, and they
+//! are the fallback where a browser has no WebGPU adapter.
+//!
+//! Each op checks its arguments and returns a [`ShapeError`](crate::ShapeError) naming itself,
+//! never panicking on shapes that came from a model file.
+
+mod conv;
+mod elementwise;
+mod gemm;
+mod layout;
+mod matmul;
+mod pool;
+mod resize;
+mod softmax;
+
+pub use conv::{Conv2d, conv2d};
+pub use elementwise::{BinaryOp, binary, broadcast_shape};
+pub use gemm::gemm;
+pub use layout::{concat, gather, reshape_target, slice, split, transpose};
+pub use matmul::matmul;
+pub use pool::{MaxPool2d, max_pool2d};
+pub use resize::{CoordinateTransform, NearestRounding, resize_nearest};
+pub use softmax::softmax;
+
+/// Splits `out` into chunks of whole rows and fills them on all cores (one core in wasm).
+pub(crate) fn for_each_row_chunk(
+    out: &mut [f32],
+    row_len: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if row_len == 0 || out.is_empty() {
+        return;
+    }
+    let rows = out.len() / row_len;
+    let threads = worker_count().min(rows).max(1);
+    if threads == 1 {
+        fill(0, out);
+        return;
+    }
+    let rows_per_chunk = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (i, chunk) in out.chunks_mut(rows_per_chunk * row_len).enumerate() {
+            let fill = &fill;
+            scope.spawn(move || fill(i * rows_per_chunk, chunk));
+        }
+    });
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn worker_count() -> usize {
+    1
+}

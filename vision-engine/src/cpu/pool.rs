@@ -1,0 +1,71 @@
+use super::{conv::output_size, for_each_row_chunk};
+use crate::tensor::{ShapeError, Tensor, shape_error};
+
+/// ONNX `MaxPool` attributes for 2-D inputs (`ceil_mode` 0; padding never wins a maximum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPool2d {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    pub dilations: [usize; 2],
+}
+
+pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeError> {
+    let &[n, c, h, w] = input.shape() else {
+        return Err(shape_error(
+            "MaxPool",
+            format!("input must be NCHW, got {:?}", input.shape()),
+        ));
+    };
+    let [kh, kw] = attrs.kernel;
+    let [sh, sw] = attrs.strides;
+    let [dh, dw] = attrs.dilations;
+    let [pt, pl, pb, pr] = attrs.pads;
+    // ONNX requires pads smaller than the kernel: otherwise a window could hold only padding.
+    let pads_fit = pt.max(pb) < kh && pl.max(pr) < kw;
+    let sizes = (
+        output_size(h, kh.max(1), sh, dh, pt, pb),
+        output_size(w, kw.max(1), sw, dw, pl, pr),
+    );
+    let (Some(oh), Some(ow)) = sizes else {
+        return Err(shape_error(
+            "MaxPool",
+            format!("kernel {kh}x{kw} does not fit input {h}x{w}"),
+        ));
+    };
+    if kh == 0 || kw == 0 || dh == 0 || dw == 0 || !pads_fit {
+        return Err(shape_error(
+            "MaxPool",
+            format!(
+                "invalid kernel {:?}, pads {:?} or dilations {:?}",
+                attrs.kernel, attrs.pads, attrs.dilations
+            ),
+        ));
+    }
+    let mut output = Tensor::zeros(vec![n, c, oh, ow]);
+    for_each_row_chunk(output.data_mut(), oh * ow, |first_plane, planes| {
+        for (p, out) in planes.chunks_mut(oh * ow).enumerate() {
+            let plane = &input.data()[(first_plane + p) * h * w..][..h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = f32::NEG_INFINITY;
+                    for ky in 0..kh {
+                        let y = (oy * sh + ky * dh) as isize - pt as isize;
+                        if y < 0 || y >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let x = (ox * sw + kx * dw) as isize - pl as isize;
+                            if x >= 0 && x < w as isize {
+                                best = best.max(plane[y as usize * w + x as usize]);
+                            }
+                        }
+                    }
+                    out[oy * ow + ox] = best;
+                }
+            }
+        }
+    });
+    Ok(output)
+}

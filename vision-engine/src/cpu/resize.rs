@@ -1,0 +1,119 @@
+use crate::tensor::{ShapeError, Tensor, shape_error, strides};
+
+/// How an output coordinate maps back to the input (ONNX `coordinate_transformation_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoordinateTransform {
+    /// `x_in = x_out / scale`: what Ultralytics exports use.
+    Asymmetric,
+    HalfPixel,
+    PytorchHalfPixel,
+    AlignCorners,
+}
+
+/// How a fractional input coordinate picks a pixel (ONNX `nearest_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NearestRounding {
+    Floor,
+    Ceil,
+    RoundPreferFloor,
+    RoundPreferCeil,
+}
+
+fn source_index(
+    out: usize,
+    in_len: usize,
+    out_len: usize,
+    scale: f64,
+    transform: CoordinateTransform,
+    rounding: NearestRounding,
+) -> usize {
+    let x = out as f64;
+    let original = match transform {
+        CoordinateTransform::Asymmetric => x / scale,
+        CoordinateTransform::HalfPixel => (x + 0.5) / scale - 0.5,
+        CoordinateTransform::PytorchHalfPixel if out_len > 1 => (x + 0.5) / scale - 0.5,
+        CoordinateTransform::PytorchHalfPixel => 0.0,
+        CoordinateTransform::AlignCorners if out_len > 1 => {
+            x * (in_len as f64 - 1.0) / (out_len as f64 - 1.0)
+        }
+        CoordinateTransform::AlignCorners => 0.0,
+    };
+    let picked = match rounding {
+        NearestRounding::Floor => original.floor(),
+        NearestRounding::Ceil => original.ceil(),
+        NearestRounding::RoundPreferFloor if original.fract() == 0.5 => original.floor(),
+        NearestRounding::RoundPreferCeil if original.fract() == 0.5 => original.ceil(),
+        NearestRounding::RoundPreferFloor | NearestRounding::RoundPreferCeil => original.round(),
+    };
+    picked.clamp(0.0, in_len as f64 - 1.0) as usize
+}
+
+/// ONNX `Resize` with `mode = nearest` to `output_shape` (same rank as the input). `scales` are
+/// the ONNX scales when the model gave them, else `output / input` per axis.
+pub fn resize_nearest(
+    input: &Tensor,
+    output_shape: &[usize],
+    scales: Option<&[f32]>,
+    transform: CoordinateTransform,
+    rounding: NearestRounding,
+) -> Result<Tensor, ShapeError> {
+    let in_shape = input.shape();
+    if output_shape.len() != in_shape.len() || scales.is_some_and(|s| s.len() != in_shape.len()) {
+        return Err(shape_error(
+            "Resize",
+            format!(
+                "input {in_shape:?}, output {output_shape:?} and scales {scales:?} differ in rank"
+            ),
+        ));
+    }
+    if in_shape.contains(&0) && !output_shape.contains(&0) {
+        return Err(shape_error(
+            "Resize",
+            "cannot resize an empty tensor to a non-empty one",
+        ));
+    }
+    let maps: Vec<Vec<usize>> = (0..in_shape.len())
+        .map(|axis| {
+            let scale = scales.map_or(output_shape[axis] as f64 / in_shape[axis] as f64, |s| {
+                f64::from(s[axis])
+            });
+            (0..output_shape[axis])
+                .map(|o| {
+                    source_index(
+                        o,
+                        in_shape[axis],
+                        output_shape[axis],
+                        scale,
+                        transform,
+                        rounding,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let in_strides = strides(in_shape);
+    let mut output = Tensor::zeros(output_shape.to_vec());
+    let mut index = vec![0usize; output_shape.len()];
+    for value in output.data_mut() {
+        let offset: usize = index
+            .iter()
+            .zip(&maps)
+            .zip(&in_strides)
+            .map(|((&i, map), stride)| map[i] * stride)
+            .sum();
+        *value = input.data()[offset];
+        advance(&mut index, output_shape);
+    }
+    Ok(output)
+}
+
+/// Steps a row-major multi-index by one element.
+pub(crate) fn advance(index: &mut [usize], shape: &[usize]) {
+    for axis in (0..index.len()).rev() {
+        index[axis] += 1;
+        if index[axis] < shape[axis] {
+            return;
+        }
+        index[axis] = 0;
+    }
+}
