@@ -1,20 +1,29 @@
 //! The LineCheck server: serves the kiosk PWA and the API, and owns the database.
 //!
 //! The binary (`main.rs`) only parses flags; everything it runs is here so tests drive the same
-//! router in-process.
+//! router in-process. `sync.rs` is the kiosks' push, `snapshots.rs` their images, `auth.rs` the
+//! station tokens both require.
+
+pub mod auth;
+pub mod snapshots;
+mod sync;
 
 use anyhow::{Context, bail};
 use axum::{
     Json, Router,
-    extract::{OriginalUri, Request, State},
+    extract::{DefaultBodyLimit, OriginalUri, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post, put},
 };
 use serde_json::json;
+use snapshots::{LocalSnapshotStore, SnapshotStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 use tower_http::services::{ServeDir, ServeFile};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -23,6 +32,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct AppState {
     pub db: SqlitePool,
+    pub snapshots: Arc<dyn SnapshotStore>,
+}
+
+impl AppState {
+    /// The database and the snapshot folder of `data_dir`, both created if needed.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<AppState> {
+        Ok(AppState {
+            db: open_database(data_dir).await?,
+            snapshots: Arc::new(LocalSnapshotStore::new(data_dir.join("snapshots"))),
+        })
+    }
 }
 
 /// Opens (creating if needed) `linecheck.db` in `data_dir` and brings its schema up to date.
@@ -64,7 +84,16 @@ pub fn check_static_dir(static_dir: &Path) -> anyhow::Result<()> {
 /// The whole HTTP surface: `/healthz`, `/api/...`, and the PWA for every other path.
 pub fn router(state: AppState, static_dir: PathBuf) -> Router {
     let index = static_dir.join("index.html");
-    let api = Router::new().fallback(api_not_found);
+    let api = Router::new()
+        .route(
+            "/v1/sync/push",
+            post(sync::push).layer(DefaultBodyLimit::max(protocol::MAX_PUSH_BYTES)),
+        )
+        .route(
+            "/v1/snapshots/{sha256}",
+            put(snapshots::put_snapshot).layer(DefaultBodyLimit::max(protocol::MAX_SNAPSHOT_BYTES)),
+        )
+        .fallback(api_not_found);
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api", api)
@@ -102,6 +131,55 @@ async fn api_not_found(OriginalUri(uri): OriginalUri) -> Response {
         Json(json!({ "error": format!("no API endpoint {}", uri.path()) })),
     )
         .into_response()
+}
+
+/// An API error: the status and `{"error": reason}`, so a kiosk can show why.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn forbidden(reason: String) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, reason)
+    }
+
+    pub(crate) fn internal(reason: String) -> Self {
+        eprintln!("internal error: {reason}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, reason)
+    }
+
+    pub(crate) fn database(e: sqlx::Error) -> Self {
+        ApiError::internal(format!("database: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.reason }))).into_response()
+    }
+}
+
+/// Lower-case hex, the form every hash and token takes in LineCheck.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A time as stored in `*_at` columns: fixed-width RFC 3339 in UTC, so text order is time order.
+pub(crate) fn utc_text(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub(crate) fn now_text() -> String {
+    utc_text(chrono::Utc::now())
 }
 
 /// Caching and isolation headers.

@@ -1,15 +1,33 @@
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf};
 
 /// The LineCheck server: the kiosk PWA, its sync API and the supervisors' review.
+///
+/// Without a subcommand it serves, so `linecheck-server --addr ...` keeps working.
 #[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the PWA and the API (the default).
+    Serve(ServeArgs),
+    /// Create a token for a station's kiosk and print it; it is shown only this once.
+    EnrollStation(EnrollArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LINECHECK_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Where the SQLite database (and later snapshots) live.
+    /// Where the SQLite database and the snapshots live.
     #[arg(long, env = "LINECHECK_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// The built PWA (trunk's dist folder).
@@ -17,12 +35,30 @@ struct Args {
     static_dir: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct EnrollArgs {
+    /// The station's name, as its kiosk writes it into every record (e.g. ST-04).
+    #[arg(long)]
+    station: String,
+    /// Where the SQLite database lives.
+    #[arg(long, env = "LINECHECK_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::EnrollStation(args)) => enroll_station(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     linecheck_server::check_static_dir(&args.static_dir)?;
-    let db = linecheck_server::open_database(&args.data_dir).await?;
-    let app = linecheck_server::router(linecheck_server::AppState { db }, args.static_dir);
+    let state = linecheck_server::AppState::open(&args.data_dir).await?;
+    let app = linecheck_server::router(state, args.static_dir);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -32,6 +68,19 @@ async fn main() -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    Ok(())
+}
+
+async fn enroll_station(args: EnrollArgs) -> anyhow::Result<()> {
+    let db = linecheck_server::open_database(&args.data_dir).await?;
+    let token = linecheck_server::auth::enroll_station(&db, &args.station).await?;
+    db.close().await;
+    // The token alone on stdout, so a script can capture it; the advice on stderr.
+    eprintln!(
+        "Station {} enrolled. Enter this token on its kiosk; it is not shown again:",
+        args.station.trim()
+    );
+    println!("{token}");
     Ok(())
 }
 

@@ -1,0 +1,148 @@
+//! Snapshots: JPEG bytes stored content-addressed by SHA-256, apart from the records naming them.
+//!
+//! A kiosk uploads a snapshot before the record that names it; `sync.rs` refuses a record whose
+//! snapshot is not stored yet, so a stored record never points at missing bytes. Snapshots are
+//! never deleted, which is what makes checking for one before the record's transaction sound.
+
+use crate::{ApiError, AppState, auth::Station, hex};
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State, rejection::BytesRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use rand::RngCore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::{
+    future::Future,
+    io::{self, Write},
+    path::{Path as FsPath, PathBuf},
+    pin::Pin,
+};
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where snapshot bytes live. The local folder now; an S3-compatible bucket can implement it
+/// later. Callers have verified that `sha256` is the lower-case hex SHA-256 of `bytes`.
+pub trait SnapshotStore: Send + Sync {
+    /// Stores the bytes durably under their hash, unless they are there already. Returns whether
+    /// this call stored them.
+    fn put<'a>(&'a self, sha256: &'a str, bytes: Bytes) -> BoxFuture<'a, io::Result<bool>>;
+
+    /// The length of the stored snapshot, or `None` if it is not stored.
+    fn len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>>;
+}
+
+/// Snapshots as files `<root>/<first two hex digits>/<sha256>`, so no folder grows too large.
+pub struct LocalSnapshotStore {
+    root: PathBuf,
+}
+
+impl LocalSnapshotStore {
+    pub fn new(root: PathBuf) -> Self {
+        LocalSnapshotStore { root }
+    }
+
+    fn path_of(&self, sha256: &str) -> PathBuf {
+        self.root.join(&sha256[..2]).join(sha256)
+    }
+}
+
+/// Stores `bytes` at `path` unless a file is there already; returns whether it stored them.
+fn store_file(path: &FsPath, bytes: &[u8]) -> io::Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let dir = path.parent().expect("a snapshot path has a folder");
+    std::fs::create_dir_all(dir)?;
+    // Written under a unique temporary name and renamed: a crash leaves either no snapshot or
+    // the whole one, never a torn file under the final name. Two uploads racing write the same
+    // bytes (they hash the same), so whichever rename lands last changes nothing.
+    let mut suffix = [0u8; 8];
+    rand::rng().fill_bytes(&mut suffix);
+    let temp = path.with_extension(format!("{}.tmp", hex(&suffix)));
+    let written = (|| {
+        let mut file = std::fs::File::create_new(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    // The rename is durable only once the folder is synced; a record may commit right after.
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(true)
+}
+
+impl SnapshotStore for LocalSnapshotStore {
+    fn put<'a>(&'a self, sha256: &'a str, bytes: Bytes) -> BoxFuture<'a, io::Result<bool>> {
+        Box::pin(async move {
+            let path = self.path_of(sha256);
+            tokio::task::spawn_blocking(move || store_file(&path, &bytes)).await?
+        })
+    }
+
+    fn len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>> {
+        Box::pin(async move {
+            match tokio::fs::metadata(self.path_of(sha256)).await {
+                Ok(meta) => Ok(Some(meta.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `PUT /api/v1/snapshots/{sha256}`: the JPEG bytes, checked against the hash in the path.
+pub(crate) async fn put_snapshot(
+    State(state): State<AppState>,
+    _station: Station,
+    Path(sha256): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bad_request = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason);
+    if !is_sha256_hex(&sha256) {
+        return Err(bad_request(format!(
+            "{sha256:?} is not a SHA-256 in 64 lower-case hex digits"
+        )));
+    }
+    let bytes = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let actual = hex(&Sha256::digest(&bytes));
+    if actual != sha256 {
+        return Err(bad_request(format!(
+            "the body's SHA-256 is {actual}, not {sha256}"
+        )));
+    }
+    // Every JPEG starts with the start-of-image marker: this catches a kiosk uploading the wrong
+    // buffer before it is stored forever.
+    if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body is not a JPEG (no FF D8 FF start-of-image marker)",
+        ));
+    }
+    let byte_len = bytes.len();
+    let created = state
+        .snapshots
+        .put(&sha256, bytes)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot store the snapshot: {e}")))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "sha256": sha256, "byte_len": byte_len })),
+    )
+        .into_response())
+}

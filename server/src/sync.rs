@@ -1,0 +1,273 @@
+//! `POST /api/v1/sync/push`: a kiosk's outbox into the database, exactly once.
+//!
+//! The contract is documented on `protocol::PushRequest`'s module. Here it rests on three things:
+//! the record id as primary key (insert-or-ignore), `UNIQUE (device_id, sequence)`, and one
+//! transaction per request, so a failed request leaves nothing behind and a retried one finds
+//! what it already applied.
+
+use crate::{ApiError, AppState, auth::Station, now_text, utc_text};
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{State, rejection::BytesRejection},
+    http::StatusCode,
+};
+use protocol::{InspectionRecord, PushItemResult, PushRequest, PushResponse, PushStatus, Verdict};
+use serde::Deserialize;
+use sqlx::{Sqlite, Transaction};
+
+/// Only the version, read before the body is parsed as a whole: a kiosk of another version may
+/// send records of another shape, and deserves "update the kiosk", not a parse error.
+#[derive(Deserialize)]
+struct VersionProbe {
+    protocol_version: u32,
+}
+
+fn rejected(reason: impl Into<String>, retryable: bool) -> PushStatus {
+    PushStatus::Rejected {
+        reason: reason.into(),
+        retryable,
+    }
+}
+
+pub(crate) async fn push(
+    State(state): State<AppState>,
+    station: Station,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushResponse>, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if let Ok(probe) = serde_json::from_slice::<VersionProbe>(&body) {
+        protocol::check_version(probe.protocol_version)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    }
+    let Json(request) = Json::<PushRequest>::from_bytes(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+
+    let device_id = request.device_id.to_string();
+    for record in &request.records {
+        if record.device_id != request.device_id {
+            return Err(ApiError::forbidden(format!(
+                "record {} belongs to device {}, not to the pushing device {device_id}",
+                record.id, record.device_id
+            )));
+        }
+        if record.station != station.name {
+            return Err(ApiError::forbidden(format!(
+                "record {} is from station {:?}, but this token is for station {:?}",
+                record.id, record.station, station.name
+            )));
+        }
+    }
+
+    // Checked before the transaction, so the database is not locked while storage answers.
+    // Sound because snapshots are never deleted.
+    let mut verdicts = Vec::with_capacity(request.records.len());
+    for record in &request.records {
+        verdicts.push(precheck(&state, record).await?);
+    }
+
+    // IMMEDIATE: take SQLite's write lock up front, so the transaction cannot fail half-way on
+    // upgrading a read lock while another push writes.
+    let mut tx = state
+        .db
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(ApiError::database)?;
+    bind_device(&mut tx, &station, &device_id).await?;
+    let mut results = Vec::with_capacity(request.records.len());
+    let mut highest_applied = None;
+    for (record, verdict) in request.records.iter().zip(verdicts) {
+        let status = match verdict {
+            Some(status) => status,
+            None => apply(&mut tx, record).await?,
+        };
+        if status == PushStatus::Applied {
+            highest_applied = highest_applied.max(Some(record.sequence));
+        }
+        results.push(PushItemResult {
+            id: record.id,
+            status,
+        });
+    }
+    if let Some(sequence) = highest_applied {
+        advance_cursor(&mut tx, &device_id, sequence).await?;
+    }
+    tx.commit().await.map_err(ApiError::database)?;
+    Ok(Json(PushResponse { results }))
+}
+
+/// Everything that rejects a record without looking at the database: `Some` when rejected.
+async fn precheck(
+    state: &AppState,
+    record: &InspectionRecord,
+) -> Result<Option<PushStatus>, ApiError> {
+    if let Err(e) = record.validate() {
+        return Ok(Some(rejected(e.to_string(), false)));
+    }
+    if i64::try_from(record.sequence).is_err() {
+        return Ok(Some(rejected(
+            format!("sequence {} is larger than {}", record.sequence, i64::MAX),
+            false,
+        )));
+    }
+    let Some(snapshot) = &record.snapshot else {
+        return Ok(None);
+    };
+    let stored = state
+        .snapshots
+        .len(&snapshot.sha256)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot look up the snapshot: {e}")))?;
+    Ok(match stored {
+        None => Some(rejected(
+            format!(
+                "snapshot {} is not stored yet: upload the snapshot first",
+                snapshot.sha256
+            ),
+            true,
+        )),
+        Some(len) if len != snapshot.byte_len => Some(rejected(
+            format!(
+                "snapshot {} has {len} bytes, but the record says {}",
+                snapshot.sha256, snapshot.byte_len
+            ),
+            false,
+        )),
+        Some(_) => None,
+    })
+}
+
+/// A token's first push binds it to the pushing device; from then on only that device may use it,
+/// and a device bound to one token cannot push with another.
+async fn bind_device(
+    tx: &mut Transaction<'static, Sqlite>,
+    station: &Station,
+    device_id: &str,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE station_tokens SET device_id = ?
+         WHERE token_sha256 = ? AND device_id IS NULL
+         AND NOT EXISTS (SELECT 1 FROM station_tokens WHERE device_id = ?)",
+    )
+    .bind(device_id)
+    .bind(&station.token_sha256)
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(ApiError::database)?;
+    let bound: Option<String> =
+        sqlx::query_scalar("SELECT device_id FROM station_tokens WHERE token_sha256 = ?")
+            .bind(&station.token_sha256)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(ApiError::database)?;
+    match bound {
+        Some(bound) if bound == device_id => Ok(()),
+        Some(bound) => Err(ApiError::forbidden(format!(
+            "this station token belongs to device {bound}, not {device_id}"
+        ))),
+        None => Err(ApiError::forbidden(format!(
+            "device {device_id} is enrolled with another station token"
+        ))),
+    }
+}
+
+/// Inserts one valid record unless its id or its (device, sequence) is stored already.
+async fn apply(
+    tx: &mut Transaction<'static, Sqlite>,
+    record: &InspectionRecord,
+) -> Result<PushStatus, ApiError> {
+    let record_json = serde_json::to_string(record)
+        .map_err(|e| ApiError::internal(format!("cannot encode the record: {e}")))?;
+    let sequence = i64::try_from(record.sequence).expect("checked in precheck");
+    let verdict = match record.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO inspections (id, device_id, sequence, inspected_at, local_time, station, line,
+         operator, part_serial, lot, model_id, model_version, verdict, record_json,
+         snapshot_sha256, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(record.id.to_string())
+    .bind(record.device_id.to_string())
+    .bind(sequence)
+    .bind(utc_text(record.inspected_at))
+    .bind(record.local_time.to_rfc3339())
+    .bind(&record.station)
+    .bind(&record.line)
+    .bind(&record.operator)
+    .bind(&record.part_serial)
+    .bind(&record.lot)
+    .bind(&record.model.id)
+    .bind(&record.model.version)
+    .bind(verdict)
+    .bind(record_json)
+    .bind(record.snapshot.as_ref().map(|s| s.sha256.as_str()))
+    .bind(now_text())
+    .execute(&mut **tx)
+    .await
+    .map_err(ApiError::database)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(PushStatus::Applied);
+    }
+
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT record_json FROM inspections WHERE id = ?")
+            .bind(record.id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(ApiError::database)?;
+    if let Some(stored) = stored {
+        // A repeat must be the same record; anything else is a kiosk bug to surface, not hide.
+        let same = serde_json::from_str::<InspectionRecord>(&stored).is_ok_and(|s| s == *record);
+        return Ok(if same {
+            PushStatus::AlreadyApplied
+        } else {
+            rejected(
+                format!(
+                    "record {} is already stored with different content",
+                    record.id
+                ),
+                false,
+            )
+        });
+    }
+    let holder: String =
+        sqlx::query_scalar("SELECT id FROM inspections WHERE device_id = ? AND sequence = ?")
+            .bind(record.device_id.to_string())
+            .bind(sequence)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(ApiError::database)?;
+    Ok(rejected(
+        format!(
+            "sequence {} of device {} is already taken by record {holder}",
+            record.sequence, record.device_id
+        ),
+        false,
+    ))
+}
+
+async fn advance_cursor(
+    tx: &mut Transaction<'static, Sqlite>,
+    device_id: &str,
+    sequence: u64,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO device_cursors (device_id, highest_sequence, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (device_id) DO UPDATE SET
+           highest_sequence = CASE WHEN excluded.highest_sequence > device_cursors.highest_sequence
+             THEN excluded.highest_sequence ELSE device_cursors.highest_sequence END,
+           updated_at = excluded.updated_at",
+    )
+    .bind(device_id)
+    .bind(i64::try_from(sequence).expect("checked in precheck"))
+    .bind(now_text())
+    .execute(&mut **tx)
+    .await
+    .map_err(ApiError::database)?;
+    Ok(())
+}
