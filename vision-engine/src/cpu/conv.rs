@@ -36,6 +36,57 @@ pub(crate) fn output_size(
     (stride > 0 && padded >= span).then(|| (padded - span) / stride + 1)
 }
 
+/// Checks a convolution's operands and returns its output shape `[N, M, OH, OW]`.
+pub(crate) fn conv2d_output_shape(
+    input: &[usize],
+    weight: &[usize],
+    bias: Option<&[usize]>,
+    attrs: &Conv2d,
+) -> Result<[usize; 4], ShapeError> {
+    let &[n, c, h, w] = input else {
+        return Err(shape_error(
+            "Conv",
+            format!("input must be NCHW, got {input:?}"),
+        ));
+    };
+    let &[m, c_per_group, kh, kw] = weight else {
+        return Err(shape_error(
+            "Conv",
+            format!("weight must be [M, C/group, kH, kW], got {weight:?}"),
+        ));
+    };
+    let g = attrs.group;
+    if g == 0 || c % g != 0 || m % g != 0 || c / g != c_per_group || kh == 0 || kw == 0 {
+        return Err(shape_error(
+            "Conv",
+            format!("input {input:?} and weight {weight:?} do not fit group {g}"),
+        ));
+    }
+    if let Some(b) = bias
+        && b != [m]
+    {
+        return Err(shape_error(
+            "Conv",
+            format!("bias must be [{m}], got {b:?}"),
+        ));
+    }
+    let [sh, sw] = attrs.strides;
+    let [dh, dw] = attrs.dilations;
+    let [pt, pl, pb, pr] = attrs.pads;
+    match (
+        output_size(h, kh, sh, dh, pt, pb),
+        output_size(w, kw, sw, dw, pl, pr),
+    ) {
+        (Some(oh), Some(ow)) if dh > 0 && dw > 0 => Ok([n, m, oh, ow]),
+        _ => Err(shape_error(
+            "Conv",
+            format!(
+                "kernel {kh}x{kw} does not fit input {h}x{w} with the given pads, strides and dilations"
+            ),
+        )),
+    }
+}
+
 /// ONNX `Conv` on NCHW input with weight `[M, C / group, kH, kW]` and optional bias `[M]`.
 ///
 /// Each group is one GEMM, `W_g[M/g × C/g·kH·kW] · columns[C/g·kH·kW × OH·OW]`; a 1×1 convolution
@@ -47,54 +98,19 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     attrs: &Conv2d,
 ) -> Result<Tensor, ShapeError> {
-    let &[n, c, h, w] = input.shape() else {
-        return Err(shape_error(
-            "Conv",
-            format!("input must be NCHW, got {:?}", input.shape()),
-        ));
+    let [n, m, oh, ow] = conv2d_output_shape(
+        input.shape(),
+        weight.shape(),
+        bias.map(Tensor::shape),
+        attrs,
+    )?;
+    let &[_, c, h, w] = input.shape() else {
+        unreachable!("checked NCHW")
     };
-    let &[m, c_per_group, kh, kw] = weight.shape() else {
-        return Err(shape_error(
-            "Conv",
-            format!(
-                "weight must be [M, C/group, kH, kW], got {:?}",
-                weight.shape()
-            ),
-        ));
+    let &[_, c_per_group, kh, kw] = weight.shape() else {
+        unreachable!("checked rank 4")
     };
     let g = attrs.group;
-    if g == 0 || c % g != 0 || m % g != 0 || c / g != c_per_group || kh == 0 || kw == 0 {
-        return Err(shape_error(
-            "Conv",
-            format!(
-                "input {:?} and weight {:?} do not fit group {g}",
-                input.shape(),
-                weight.shape()
-            ),
-        ));
-    }
-    if let Some(b) = bias
-        && b.shape() != [m]
-    {
-        return Err(shape_error(
-            "Conv",
-            format!("bias must be [{m}], got {:?}", b.shape()),
-        ));
-    }
-    let [sh, sw] = attrs.strides;
-    let [dh, dw] = attrs.dilations;
-    let [pt, pl, pb, pr] = attrs.pads;
-    let (Some(oh), Some(ow)) = (
-        output_size(h, kh, sh, dh, pt, pb),
-        output_size(w, kw, sw, dw, pl, pr),
-    ) else {
-        return Err(shape_error(
-            "Conv",
-            format!(
-                "kernel {kh}x{kw} does not fit input {h}x{w} with the given pads, strides and dilations"
-            ),
-        ));
-    };
     let m_per_group = m / g;
     let k = c_per_group * kh * kw;
     let spatial = oh * ow;

@@ -3,9 +3,12 @@
 use super::resize::advance;
 use crate::tensor::{ShapeError, Tensor, normalize_axis, shape_error, strides};
 
-/// ONNX `Transpose`; an empty `perm` reverses the axes.
-pub fn transpose(input: &Tensor, perm: &[usize]) -> Result<Tensor, ShapeError> {
-    let rank = input.shape().len();
+/// Checks `perm` and returns the output shape and, per output axis, the input stride it walks.
+pub(crate) fn transpose_plan(
+    input: &[usize],
+    perm: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>), ShapeError> {
+    let rank = input.len();
     let perm: Vec<usize> = if perm.is_empty() {
         (0..rank).rev().collect()
     } else {
@@ -22,9 +25,17 @@ pub fn transpose(input: &Tensor, perm: &[usize]) -> Result<Tensor, ShapeError> {
             format!("perm {perm:?} is not a permutation of {rank} axes"),
         ));
     }
-    let in_strides = strides(input.shape());
-    let shape: Vec<usize> = perm.iter().map(|&p| input.shape()[p]).collect();
-    let source_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let in_strides = strides(input);
+    Ok((
+        perm.iter().map(|&p| input[p]).collect(),
+        perm.iter().map(|&p| in_strides[p]).collect(),
+    ))
+}
+
+/// ONNX `Transpose`; an empty `perm` reverses the axes.
+pub fn transpose(input: &Tensor, perm: &[usize]) -> Result<Tensor, ShapeError> {
+    let rank = input.shape().len();
+    let (shape, source_strides) = transpose_plan(input.shape(), perm)?;
     let mut output = Tensor::zeros(shape.clone());
     let mut index = vec![0usize; rank];
     for value in output.data_mut() {
@@ -44,33 +55,38 @@ fn around_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     )
 }
 
-/// ONNX `Concat` along `axis`.
-pub fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, ShapeError> {
-    let first = inputs
+/// Checks that `shapes` agree except along `axis`; returns the axis and the output shape.
+pub(crate) fn concat_shape(
+    shapes: &[&[usize]],
+    axis: i64,
+) -> Result<(usize, Vec<usize>), ShapeError> {
+    let first = shapes
         .first()
         .ok_or_else(|| shape_error("Concat", "no inputs"))?;
-    let axis = normalize_axis("Concat", axis, first.shape().len())?;
-    let mut shape = first.shape().to_vec();
+    let axis = normalize_axis("Concat", axis, first.len())?;
+    let mut shape = first.to_vec();
     shape[axis] = 0;
-    for t in inputs {
-        let fits = t.shape().len() == shape.len()
-            && t.shape()
-                .iter()
-                .zip(first.shape())
+    for s in shapes {
+        let fits = s.len() == shape.len()
+            && s.iter()
+                .zip(first.iter())
                 .enumerate()
                 .all(|(i, (a, b))| i == axis || a == b);
         if !fits {
             return Err(shape_error(
                 "Concat",
-                format!(
-                    "{:?} does not fit {:?} along axis {axis}",
-                    t.shape(),
-                    first.shape()
-                ),
+                format!("{s:?} does not fit {first:?} along axis {axis}"),
             ));
         }
-        shape[axis] += t.shape()[axis];
+        shape[axis] += s[axis];
     }
+    Ok((axis, shape))
+}
+
+/// ONNX `Concat` along `axis`.
+pub fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, ShapeError> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+    let (axis, shape) = concat_shape(&shapes, axis)?;
     let (outer, _, inner) = around_axis(&shape, axis);
     let mut data = Vec::with_capacity(shape.iter().product());
     for o in 0..outer {
@@ -108,16 +124,16 @@ pub fn split(input: &Tensor, axis: i64, sizes: &[usize]) -> Result<Vec<Tensor>, 
         .collect()
 }
 
-/// ONNX `Slice` with `starts`, `ends`, `axes` (default: all) and `steps` (default: 1), clamped as
-/// the spec says, negative steps included.
-pub fn slice(
-    input: &Tensor,
+/// Per input axis: the first index read, the step, and how many are read (ONNX `Slice` rules:
+/// negative bounds count from the end, bounds are clamped, steps may be negative).
+pub(crate) fn slice_plan(
+    input: &[usize],
     starts: &[i64],
     ends: &[i64],
     axes: Option<&[i64]>,
     steps: Option<&[i64]>,
-) -> Result<Tensor, ShapeError> {
-    let rank = input.shape().len();
+) -> Result<Vec<(i64, i64, usize)>, ShapeError> {
+    let rank = input.len();
     let default_axes: Vec<i64> = (0..starts.len() as i64).collect();
     let axes = axes.unwrap_or(&default_axes);
     let ones = vec![1; starts.len()];
@@ -128,11 +144,10 @@ pub fn slice(
             "starts, ends, axes and steps differ in length",
         ));
     }
-    // Per axis: first index, step, count.
-    let mut plan: Vec<(i64, i64, usize)> = input.shape().iter().map(|&d| (0, 1, d)).collect();
+    let mut plan: Vec<(i64, i64, usize)> = input.iter().map(|&d| (0, 1, d)).collect();
     for i in 0..starts.len() {
         let axis = normalize_axis("Slice", axes[i], rank)?;
-        let dim = input.shape()[axis] as i64;
+        let dim = input[axis] as i64;
         let step = steps[i];
         if step == 0 {
             return Err(shape_error("Slice", format!("step 0 on axis {axis}")));
@@ -157,6 +172,20 @@ pub fn slice(
         };
         plan[axis] = (start, step, count as usize);
     }
+    Ok(plan)
+}
+
+/// ONNX `Slice` with `starts`, `ends`, `axes` (default: all) and `steps` (default: 1), clamped as
+/// the spec says, negative steps included.
+pub fn slice(
+    input: &Tensor,
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Tensor, ShapeError> {
+    let rank = input.shape().len();
+    let plan = slice_plan(input.shape(), starts, ends, axes, steps)?;
     let shape: Vec<usize> = plan.iter().map(|&(_, _, count)| count).collect();
     let in_strides = strides(input.shape());
     let mut output = Tensor::zeros(shape.clone());
@@ -174,16 +203,15 @@ pub fn slice(
     Ok(output)
 }
 
-/// ONNX `Gather` along `axis` with integer `indices` of shape `indices_shape`; negative indices
-/// count from the end.
-pub fn gather(
-    input: &Tensor,
+/// Checks `Gather`'s indices; returns the axis, the indices made non-negative, and the output shape.
+pub(crate) fn gather_plan(
+    input: &[usize],
     axis: i64,
     indices: &[i64],
     indices_shape: &[usize],
-) -> Result<Tensor, ShapeError> {
-    let axis = normalize_axis("Gather", axis, input.shape().len())?;
-    let (outer, len, inner) = around_axis(input.shape(), axis);
+) -> Result<(usize, Vec<usize>, Vec<usize>), ShapeError> {
+    let axis = normalize_axis("Gather", axis, input.len())?;
+    let len = input[axis];
     if indices.len() != indices_shape.iter().product::<usize>() {
         return Err(shape_error("Gather", "indices do not fill their shape"));
     }
@@ -199,9 +227,22 @@ pub fn gather(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut shape = input.shape()[..axis].to_vec();
+    let mut shape = input[..axis].to_vec();
     shape.extend_from_slice(indices_shape);
-    shape.extend_from_slice(&input.shape()[axis + 1..]);
+    shape.extend_from_slice(&input[axis + 1..]);
+    Ok((axis, resolved, shape))
+}
+
+/// ONNX `Gather` along `axis` with integer `indices` of shape `indices_shape`; negative indices
+/// count from the end.
+pub fn gather(
+    input: &Tensor,
+    axis: i64,
+    indices: &[i64],
+    indices_shape: &[usize],
+) -> Result<Tensor, ShapeError> {
+    let (axis, resolved, shape) = gather_plan(input.shape(), axis, indices, indices_shape)?;
+    let (outer, len, inner) = around_axis(input.shape(), axis);
     let mut data = Vec::with_capacity(outer * resolved.len() * inner);
     for o in 0..outer {
         for &i in &resolved {

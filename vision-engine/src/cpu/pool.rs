@@ -11,30 +11,27 @@ pub struct MaxPool2d {
     pub dilations: [usize; 2],
 }
 
-pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeError> {
-    let &[n, c, h, w] = input.shape() else {
+/// Checks a max pool's attributes against its input and returns the output shape.
+pub(crate) fn max_pool2d_output_shape(
+    input: &[usize],
+    attrs: &MaxPool2d,
+) -> Result<[usize; 4], ShapeError> {
+    let &[n, c, h, w] = input else {
         return Err(shape_error(
             "MaxPool",
-            format!("input must be NCHW, got {:?}", input.shape()),
+            format!("input must be NCHW, got {input:?}"),
         ));
     };
     let [kh, kw] = attrs.kernel;
-    let [sh, sw] = attrs.strides;
-    let [dh, dw] = attrs.dilations;
     let [pt, pl, pb, pr] = attrs.pads;
     // ONNX requires pads smaller than the kernel: otherwise a window could hold only padding.
-    let pads_fit = pt.max(pb) < kh && pl.max(pr) < kw;
-    let sizes = (
-        output_size(h, kh.max(1), sh, dh, pt, pb),
-        output_size(w, kw.max(1), sw, dw, pl, pr),
-    );
-    let (Some(oh), Some(ow)) = sizes else {
-        return Err(shape_error(
-            "MaxPool",
-            format!("kernel {kh}x{kw} does not fit input {h}x{w}"),
-        ));
-    };
-    if kh == 0 || kw == 0 || dh == 0 || dw == 0 || !pads_fit {
+    let valid = kh > 0
+        && kw > 0
+        && attrs.dilations[0] > 0
+        && attrs.dilations[1] > 0
+        && pt.max(pb) < kh
+        && pl.max(pr) < kw;
+    if !valid {
         return Err(shape_error(
             "MaxPool",
             format!(
@@ -43,6 +40,29 @@ pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeErro
             ),
         ));
     }
+    let [sh, sw] = attrs.strides;
+    let [dh, dw] = attrs.dilations;
+    match (
+        output_size(h, kh, sh, dh, pt, pb),
+        output_size(w, kw, sw, dw, pl, pr),
+    ) {
+        (Some(oh), Some(ow)) => Ok([n, c, oh, ow]),
+        _ => Err(shape_error(
+            "MaxPool",
+            format!("kernel {kh}x{kw} does not fit input {h}x{w}"),
+        )),
+    }
+}
+
+pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeError> {
+    let [n, c, oh, ow] = max_pool2d_output_shape(input.shape(), attrs)?;
+    let &[_, _, h, w] = input.shape() else {
+        unreachable!("checked NCHW")
+    };
+    let [kh, kw] = attrs.kernel;
+    let [sh, sw] = attrs.strides;
+    let [dh, dw] = attrs.dilations;
+    let (pt, pl) = (attrs.pads[0], attrs.pads[1]);
     let mut output = Tensor::zeros(vec![n, c, oh, ow]);
     for_each_row_chunk(output.data_mut(), oh * ow, |first_plane, planes| {
         for (p, out) in planes.chunks_mut(oh * ow).enumerate() {

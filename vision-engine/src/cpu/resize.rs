@@ -48,16 +48,15 @@ fn source_index(
     picked.clamp(0.0, in_len as f64 - 1.0) as usize
 }
 
-/// ONNX `Resize` with `mode = nearest` to `output_shape` (same rank as the input). `scales` are
-/// the ONNX scales when the model gave them, else `output / input` per axis.
-pub fn resize_nearest(
-    input: &Tensor,
+/// For each axis, the input index every output index reads: the whole of nearest-neighbour
+/// resizing, shared by every backend so they pick the same pixels.
+pub(crate) fn resize_maps(
+    in_shape: &[usize],
     output_shape: &[usize],
     scales: Option<&[f32]>,
     transform: CoordinateTransform,
     rounding: NearestRounding,
-) -> Result<Tensor, ShapeError> {
-    let in_shape = input.shape();
+) -> Result<Vec<Vec<usize>>, ShapeError> {
     if output_shape.len() != in_shape.len() || scales.is_some_and(|s| s.len() != in_shape.len()) {
         return Err(shape_error(
             "Resize",
@@ -72,7 +71,7 @@ pub fn resize_nearest(
             "cannot resize an empty tensor to a non-empty one",
         ));
     }
-    let maps: Vec<Vec<usize>> = (0..in_shape.len())
+    Ok((0..in_shape.len())
         .map(|axis| {
             let scale = scales.map_or(output_shape[axis] as f64 / in_shape[axis] as f64, |s| {
                 f64::from(s[axis])
@@ -90,7 +89,20 @@ pub fn resize_nearest(
                 })
                 .collect()
         })
-        .collect();
+        .collect())
+}
+
+/// ONNX `Resize` with `mode = nearest` to `output_shape` (same rank as the input). `scales` are
+/// the ONNX scales when the model gave them, else `output / input` per axis.
+pub fn resize_nearest(
+    input: &Tensor,
+    output_shape: &[usize],
+    scales: Option<&[f32]>,
+    transform: CoordinateTransform,
+    rounding: NearestRounding,
+) -> Result<Tensor, ShapeError> {
+    let in_shape = input.shape();
+    let maps = resize_maps(in_shape, output_shape, scales, transform, rounding)?;
     let in_strides = strides(in_shape);
     let mut output = Tensor::zeros(output_shape.to_vec());
     let mut index = vec![0usize; output_shape.len()];
