@@ -1,7 +1,7 @@
 //! Opens the WebGPU adapter through vision-engine and checks a real kernel against the CPU
 //! backend, so the kiosk knows at start whether it can trust its GPU.
 
-use vision_engine::{Activation, Backend, CpuBackend, GpuBackend};
+use vision_engine::{Activation, Backend, CpuBackend, GpuBackend, Tensor};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum GpuStatus {
@@ -15,14 +15,15 @@ pub enum GpuStatus {
 }
 
 /// Deterministic inputs in [-8, 8): the check must give the same verdict on every start.
-fn test_input(len: usize) -> Vec<f32> {
+fn test_input(len: usize) -> Tensor {
     let mut state: u32 = 0x9e37_79b9;
-    (0..len)
+    let data = (0..len)
         .map(|_| {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (state >> 8) as f32 / (1u32 << 24) as f32 * 16.0 - 8.0
         })
-        .collect()
+        .collect();
+    Tensor::new(vec![len], data).expect("the shape holds len values")
 }
 
 /// Largest difference the check accepts between GPU and CPU results of SiLU on [-8, 8).
@@ -42,8 +43,9 @@ pub async fn check() -> GpuStatus {
         (Err(e), _) | (_, Err(e)) => return GpuStatus::Unavailable(e.to_string()),
     };
     let max_abs_error = gpu_out
+        .data()
         .iter()
-        .zip(&cpu_out)
+        .zip(cpu_out.data())
         .map(|(g, c)| (g - c).abs())
         .fold(0.0, f32::max);
     if max_abs_error <= TOLERANCE {

@@ -1,28 +1,56 @@
 //! The WGSL compute kernels of the vision engine, embedded as source so the same text is compiled
 //! by the native driver and by the browser's WebGPU implementation.
 //!
-//! Every file in `wgsl/` must be listed in [`ALL`]; the tests validate each with naga and check
-//! that the entry points the engine calls exist.
+//! Every file in `wgsl/` but `common.wgsl` must be listed in [`ALL`]; the tests validate each with
+//! naga and check that the entry points the engine calls exist.
 
 /// One WGSL source file and the compute entry points the engine calls in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Kernel {
     /// File name under `kernels/wgsl/`.
     pub file: &'static str,
+    /// `common.wgsl` followed by the file: WGSL has no includes.
     pub source: &'static str,
     pub entry_points: &'static [&'static str],
 }
 
-/// Workgroup size of every one-dimensional elementwise kernel.
+/// Workgroup size of every one-dimensional kernel (`WORKGROUP_SIZE` in `common.wgsl`).
 pub const ELEMENTWISE_WORKGROUP_SIZE: u32 = 256;
 
-pub const ACTIVATION: Kernel = Kernel {
-    file: "activation.wgsl",
-    source: include_str!("../wgsl/activation.wgsl"),
-    entry_points: &["sigmoid", "silu"],
-};
+/// The helpers every kernel starts with.
+pub const COMMON_FILE: &str = "common.wgsl";
 
-pub const ALL: &[Kernel] = &[ACTIVATION];
+macro_rules! kernel {
+    ($name:ident, $file:literal, [$($entry:literal),+]) => {
+        pub const $name: Kernel = Kernel {
+            file: $file,
+            source: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
+            entry_points: &[$($entry),+],
+        };
+    };
+}
+
+kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
+kernel!(BINARY, "binary.wgsl", ["add", "sub", "mul", "div"]);
+kernel!(CONV2D, "conv2d.wgsl", ["main"]);
+kernel!(GATHER, "gather.wgsl", ["main"]);
+kernel!(MATMUL, "matmul.wgsl", ["main"]);
+kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
+kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
+kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
+kernel!(STRIDED_COPY, "strided_copy.wgsl", ["main"]);
+
+pub const ALL: &[Kernel] = &[
+    ACTIVATION,
+    BINARY,
+    CONV2D,
+    GATHER,
+    MATMUL,
+    MAX_POOL,
+    RESIZE_NEAREST,
+    SOFTMAX,
+    STRIDED_COPY,
+];
 
 #[cfg(test)]
 mod tests {
@@ -67,7 +95,7 @@ mod tests {
         let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.ends_with(".wgsl"))
+            .filter(|name| name.ends_with(".wgsl") && name != COMMON_FILE)
             .collect();
         let listed: BTreeSet<String> = ALL.iter().map(|k| k.file.to_string()).collect();
         assert_eq!(on_disk, listed);

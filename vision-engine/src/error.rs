@@ -11,4 +11,6 @@ pub enum EngineError {
     DeviceRequest { adapter: String, reason: String },
     #[error("reading a result back from the GPU failed: {0}")]
     Readback(String),
+    #[error(transparent)]
+    Shape(#[from] crate::ShapeError),
 }

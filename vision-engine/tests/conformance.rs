@@ -1,66 +1,315 @@
-//! One conformance suite that every backend must pass. Expected values are computed here in f64
-//! from the definitions, independently of any backend, on seeded random data (never zeros).
+//! One conformance suite that every backend must pass, on seeded random shapes and data (never
+//! zeros). Activations are checked against their definitions in f64; every other op against the
+//! CPU reference ops, which `reference_ops.rs` checks against naive definitions. Ops that only
+//! move values must match exactly; arithmetic within a relative error.
+//!
 //! The GPU suite fails, rather than skips, when no adapter is found: CI installs lavapipe.
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use vision_engine::{Activation, Backend, CpuBackend, GpuBackend};
+use vision_engine::{
+    Activation, Backend, CpuBackend, GpuBackend, Tensor,
+    cpu::{self, BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
+};
 
-fn random_data(seed: u64, len: usize) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..len).map(|_| rng.random_range(-8.0..8.0)).collect()
+fn random_tensor(rng: &mut StdRng, shape: &[usize]) -> Tensor {
+    let len = shape.iter().product();
+    Tensor::new(
+        shape.to_vec(),
+        (0..len).map(|_| rng.random_range(-8.0..8.0)).collect(),
+    )
+    .unwrap()
 }
 
-fn reference(kind: Activation, x: f64) -> f64 {
-    let sigmoid = 1.0 / (1.0 + (-x).exp());
-    match kind {
-        Activation::Sigmoid => sigmoid,
-        Activation::Silu => x * sigmoid,
-    }
-}
-
-/// ‖out − ref‖ / ‖ref‖.
-fn relative_l2_error(out: &[f32], expected: &[f64]) -> f64 {
+/// ‖out − ref‖ / ‖ref‖, after checking the shapes agree.
+fn relative_error(out: &Tensor, expected: &Tensor) -> f64 {
+    assert_eq!(out.shape(), expected.shape());
     let diff: f64 = out
+        .data()
         .iter()
-        .zip(expected)
-        .map(|(&o, &e)| (f64::from(o) - e).powi(2))
+        .zip(expected.data())
+        .map(|(&o, &e)| f64::from(o - e).powi(2))
         .sum();
-    let norm: f64 = expected.iter().map(|e| e * e).sum();
+    let norm: f64 = expected.data().iter().map(|&e| f64::from(e).powi(2)).sum();
     (diff / norm).sqrt()
 }
 
-/// Lengths around workgroup boundaries, plus one past 65,535 workgroups so the grid spills into y.
-const LENGTHS: [usize; 5] = [1, 255, 257, 100_003, 65_535 * 256 + 1_000];
+fn assert_close(backend: &impl Backend, what: &str, out: &Tensor, expected: &Tensor) {
+    let err = relative_error(out, expected);
+    assert!(
+        err <= 1e-5,
+        "{} {what}: relative error {err:e}",
+        backend.name()
+    );
+}
 
-async fn check_activations(backend: &impl Backend) {
+/// Lengths around workgroup boundaries, plus one past 65,535 workgroups so the grid spills into y.
+const ACTIVATION_LENGTHS: [usize; 5] = [1, 255, 257, 100_003, 65_535 * 256 + 1_000];
+
+async fn activations_match_their_definitions(backend: &impl Backend) {
     for kind in Activation::ALL {
-        for (seed, len) in LENGTHS.into_iter().enumerate() {
-            let input = random_data(seed as u64, len);
-            let expected: Vec<f64> = input.iter().map(|&x| reference(kind, x.into())).collect();
+        for (seed, len) in ACTIVATION_LENGTHS.into_iter().enumerate() {
+            let input = random_tensor(&mut StdRng::seed_from_u64(seed as u64), &[len]);
             let out = backend.activation(kind, &input).await.unwrap();
-            assert_eq!(out.len(), len);
-            let err = relative_l2_error(&out, &expected);
-            assert!(
-                err <= 1e-6,
-                "{} {kind:?} len {len}: relative error {err:e}",
-                backend.name()
-            );
-            for (i, (&o, &e)) in out.iter().zip(&expected).enumerate() {
-                let tolerance = 1e-6 + 1e-5 * e.abs();
+            for (i, (&o, &x)) in out.data().iter().zip(input.data()).enumerate() {
+                let x = f64::from(x);
+                let sigmoid = 1.0 / (1.0 + (-x).exp());
+                let e = match kind {
+                    Activation::Sigmoid => sigmoid,
+                    Activation::Silu => x * sigmoid,
+                };
                 assert!(
-                    (f64::from(o) - e).abs() <= tolerance,
-                    "{} {kind:?} len {len}: element {i} of input {} is {o}, expected {e}",
-                    backend.name(),
-                    input[i]
+                    (f64::from(o) - e).abs() <= 1e-6 + 1e-5 * e.abs(),
+                    "{} {kind:?} len {len}: element {i} of input {x} is {o}, expected {e}",
+                    backend.name()
                 );
             }
         }
     }
 }
 
-async fn check_empty_input(backend: &impl Backend) {
-    let out = backend.activation(Activation::Silu, &[]).await.unwrap();
+async fn empty_input_gives_empty_output(backend: &impl Backend) {
+    let out = backend
+        .activation(Activation::Silu, &Tensor::zeros(vec![0]))
+        .await
+        .unwrap();
     assert!(out.is_empty());
+    let out = backend
+        .transpose(&Tensor::zeros(vec![2, 0, 3]), &[2, 1, 0])
+        .await
+        .unwrap();
+    assert_eq!(out.shape(), [3, 0, 2]);
+}
+
+async fn conv_matches_the_reference(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(21);
+    // (C, H, W, M, k, stride, pad, dilation, group): stem, 1x1, depthwise, dilated grouped, random.
+    let mut cases = vec![
+        (3, 32, 32, 16, 3, 2, 1, 1, 1),
+        (16, 16, 16, 32, 1, 1, 0, 1, 1),
+        (32, 9, 11, 32, 3, 1, 1, 1, 32),
+        (8, 13, 7, 12, 3, 2, 2, 2, 4),
+    ];
+    for _ in 0..8 {
+        let g = [1, 2, 4][rng.random_range(0..3)];
+        let k = rng.random_range(1..4);
+        cases.push((
+            g * rng.random_range(1..4),
+            k + rng.random_range(0..9),
+            k + rng.random_range(0..9),
+            g * rng.random_range(1..5),
+            k,
+            rng.random_range(1..3),
+            rng.random_range(0..2),
+            1,
+            g,
+        ));
+    }
+    for (c, h, w, m, k, s, p, d, g) in cases {
+        let x = random_tensor(&mut rng, &[1, c, h, w]);
+        let weight = random_tensor(&mut rng, &[m, c / g, k, k]);
+        let bias = random_tensor(&mut rng, &[m]);
+        let attrs = Conv2d {
+            strides: [s, s],
+            pads: [p, p, p, p],
+            dilations: [d, d],
+            group: g,
+        };
+        for activation in [None, Some(Activation::Silu)] {
+            let out = backend
+                .conv2d(&x, &weight, Some(&bias), &attrs, activation)
+                .await
+                .unwrap();
+            let mut expected = cpu::conv2d(&x, &weight, Some(&bias), &attrs).unwrap();
+            if let Some(a) = activation {
+                expected
+                    .data_mut()
+                    .iter_mut()
+                    .for_each(|v| *v = a.apply(*v));
+            }
+            assert_close(
+                backend,
+                &format!("Conv {:?} {activation:?}", (c, h, w, m, k, s, p, d, g)),
+                &out,
+                &expected,
+            );
+        }
+        let out = backend
+            .conv2d(&x, &weight, None, &attrs, None)
+            .await
+            .unwrap();
+        assert_close(
+            backend,
+            "Conv without bias",
+            &out,
+            &cpu::conv2d(&x, &weight, None, &attrs).unwrap(),
+        );
+    }
+}
+
+async fn max_pool_matches_the_reference(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(22);
+    for (k, s, p) in [(5, 1, 2), (2, 2, 0), (3, 2, 1)] {
+        let x = random_tensor(&mut rng, &[1, 5, 12, 9]);
+        let attrs = MaxPool2d {
+            kernel: [k, k],
+            strides: [s, s],
+            pads: [p; 4],
+            dilations: [1, 1],
+        };
+        let out = backend.max_pool2d(&x, &attrs).await.unwrap();
+        assert_eq!(
+            out,
+            cpu::max_pool2d(&x, &attrs).unwrap(),
+            "{} MaxPool k{k} s{s} p{p}",
+            backend.name()
+        );
+    }
+}
+
+async fn binary_ops_match_the_reference(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(23);
+    let pairs: [(&[usize], &[usize]); 4] = [
+        (&[2, 3, 4], &[2, 3, 4]),
+        (&[2, 3, 4], &[4]),
+        (&[2, 1, 4], &[3, 1]),
+        (&[1, 84, 500], &[1, 1, 500]),
+    ];
+    for (sa, sb) in pairs {
+        let (a, b) = (random_tensor(&mut rng, sa), random_tensor(&mut rng, sb));
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+            let out = backend.binary(op, &a, &b).await.unwrap();
+            assert_close(
+                backend,
+                &format!("{op:?} {sa:?} {sb:?}"),
+                &out,
+                &cpu::binary(op, &a, &b).unwrap(),
+            );
+        }
+    }
+}
+
+async fn layout_ops_match_the_reference_exactly(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(24);
+    let x = random_tensor(&mut rng, &[2, 3, 4, 5]);
+    for perm in [[0, 2, 3, 1], [3, 2, 1, 0], [0, 1, 2, 3]] {
+        assert_eq!(
+            backend.transpose(&x, &perm).await.unwrap(),
+            cpu::transpose(&x, &perm).unwrap(),
+            "{} Transpose {perm:?}",
+            backend.name()
+        );
+    }
+    let slices: [(&[i64], &[i64], &[i64], &[i64]); 3] = [
+        (&[1], &[4], &[3], &[1]),
+        (&[-1, 0], &[i64::MIN, 3], &[2, 1], &[-2, 2]),
+        (&[0], &[1], &[0], &[1]),
+    ];
+    for (starts, ends, axes, steps) in slices {
+        let out = backend
+            .slice(&x, starts, ends, Some(axes), Some(steps))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            cpu::slice(&x, starts, ends, Some(axes), Some(steps)).unwrap(),
+            "{} Slice {starts:?}",
+            backend.name()
+        );
+    }
+    let y = random_tensor(&mut rng, &[2, 7, 4, 5]);
+    for (parts, axis) in [(vec![&x, &y, &x], 1i64), (vec![&x, &x], -1)] {
+        assert_eq!(
+            backend.concat(&parts, axis).await.unwrap(),
+            cpu::concat(&parts, axis).unwrap(),
+            "{} Concat",
+            backend.name()
+        );
+    }
+    assert_eq!(
+        backend.split(&y, 1, &[2, 5]).await.unwrap(),
+        cpu::split(&y, 1, &[2, 5]).unwrap(),
+        "{} Split",
+        backend.name()
+    );
+    let (indices, shape) = ([3, -1, 0, 2, 2, -4], [2, 3]);
+    assert_eq!(
+        backend.gather(&x, 3, &indices, &shape).await.unwrap(),
+        cpu::gather(&x, 3, &indices, &shape).unwrap(),
+        "{} Gather",
+        backend.name()
+    );
+    let scales = [1.0, 1.0, 2.0, 2.0];
+    assert_eq!(
+        backend
+            .resize_nearest(
+                &x,
+                &[2, 3, 8, 10],
+                Some(&scales),
+                CoordinateTransform::Asymmetric,
+                NearestRounding::Floor
+            )
+            .await
+            .unwrap(),
+        cpu::resize_nearest(
+            &x,
+            &[2, 3, 8, 10],
+            Some(&scales),
+            CoordinateTransform::Asymmetric,
+            NearestRounding::Floor
+        )
+        .unwrap(),
+        "{} Resize",
+        backend.name()
+    );
+}
+
+async fn softmax_and_matmul_match_the_reference(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(25);
+    let x = random_tensor(&mut rng, &[1, 4, 16, 50]);
+    for axis in [2, -1, 0] {
+        assert_close(
+            backend,
+            &format!("Softmax axis {axis}"),
+            &backend.softmax(&x, axis).await.unwrap(),
+            &cpu::softmax(&x, axis).unwrap(),
+        );
+    }
+    let cases: [(&[usize], &[usize]); 3] = [
+        (&[33, 70], &[70, 19]),
+        (&[2, 4, 5, 7], &[2, 4, 7, 6]),
+        (&[3, 1, 5, 7], &[4, 7, 2]),
+    ];
+    for (sa, sb) in cases {
+        let (a, b) = (random_tensor(&mut rng, sa), random_tensor(&mut rng, sb));
+        assert_close(
+            backend,
+            &format!("MatMul {sa:?} {sb:?}"),
+            &backend.matmul(&a, &b).await.unwrap(),
+            &cpu::matmul(&a, &b).unwrap(),
+        );
+    }
+}
+
+async fn bad_shapes_are_errors_naming_the_op(backend: &impl Backend) {
+    let x = Tensor::zeros(vec![1, 4, 8, 8]);
+    let err = backend
+        .conv2d(
+            &x,
+            &Tensor::zeros(vec![2, 3, 3, 3]),
+            None,
+            &Conv2d::default(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("Conv:"), "{err}");
+    let err = backend
+        .binary(BinaryOp::Mul, &x, &Tensor::zeros(vec![3]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("Mul:"), "{err}");
+    let err = backend.gather(&x, 1, &[4], &[1]).await.unwrap_err();
+    assert!(err.to_string().starts_with("Gather:"), "{err}");
 }
 
 macro_rules! conformance_suite {
@@ -68,22 +317,30 @@ macro_rules! conformance_suite {
         mod $module {
             use super::*;
 
-            #[test]
-            fn activations_match_the_reference_on_random_data() {
-                pollster::block_on(async { check_activations(&$backend).await });
+            macro_rules! check {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        pollster::block_on(async { super::$name(&$backend).await });
+                    }
+                };
             }
 
-            #[test]
-            fn empty_input_gives_empty_output() {
-                pollster::block_on(async { check_empty_input(&$backend).await });
-            }
+            check!(activations_match_their_definitions);
+            check!(empty_input_gives_empty_output);
+            check!(conv_matches_the_reference);
+            check!(max_pool_matches_the_reference);
+            check!(binary_ops_match_the_reference);
+            check!(layout_ops_match_the_reference_exactly);
+            check!(softmax_and_matmul_match_the_reference);
+            check!(bad_shapes_are_errors_naming_the_op);
         }
     };
 }
 
-conformance_suite!(cpu, CpuBackend);
+conformance_suite!(cpu_backend, CpuBackend);
 conformance_suite!(
-    gpu,
+    gpu_backend,
     GpuBackend::new()
         .await
         .expect("the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)")

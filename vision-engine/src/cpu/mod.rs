@@ -23,6 +23,14 @@ pub use pool::{MaxPool2d, max_pool2d};
 pub use resize::{CoordinateTransform, NearestRounding, resize_nearest};
 pub use softmax::softmax;
 
+// The shape plans, shared with the GPU backend so both validate and index identically.
+pub(crate) use conv::conv2d_output_shape;
+pub(crate) use elementwise::broadcast_strides;
+pub(crate) use layout::{concat_shape, gather_plan, slice_plan, transpose_plan};
+pub(crate) use matmul::{MatmulPlan, matmul_plan};
+pub(crate) use pool::max_pool2d_output_shape;
+pub(crate) use resize::resize_maps;
+
 /// Splits `out` into chunks of whole rows and fills them on all cores (one core in wasm).
 pub(crate) fn for_each_row_chunk(
     out: &mut [f32],

@@ -1,0 +1,46 @@
+// 2-D max pooling (ceil_mode 0): one invocation per output element; padding never wins.
+
+struct Params {
+    count: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    input: vec4<u32>,  // N, C, H, W
+    output: vec4<u32>, // N, C, OH, OW
+    kernel: vec4<u32>, // kH, kW
+    steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
+    pads: vec4<u32>,   // top, left
+}
+
+@group(0) @binding(0) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i >= params.count {
+        return;
+    }
+    let oh = params.output.z;
+    let ow = params.output.w;
+    let ox = i % ow;
+    let oy = (i / ow) % oh;
+    let plane = (i / (ow * oh)) * params.input.z * params.input.w;
+    let h = i32(params.input.z);
+    let w = i32(params.input.w);
+    var best = -3.4028234663852886e38;
+    for (var ky = 0u; ky < params.kernel.x; ky++) {
+        let y = i32(oy * params.steps.x + ky * params.steps.z) - i32(params.pads.x);
+        if y < 0 || y >= h {
+            continue;
+        }
+        for (var kx = 0u; kx < params.kernel.y; kx++) {
+            let x = i32(ox * params.steps.y + kx * params.steps.w) - i32(params.pads.y);
+            if x >= 0 && x < w {
+                best = max(best, input[plane + u32(y * w + x)]);
+            }
+        }
+    }
+    out[i] = best;
+}
