@@ -1,0 +1,186 @@
+//! What the sync tests share: a real server in-process on a real data directory, and records.
+
+#![allow(dead_code)] // Each test crate uses its own part of this module.
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode},
+};
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use http_body_util::BodyExt;
+use linecheck_server::{AppState, auth::enroll_station, router};
+use protocol::{
+    BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
+    SnapshotRef, verdict_for,
+};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub struct Server {
+    _dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    static_dir: PathBuf,
+    pub state: AppState,
+    pub app: axum::Router,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let static_dir = dir.path().join("dist");
+        std::fs::create_dir_all(&static_dir).unwrap();
+        let data_dir = dir.path().join("data");
+        let state = AppState::open(&data_dir).await.unwrap();
+        Server {
+            app: router(state.clone(), static_dir.clone()),
+            state,
+            static_dir,
+            data_dir,
+            _dir: dir,
+        }
+    }
+
+    /// A process restart: the database closed, everything reopened from the same files.
+    pub async fn restart(&mut self) {
+        self.state.db.close().await;
+        self.state = AppState::open(&self.data_dir).await.unwrap();
+        self.app = router(self.state.clone(), self.static_dir.clone());
+    }
+
+    pub async fn enroll(&self, station: &str) -> String {
+        enroll_station(&self.state.db, station).await.unwrap()
+    }
+
+    /// Sends one request through the whole router; the body as JSON (`Null` when empty).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{status}: not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, json)
+    }
+
+    pub async fn push(
+        &self,
+        token: &str,
+        body: &impl serde::Serialize,
+    ) -> (StatusCode, serde_json::Value) {
+        let body = serde_json::to_vec(body).unwrap();
+        self.send(Method::POST, "/api/v1/sync/push", Some(token), body)
+            .await
+    }
+
+    pub async fn put_snapshot(&self, token: &str, jpeg: &[u8]) -> StatusCode {
+        let path = format!("/api/v1/snapshots/{}", sha256_hex(jpeg));
+        self.send(Method::PUT, &path, Some(token), jpeg.to_vec())
+            .await
+            .0
+    }
+
+    /// Every stored record, in the order of `(device_id, sequence)`.
+    pub async fn stored_records(&self) -> Vec<InspectionRecord> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT record_json FROM inspections ORDER BY device_id, sequence")
+                .fetch_all(&self.state.db)
+                .await
+                .unwrap();
+        rows.iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Bytes that pass for a JPEG: the start-of-image marker, then `seed`-dependent content.
+pub fn jpeg(seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend_from_slice(&seed.to_le_bytes());
+    bytes.extend_from_slice(&[0xFF, 0xD9]);
+    bytes
+}
+
+/// A valid record; its content varies with `sequence`.
+pub fn record(id: Uuid, device: Uuid, station: &str, sequence: u64) -> InspectionRecord {
+    let n = sequence;
+    let inspected_at: DateTime<Utc> = Utc.timestamp_opt(1_790_000_000 + n as i64 * 7, 0).unwrap();
+    let detections = vec![Detection {
+        class_id: (n % 3) as u32,
+        label: format!("defect-{}", n % 3),
+        score: (n % 100) as f32 / 100.0,
+        bbox: BoundingBox {
+            x1: 1.0,
+            y1: 2.0,
+            x2: 30.5,
+            y2: 40.25,
+        },
+    }];
+    let thresholds = vec![ClassThreshold {
+        class_id: 1,
+        threshold: 0.3,
+    }];
+    InspectionRecord {
+        id,
+        device_id: device,
+        sequence,
+        inspected_at,
+        local_time: inspected_at.with_timezone(&FixedOffset::east_opt(3600).unwrap()),
+        station: station.into(),
+        line: "Line 2".into(),
+        operator: "badge-1182".into(),
+        part_serial: format!("SN-{n:06}"),
+        lot: "LOT-77".into(),
+        model: ModelRef {
+            id: "linecheck-defects".into(),
+            version: "1".into(),
+        },
+        verdict: verdict_for(&detections, &thresholds, 0.5),
+        default_threshold: 0.5,
+        thresholds,
+        detections,
+        decision: OperatorDecision::Confirmed,
+        snapshot: None,
+    }
+}
+
+pub fn with_snapshot(mut record: InspectionRecord, jpeg: &[u8]) -> InspectionRecord {
+    record.snapshot = Some(SnapshotRef {
+        sha256: sha256_hex(jpeg),
+        byte_len: jpeg.len() as u64,
+    });
+    record
+}
