@@ -16,9 +16,9 @@ use sqlx::SqlitePool;
 
 /// The station a request's bearer token was enrolled for.
 #[derive(Debug, Clone)]
-pub struct Station {
-    pub name: String,
-    pub token_sha256: String,
+pub(crate) struct Station {
+    pub(crate) name: String,
+    pub(crate) token_sha256: String,
 }
 
 pub(crate) fn token_hash(token: &str) -> String {

@@ -32,7 +32,7 @@ pub trait SnapshotStore: Send + Sync {
     fn put<'a>(&'a self, sha256: &'a str, bytes: Bytes) -> BoxFuture<'a, io::Result<bool>>;
 
     /// The length of the stored snapshot, or `None` if it is not stored.
-    fn len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>>;
+    fn stored_len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>>;
 }
 
 /// Snapshots as files `<root>/<first two hex digits>/<sha256>`, so no folder grows too large.
@@ -56,7 +56,15 @@ fn store_file(path: &FsPath, bytes: &[u8]) -> io::Result<bool> {
         return Ok(false);
     }
     let dir = path.parent().expect("a snapshot path has a folder");
-    std::fs::create_dir_all(dir)?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)?;
+        // A new folder's entry is durable only once its parent is synced, like a file's.
+        let root = dir.parent().expect("the fan-out folder is inside the root");
+        sync_dir(root)?;
+        if let Some(data_dir) = root.parent() {
+            sync_dir(data_dir)?;
+        }
+    }
     // Written under a unique temporary name and renamed: a crash leaves either no snapshot or
     // the whole one, never a torn file under the final name. Two uploads racing write the same
     // bytes (they hash the same), so whichever rename lands last changes nothing.
@@ -74,8 +82,12 @@ fn store_file(path: &FsPath, bytes: &[u8]) -> io::Result<bool> {
     }
     written?;
     // The rename is durable only once the folder is synced; a record may commit right after.
-    std::fs::File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     Ok(true)
+}
+
+fn sync_dir(dir: &FsPath) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl SnapshotStore for LocalSnapshotStore {
@@ -86,7 +98,7 @@ impl SnapshotStore for LocalSnapshotStore {
         })
     }
 
-    fn len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>> {
+    fn stored_len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>> {
         Box::pin(async move {
             match tokio::fs::metadata(self.path_of(sha256)).await {
                 Ok(meta) => Ok(Some(meta.len())),
@@ -115,7 +127,13 @@ pub(crate) async fn put_snapshot(
         )));
     }
     let bytes = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    let actual = hex(&Sha256::digest(&bytes));
+    // Hashing up to 16 MiB takes long enough to stall other requests on this worker thread.
+    let actual = tokio::task::spawn_blocking({
+        let bytes = bytes.clone();
+        move || hex(&Sha256::digest(&bytes))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("cannot hash the snapshot: {e}")))?;
     if actual != sha256 {
         return Err(bad_request(format!(
             "the body's SHA-256 is {actual}, not {sha256}"

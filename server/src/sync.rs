@@ -61,9 +61,9 @@ pub(crate) async fn push(
 
     // Checked before the transaction, so the database is not locked while storage answers.
     // Sound because snapshots are never deleted.
-    let mut verdicts = Vec::with_capacity(request.records.len());
+    let mut prechecked = Vec::with_capacity(request.records.len());
     for record in &request.records {
-        verdicts.push(precheck(&state, record).await?);
+        prechecked.push(precheck(&state, record).await?);
     }
 
     // IMMEDIATE: take SQLite's write lock up front, so the transaction cannot fail half-way on
@@ -76,8 +76,8 @@ pub(crate) async fn push(
     bind_device(&mut tx, &station, &device_id).await?;
     let mut results = Vec::with_capacity(request.records.len());
     let mut highest_applied = None;
-    for (record, verdict) in request.records.iter().zip(verdicts) {
-        let status = match verdict {
+    for (record, rejection) in request.records.iter().zip(prechecked) {
+        let status = match rejection {
             Some(status) => status,
             None => apply(&mut tx, record).await?,
         };
@@ -115,7 +115,7 @@ async fn precheck(
     };
     let stored = state
         .snapshots
-        .len(&snapshot.sha256)
+        .stored_len(&snapshot.sha256)
         .await
         .map_err(|e| ApiError::internal(format!("cannot look up the snapshot: {e}")))?;
     Ok(match stored {

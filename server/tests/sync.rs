@@ -99,8 +99,15 @@ async fn invalid_and_conflicting_records_are_rejected_one_by_one_while_the_rest_
     let same_sequence = record(Uuid::from_u128(3), DEVICE, "ST-04", 1);
     let mut same_id_other_content = first.clone();
     same_id_other_content.operator = "someone else".into();
+    let beyond_sql = record(Uuid::from_u128(4), DEVICE, "ST-04", u64::MAX);
     let good = record(Uuid::from_u128(5), DEVICE, "ST-04", 5);
-    let batch = vec![invalid, same_sequence, same_id_other_content, good.clone()];
+    let batch = vec![
+        invalid,
+        same_sequence,
+        same_id_other_content,
+        beyond_sql,
+        good.clone(),
+    ];
     let (status, json) = server.push(&token, &push_of(batch)).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     let results = statuses(json);
@@ -118,7 +125,8 @@ async fn invalid_and_conflicting_records_are_rejected_one_by_one_while_the_rest_
         &format!("already taken by record {}", first.id),
     );
     expect_rejected(&results[2], "already stored with different content");
-    assert_eq!(results[3], PushStatus::Applied);
+    expect_rejected(&results[3], "is larger than");
+    assert_eq!(results[4], PushStatus::Applied);
     assert_eq!(server.stored_records().await, vec![first, good]);
     assert_eq!(highest_sequence(&server, DEVICE).await, Some(5));
 }

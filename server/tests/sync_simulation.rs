@@ -289,7 +289,12 @@ async fn run(server: &mut Server, seed: u64, stats: &mut Stats) {
     );
     // No stored record points at a snapshot the server does not have.
     for snapshot in stored.iter().filter_map(|r| r.snapshot.as_ref()) {
-        let len = server.state.snapshots.len(&snapshot.sha256).await.unwrap();
+        let len = server
+            .state
+            .snapshots
+            .stored_len(&snapshot.sha256)
+            .await
+            .unwrap();
         assert_eq!(len, Some(snapshot.byte_len), "snapshot {}", snapshot.sha256);
     }
     // The cursor is the highest sequence each device sent.
