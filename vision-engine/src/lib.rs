@@ -15,6 +15,7 @@ pub mod cpu;
 mod error;
 mod gpu;
 pub mod letterbox;
+pub mod onnx;
 pub mod postprocess;
 mod tensor;
 
