@@ -43,7 +43,7 @@ async fn highest_sequence(server: &Server, device: Uuid) -> Option<i64> {
 
 #[tokio::test]
 async fn pushed_records_are_stored_once_and_repeats_answer_already_applied() {
-    let server = Server::start().await;
+    let mut server = Server::start().await;
     let token = server.enroll("ST-04").await;
     let records: Vec<_> = (1..=3)
         .map(|seq| record(Uuid::from_u128(seq.into()), DEVICE, "ST-04", seq))
@@ -53,7 +53,8 @@ async fn pushed_records_are_stored_once_and_repeats_answer_already_applied() {
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(statuses(json), vec![PushStatus::Applied; 3]);
 
-    // Repeated, reordered and mixed with a new record: only the new one applies.
+    // After a restart, repeated, reordered and mixed with a new record: only the new one applies.
+    server.restart().await;
     let new = record(Uuid::from_u128(4), DEVICE, "ST-04", 4);
     let again = vec![records[2].clone(), new.clone(), records[0].clone()];
     let (status, json) = server.push(&token, &push_of(again)).await;
@@ -69,7 +70,7 @@ async fn pushed_records_are_stored_once_and_repeats_answer_already_applied() {
 
     let mut expected = records;
     expected.push(new);
-    assert_eq!(server.stored_records().await, expected);
+    assert_eq!(server.stored_records(DEVICE).await, expected);
     assert_eq!(highest_sequence(&server, DEVICE).await, Some(4));
     let (verdict, station, inspected_at): (String, String, String) =
         sqlx::query_as("SELECT verdict, station, inspected_at FROM inspections WHERE id = ?")
@@ -127,7 +128,7 @@ async fn invalid_and_conflicting_records_are_rejected_one_by_one_while_the_rest_
     expect_rejected(&results[2], "already stored with different content");
     expect_rejected(&results[3], "is larger than");
     assert_eq!(results[4], PushStatus::Applied);
-    assert_eq!(server.stored_records().await, vec![first, good]);
+    assert_eq!(server.stored_records(DEVICE).await, vec![first, good]);
     assert_eq!(highest_sequence(&server, DEVICE).await, Some(5));
 }
 
@@ -160,7 +161,7 @@ async fn push_refuses_malformed_json_wrong_types_and_oversized_bodies() {
     let (status, json) = push(vec![b' '; MAX_PUSH_BYTES + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
     assert!(error_of(&json).contains("length limit"), "{json}");
-    assert!(server.stored_records().await.is_empty());
+    assert!(server.stored_records(DEVICE).await.is_empty());
 }
 
 #[tokio::test]
@@ -181,7 +182,7 @@ async fn push_of_another_protocol_version_is_refused_with_the_reason() {
     let (status, json) = server.push(&token, &future).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error_of(&json), expected);
-    assert!(server.stored_records().await.is_empty());
+    assert!(server.stored_records(DEVICE).await.is_empty());
 }
 
 #[tokio::test]
@@ -217,7 +218,7 @@ async fn push_and_snapshot_upload_need_a_station_token() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
-    assert!(server.stored_records().await.is_empty());
+    assert!(server.stored_records(DEVICE).await.is_empty());
     assert!(!server.data_dir.join("snapshots").exists());
 }
 
@@ -273,11 +274,11 @@ async fn a_token_writes_only_for_its_station_and_its_first_device() {
         "{json}"
     );
 
-    assert!(server.stored_records().await.is_empty());
+    assert!(server.stored_records(DEVICE).await.is_empty());
     let legit = record(Uuid::from_u128(5), DEVICE, "ST-04", 1);
     let (status, json) = server.push(&st04, &push_of(vec![legit.clone()])).await;
     assert_eq!(statuses(json), vec![PushStatus::Applied], "{status}");
-    assert_eq!(server.stored_records().await, vec![legit]);
+    assert_eq!(server.stored_records(DEVICE).await, vec![legit]);
 }
 
 #[tokio::test]
@@ -296,7 +297,7 @@ async fn a_record_commits_only_after_its_snapshot_is_stored() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(server.stored_records().await.is_empty());
+    assert!(server.stored_records(DEVICE).await.is_empty());
     assert_eq!(highest_sequence(&server, DEVICE).await, None);
 
     assert_eq!(
@@ -315,7 +316,7 @@ async fn a_record_commits_only_after_its_snapshot_is_stored() {
         "{:?}",
         results[1]
     );
-    assert_eq!(server.stored_records().await, vec![r]);
+    assert_eq!(server.stored_records(DEVICE).await, vec![r]);
 }
 
 #[tokio::test]

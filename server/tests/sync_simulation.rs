@@ -265,23 +265,17 @@ async fn run(server: &mut Server, seed: u64, stats: &mut Stats) {
         assert_eq!(*times, 1, "record {id} was applied {times} times");
     }
     // Stored exactly once each, with the content that was sent: nothing lost, nothing doubled.
-    let devices: Vec<String> = kiosks.iter().map(|k| k.device.to_string()).collect();
     let mut stored = vec![];
-    for device in &devices {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT record_json FROM inspections WHERE device_id = ? ORDER BY sequence",
-        )
-        .bind(device)
-        .fetch_all(&server.state.db)
-        .await
-        .unwrap();
-        stored.extend(
-            rows.iter()
-                .map(|r| serde_json::from_str::<InspectionRecord>(r).unwrap()),
-        );
+    for kiosk in &kiosks {
+        stored.extend(server.stored_records(kiosk.device).await);
     }
     let mut expected = sent;
-    expected.sort_by_key(|r| (r.device_id.to_string(), r.sequence));
+    expected.sort_by_key(|r| {
+        (
+            kiosks.iter().position(|k| k.device == r.device_id),
+            r.sequence,
+        )
+    });
     assert_eq!(stored.len(), expected.len(), "stored rows vs sent records");
     assert!(
         stored == expected,

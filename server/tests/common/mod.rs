@@ -1,7 +1,5 @@
 //! What the sync tests share: a real server in-process on a real data directory, and records.
 
-#![allow(dead_code)] // Each test crate uses its own part of this module.
-
 use axum::{
     body::Body,
     http::{Method, Request, StatusCode},
@@ -106,13 +104,15 @@ impl Server {
             .0
     }
 
-    /// Every stored record, in the order of `(device_id, sequence)`.
-    pub async fn stored_records(&self) -> Vec<InspectionRecord> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT record_json FROM inspections ORDER BY device_id, sequence")
-                .fetch_all(&self.state.db)
-                .await
-                .unwrap();
+    /// The records stored for `device`, by sequence.
+    pub async fn stored_records(&self, device: Uuid) -> Vec<InspectionRecord> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT record_json FROM inspections WHERE device_id = ? ORDER BY sequence",
+        )
+        .bind(device.to_string())
+        .fetch_all(&self.state.db)
+        .await
+        .unwrap();
         rows.iter()
             .map(|r| serde_json::from_str(r).unwrap())
             .collect()
