@@ -10,6 +10,7 @@ use super::model::{
 };
 use super::wire::{self, FieldError, Fields, Value};
 use std::collections::BTreeMap;
+use std::fmt;
 
 type Result<T> = std::result::Result<T, OnnxError>;
 
@@ -30,20 +31,23 @@ fn named(number: u32, names: &[(u32, &str)]) -> String {
         .map_or_else(|| format!("field {number}"), |(_, name)| (*name).to_owned())
 }
 
-fn mismatch(value: Value<'_>, expected: &str, field: &str) -> OnnxError {
-    OnnxError::invalid(wire::wire_type_mismatch(value, expected)).within(field)
+// Field labels are `impl Display` so that `format_args!` labels cost nothing unless there is an
+// error: these run for every name and value in the file.
+
+fn mismatch(value: Value<'_>, expected: &str, field: impl fmt::Display) -> OnnxError {
+    OnnxError::invalid(wire::wire_type_mismatch(value, expected)).within(&field.to_string())
 }
 
-fn bytes<'a>(value: Value<'a>, field: &str) -> Result<&'a [u8]> {
+fn bytes<'a>(value: Value<'a>, field: impl fmt::Display) -> Result<&'a [u8]> {
     match value {
         Value::Bytes(b) => Ok(b),
         other => Err(mismatch(other, "length-delimited", field)),
     }
 }
 
-fn string(value: Value<'_>, field: &str) -> Result<String> {
+fn string(value: Value<'_>, field: impl fmt::Display + Copy) -> Result<String> {
     String::from_utf8(bytes(value, field)?.to_vec())
-        .map_err(|_| OnnxError::invalid("not valid UTF-8").within(field))
+        .map_err(|_| OnnxError::invalid("not valid UTF-8").within(&field.to_string()))
 }
 
 fn varint(value: Value<'_>, field: &str) -> Result<u64> {
@@ -101,7 +105,7 @@ pub(super) fn model(file: &[u8]) -> Result<Model> {
     let mut ir_version = 0;
     let mut producer_name = String::new();
     let mut producer_version = String::new();
-    let mut graph_bytes = None;
+    let mut graph = None;
     let mut opsets = BTreeMap::new();
     let mut opset_count = 0;
     let mut metadata = Vec::new();
@@ -117,7 +121,7 @@ pub(super) fn model(file: &[u8]) -> Result<Model> {
             1 => ir_version = int64(value, "ir_version")?,
             2 => producer_name = string(value, "producer_name")?,
             3 => producer_version = string(value, "producer_version")?,
-            7 => graph_bytes = Some(bytes(value, "graph")?),
+            7 => graph = Some(self::graph(bytes(value, "graph")?).map_err(|e| e.within("graph"))?),
             8 => {
                 let segment = format!("opset_import[{opset_count}]");
                 let (domain, version) =
@@ -138,11 +142,9 @@ pub(super) fn model(file: &[u8]) -> Result<Model> {
             _ => {}
         }
     }
-    let Some(graph_bytes) = graph_bytes else {
+    let Some(graph) = graph else {
         return Err(OnnxError::NotOnnx("it has no graph".into()));
     };
-    // Decoded last so that a broken graph is reported after the model-level fields it needs.
-    let graph = graph(graph_bytes).map_err(|e| e.within("graph"))?;
     if !opsets.contains_key("") {
         return Err(
             OnnxError::invalid("no version for the default domain (ai.onnx)")
@@ -242,14 +244,14 @@ fn graph(buf: &[u8]) -> Result<Graph> {
         })?;
         match number {
             1 => {
-                let b = bytes(value, &format!("node[{}]", g.nodes.len()))?;
+                let b = bytes(value, format_args!("node[{}]", g.nodes.len()))?;
                 let decoded = node(b).map_err(|e| e.within(&node_segment(g.nodes.len(), b)))?;
                 g.nodes.push(decoded);
             }
             2 => g.name = string(value, "name")?,
             5 => {
                 let segment = |b| element("initializer", g.initializers.len(), b, 8);
-                let b = bytes(value, &format!("initializer[{}]", g.initializers.len()))?;
+                let b = bytes(value, format_args!("initializer[{}]", g.initializers.len()))?;
                 let decoded = tensor(b).map_err(|e| e.within(&segment(b)))?;
                 g.initializers.push(decoded);
             }
@@ -259,7 +261,7 @@ fn graph(buf: &[u8]) -> Result<Graph> {
                     12 => ("output", &mut g.outputs),
                     _ => ("value_info", &mut g.value_info),
                 };
-                let b = bytes(value, &format!("{kind}[{}]", list.len()))?;
+                let b = bytes(value, format_args!("{kind}[{}]", list.len()))?;
                 let decoded =
                     value_info(b).map_err(|e| e.within(&element(kind, list.len(), b, 1)))?;
                 list.push(decoded);
@@ -311,14 +313,14 @@ fn node(buf: &[u8]) -> Result<Node> {
         match number {
             1 => n
                 .inputs
-                .push(string(value, &format!("input[{}]", n.inputs.len()))?),
+                .push(string(value, format_args!("input[{}]", n.inputs.len()))?),
             2 => n
                 .outputs
-                .push(string(value, &format!("output[{}]", n.outputs.len()))?),
+                .push(string(value, format_args!("output[{}]", n.outputs.len()))?),
             3 => n.name = string(value, "name")?,
             4 => n.op_type = string(value, "op_type")?,
             5 => {
-                let b = bytes(value, &format!("attribute[{}]", n.attributes.len()))?;
+                let b = bytes(value, format_args!("attribute[{}]", n.attributes.len()))?;
                 let decoded = attribute(b)
                     .map_err(|e| e.within(&element("attribute", n.attributes.len(), b, 1)))?;
                 n.attributes.push(decoded);
