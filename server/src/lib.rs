@@ -135,7 +135,7 @@ async fn api_not_found(OriginalUri(uri): OriginalUri) -> Response {
 
 /// An API error: the status and `{"error": reason}`, so a kiosk can show why.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     reason: String,
 }
