@@ -188,6 +188,9 @@ async fn binary_ops_match_the_reference(backend: &impl Backend) {
     }
 }
 
+/// Slice arguments: starts, ends, axes, steps.
+type SliceCase<'a> = (&'a [i64], &'a [i64], &'a [i64], &'a [i64]);
+
 async fn layout_ops_match_the_reference_exactly(backend: &impl Backend) {
     let mut rng = StdRng::seed_from_u64(24);
     let x = random_tensor(&mut rng, &[2, 3, 4, 5]);
@@ -199,7 +202,7 @@ async fn layout_ops_match_the_reference_exactly(backend: &impl Backend) {
             backend.name()
         );
     }
-    let slices: [(&[i64], &[i64], &[i64], &[i64]); 3] = [
+    let slices: [SliceCase; 3] = [
         (&[1], &[4], &[3], &[1]),
         (&[-1, 0], &[i64::MIN, 3], &[2, 1], &[-2, 2]),
         (&[0], &[1], &[0], &[1]),

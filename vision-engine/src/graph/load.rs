@@ -1,0 +1,1010 @@
+//! ONNX model → [`Network`]: folding, shape inference, fusion, liveness.
+
+use super::{
+    Network, Op, Operand, Step,
+    constant::{Ints, Known, from_onnx, int_binary, move_ints},
+};
+use crate::{
+    Activation, CpuBackend, ShapeError, Tensor,
+    cpu::{self, BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
+    onnx::{self, AttributeValue, DataType, Dim, Node},
+};
+use std::collections::HashMap;
+
+/// Why a model cannot run, naming the op, node or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
+    #[error("the model's input: {0}")]
+    Input(String),
+    #[error("unsupported operator {op_type} (node \"{node}\"){detail}")]
+    UnsupportedOp {
+        op_type: String,
+        node: String,
+        detail: String,
+    },
+    #[error("node \"{node}\" ({op_type}): {reason}")]
+    Node {
+        node: String,
+        op_type: String,
+        reason: String,
+    },
+    #[error("the model needs opset {found} of ai.onnx; the engine reads opset 11 and newer")]
+    Opset { found: i64 },
+}
+
+const MIN_OPSET: i64 = 11;
+/// Longest `Range` folded at load; longer ones are not shape arithmetic.
+const MAX_RANGE: usize = 1 << 20;
+
+struct Loader<'m> {
+    opset: i64,
+    known: HashMap<&'m str, Known>,
+    constants: Vec<Tensor>,
+    steps: Vec<Step>,
+    value_shapes: Vec<Vec<usize>>,
+}
+
+/// Errors inside one node, before the node's name is attached.
+enum Fault {
+    Unsupported(String),
+    Invalid(String),
+}
+
+impl From<ShapeError> for Fault {
+    fn from(e: ShapeError) -> Self {
+        Fault::Invalid(e.to_string())
+    }
+}
+
+type NodeResult<T> = Result<T, Fault>;
+
+fn invalid<T>(reason: impl Into<String>) -> NodeResult<T> {
+    Err(Fault::Invalid(reason.into()))
+}
+
+fn unsupported<T>(detail: impl Into<String>) -> NodeResult<T> {
+    Err(Fault::Unsupported(detail.into()))
+}
+
+fn int_attr(node: &Node, name: &str, default: i64) -> NodeResult<i64> {
+    match node.attribute(name) {
+        None => Ok(default),
+        Some(AttributeValue::Int(v)) => Ok(*v),
+        Some(other) => invalid(format!("attribute {name} must be an int, got {other:?}")),
+    }
+}
+
+fn ints_attr(node: &Node, name: &str) -> NodeResult<Option<Vec<i64>>> {
+    match node.attribute(name) {
+        None => Ok(None),
+        Some(AttributeValue::Ints(v)) => Ok(Some(v.clone())),
+        Some(other) => invalid(format!("attribute {name} must be ints, got {other:?}")),
+    }
+}
+
+fn string_attr(node: &Node, name: &str, default: &str) -> NodeResult<String> {
+    match node.attribute(name) {
+        None => Ok(default.to_string()),
+        Some(AttributeValue::String(v)) => Ok(String::from_utf8_lossy(v).into_owned()),
+        Some(other) => invalid(format!("attribute {name} must be a string, got {other:?}")),
+    }
+}
+
+fn sizes(name: &str, values: &[i64]) -> NodeResult<Vec<usize>> {
+    values
+        .iter()
+        .map(|&v| {
+            usize::try_from(v)
+                .or_else(|_| invalid(format!("{name} {values:?} must not be negative")))
+        })
+        .collect()
+}
+
+fn pair(name: &str, values: Option<Vec<i64>>, default: usize) -> NodeResult<[usize; 2]> {
+    match values {
+        None => Ok([default; 2]),
+        Some(v) if v.len() == 2 => Ok(sizes(name, &v)?.try_into().expect("two values")),
+        Some(v) => unsupported(format!(": {name} {v:?} (only 2-D images are supported)")),
+    }
+}
+
+fn pads4(node: &Node) -> NodeResult<[usize; 4]> {
+    let auto_pad = string_attr(node, "auto_pad", "NOTSET")?;
+    if auto_pad != "NOTSET" && auto_pad != "VALID" {
+        return unsupported(format!(": auto_pad {auto_pad} (export with explicit pads)"));
+    }
+    match ints_attr(node, "pads")? {
+        None => Ok([0; 4]),
+        // ONNX order is [y_begin, x_begin, y_end, x_end]: top, left, bottom, right.
+        Some(p) if p.len() == 4 => Ok(sizes("pads", &p)?.try_into().expect("four values")),
+        Some(p) => unsupported(format!(": pads {p:?} (only 2-D images are supported)")),
+    }
+}
+
+fn data_type_is_float(t: DataType) -> bool {
+    matches!(
+        t,
+        DataType::Float | DataType::Float16 | DataType::Double | DataType::BFloat16
+    )
+}
+
+impl<'m> Loader<'m> {
+    fn input(&self, node: &'m Node, i: usize) -> NodeResult<Option<&Known>> {
+        match node.inputs.get(i).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(name) => match self.known.get(name) {
+                Some(k) => Ok(Some(k)),
+                None => invalid(format!(
+                    "input \"{name}\" is not produced by any earlier node"
+                )),
+            },
+        }
+    }
+
+    fn required(&self, node: &'m Node, i: usize) -> NodeResult<&Known> {
+        self.input(node, i)?
+            .map_or_else(|| invalid(format!("input {i} is missing")), Ok)
+    }
+
+    fn ints_input(&self, node: &'m Node, i: usize) -> NodeResult<Option<Vec<i64>>> {
+        match self.input(node, i)? {
+            None => Ok(None),
+            Some(Known::Int(v)) => Ok(Some(v.data.clone())),
+            Some(Known::Float(t)) if t.is_empty() => Ok(None),
+            Some(_) => unsupported(format!(": input {i} must be a constant integer tensor")),
+        }
+    }
+
+    fn floats_input(&self, node: &'m Node, i: usize) -> NodeResult<Option<Vec<f32>>> {
+        match self.input(node, i)? {
+            Some(Known::Float(t)) if !t.is_empty() => Ok(Some(t.data().to_vec())),
+            Some(Known::Value { .. }) => unsupported(format!(": input {i} must be a constant")),
+            _ => Ok(None),
+        }
+    }
+
+    fn constant(&mut self, tensor: Tensor) -> usize {
+        self.constants.push(tensor);
+        self.constants.len() - 1
+    }
+
+    fn operand(&mut self, known: &Known) -> Operand {
+        match known {
+            Known::Value { slot, .. } => Operand::Value(*slot),
+            Known::Float(t) => Operand::Constant(self.constant(t.clone())),
+            Known::Int(i) => {
+                let floats = i.data.iter().map(|&v| v as f32).collect();
+                let tensor = Tensor::new(i.shape.clone(), floats).expect("same length");
+                Operand::Constant(self.constant(tensor))
+            }
+        }
+    }
+
+    fn new_value(&mut self, shape: Vec<usize>) -> usize {
+        self.value_shapes.push(shape);
+        self.value_shapes.len() - 1
+    }
+
+    fn set(&mut self, node: &'m Node, results: Vec<Known>) -> NodeResult<()> {
+        if results.len() < node.outputs.iter().filter(|o| !o.is_empty()).count() {
+            return unsupported(format!(
+                ": {} outputs (the engine computes {})",
+                node.outputs.len(),
+                results.len()
+            ));
+        }
+        for (name, value) in node.outputs.iter().zip(results) {
+            if !name.is_empty() {
+                self.known.insert(name.as_str(), value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns one ONNX node into constants (folded now) or a step (run later).
+    fn node(&mut self, node: &'m Node) -> NodeResult<()> {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return unsupported(format!(" from domain \"{}\"", node.domain));
+        }
+        let op_type = node.op_type.as_str();
+        match op_type {
+            "Constant" => {
+                let value = match node.attributes.first().map(|a| (a.name.as_str(), &a.value)) {
+                    Some(("value", AttributeValue::Tensor(t))) => {
+                        from_onnx(t).map_err(Fault::Invalid)?
+                    }
+                    Some(("value_float", AttributeValue::Float(f))) => {
+                        Known::Float(Tensor::new(vec![], vec![*f])?)
+                    }
+                    Some(("value_floats", AttributeValue::Floats(f))) => {
+                        Known::Float(Tensor::new(vec![f.len()], f.clone())?)
+                    }
+                    Some(("value_int", AttributeValue::Int(i))) => Known::Int(Ints {
+                        shape: vec![],
+                        data: vec![*i],
+                    }),
+                    Some(("value_ints", AttributeValue::Ints(i))) => Known::Int(Ints {
+                        shape: vec![i.len()],
+                        data: i.clone(),
+                    }),
+                    other => return unsupported(format!(": value {other:?}")),
+                };
+                return self.set(node, vec![value]);
+            }
+            "Identity" | "Dropout" => {
+                let value = self.required(node, 0)?.clone();
+                return self.set(node, vec![value]);
+            }
+            "Cast" => return self.cast(node),
+            "Shape" => {
+                let shape = self.required(node, 0)?.shape().to_vec();
+                let rank = shape.len() as i64;
+                let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+                let (start, end) = (
+                    clamp(int_attr(node, "start", 0)?),
+                    clamp(int_attr(node, "end", rank)?),
+                );
+                let data: Vec<i64> = shape[start..end.max(start)]
+                    .iter()
+                    .map(|&d| d as i64)
+                    .collect();
+                return self.set(
+                    node,
+                    vec![Known::Int(Ints {
+                        shape: vec![data.len()],
+                        data,
+                    })],
+                );
+            }
+            "Unsqueeze" | "Squeeze" | "Flatten" | "Reshape" => return self.reshape(node),
+            _ => {}
+        }
+        let inputs: Vec<Known> = (0..node.inputs.len())
+            .filter_map(|i| self.input(node, i).transpose())
+            .collect::<NodeResult<Vec<&Known>>>()?
+            .into_iter()
+            .cloned()
+            .collect();
+        if !inputs.is_empty() && inputs.iter().all(|k| matches!(k, Known::Int(_))) {
+            return self.fold_ints(node, &inputs);
+        }
+        let (op, data_inputs) = self.op(node)?;
+        let operands: Vec<&Known> = data_inputs
+            .iter()
+            .map(|&i| self.required(node, i))
+            .collect::<NodeResult<_>>()?;
+        let shapes: Vec<Vec<usize>> = operands.iter().map(|k| k.shape().to_vec()).collect();
+        let operands: Vec<Known> = operands.into_iter().cloned().collect();
+        if operands.iter().all(Known::is_constant) {
+            // Nothing here depends on the image: compute it once, now, on the CPU.
+            let constants: Vec<Tensor> = operands.iter().map(|k| self.as_float(k)).collect();
+            let refs: Vec<&Tensor> = constants.iter().collect();
+            let results = ready(super::execute(&CpuBackend, &op, &self.constants, &refs))
+                .map_err(|e| Fault::Invalid(e.to_string()))?;
+            return self.set(node, results.into_iter().map(Known::Float).collect());
+        }
+        let output_shapes = output_shapes(&op, &shapes, &self.constants)?;
+        let inputs = operands.iter().map(|k| self.operand(k)).collect();
+        let outputs: Vec<usize> = output_shapes
+            .iter()
+            .map(|s| self.new_value(s.clone()))
+            .collect();
+        self.steps.push(Step {
+            node: node.name.clone(),
+            op,
+            inputs,
+            outputs: outputs.clone(),
+        });
+        let results = outputs
+            .iter()
+            .zip(output_shapes)
+            .map(|(&slot, shape)| Known::Value { slot, shape })
+            .collect();
+        self.set(node, results)
+    }
+
+    fn as_float(&self, known: &Known) -> Tensor {
+        match known {
+            Known::Float(t) => t.clone(),
+            Known::Int(i) => {
+                Tensor::new(i.shape.clone(), i.data.iter().map(|&v| v as f32).collect())
+                    .expect("same length")
+            }
+            Known::Value { .. } => unreachable!("only constants are folded"),
+        }
+    }
+
+    fn cast(&mut self, node: &'m Node) -> NodeResult<()> {
+        let to = DataType::from_code(int_attr(node, "to", 1)? as i32);
+        let value = match (self.required(node, 0)?.clone(), data_type_is_float(to)) {
+            (Known::Value { .. }, false) => {
+                return unsupported(format!(
+                    ": to {to:?} on image data (the engine computes in f32)"
+                ));
+            }
+            // Run-time values are f32 whatever the model's float type: fp16 models compute in f32.
+            (v @ (Known::Value { .. } | Known::Float(_)), true) => v,
+            (Known::Int(i), true) => Known::Float(Tensor::new(
+                i.shape,
+                i.data.iter().map(|&v| v as f32).collect(),
+            )?),
+            (Known::Int(i), false) => Known::Int(i),
+            (Known::Float(t), false) => Known::Int(Ints {
+                shape: t.shape().to_vec(),
+                data: t.data().iter().map(|&v| v as i64).collect(),
+            }),
+        };
+        self.set(node, vec![value])
+    }
+
+    /// Unsqueeze, Squeeze, Flatten and Reshape only change the shape.
+    fn reshape(&mut self, node: &'m Node) -> NodeResult<()> {
+        let input = self.required(node, 0)?.clone();
+        let shape = input.shape().to_vec();
+        let rank_out = |extra: usize| (shape.len() + extra) as i64;
+        let axes = |loader: &Self, rank: i64| -> NodeResult<Vec<usize>> {
+            let axes = match ints_attr(node, "axes")? {
+                Some(a) => Some(a),
+                None => loader.ints_input(node, 1)?,
+            };
+            let mut axes = axes
+                .unwrap_or_default()
+                .iter()
+                .map(|&a| crate::normalize_axis("axes", a, rank as usize).map_err(Fault::from))
+                .collect::<NodeResult<Vec<_>>>()?;
+            axes.sort_unstable();
+            Ok(axes)
+        };
+        let target: Vec<usize> = match node.op_type.as_str() {
+            "Unsqueeze" => {
+                let count = match ints_attr(node, "axes")? {
+                    Some(a) => a.len(),
+                    None => self.ints_input(node, 1)?.map_or(0, |a| a.len()),
+                };
+                let axes = axes(self, rank_out(count))?;
+                let mut out = shape.clone();
+                for &a in &axes {
+                    out.insert(a.min(out.len()), 1);
+                }
+                out
+            }
+            "Squeeze" => {
+                let axes = axes(self, rank_out(0))?;
+                shape
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &d)| {
+                        !(if axes.is_empty() {
+                            d == 1
+                        } else {
+                            axes.contains(&i)
+                        })
+                    })
+                    .map(|(_, &d)| d)
+                    .collect()
+            }
+            "Flatten" => {
+                let axis =
+                    crate::normalize_axis("Flatten", int_attr(node, "axis", 1)?, shape.len() + 1)
+                        .unwrap_or(1);
+                vec![
+                    shape[..axis].iter().product(),
+                    shape[axis..].iter().product(),
+                ]
+            }
+            _ => {
+                let Some(spec) = self.ints_input(node, 1)? else {
+                    return unsupported(": the target shape must be a constant");
+                };
+                cpu::reshape_target(&shape, &spec, int_attr(node, "allowzero", 0)? != 0)?
+            }
+        };
+        let value = match input {
+            Known::Float(t) => Known::Float(t.reshaped(target)?),
+            Known::Int(i) if i.data.len() == target.iter().product::<usize>() => Known::Int(Ints {
+                shape: target,
+                data: i.data,
+            }),
+            Known::Int(_) => return invalid(format!("cannot reshape {shape:?} to {target:?}")),
+            Known::Value { slot, .. } => {
+                let out = self.new_value(target.clone());
+                self.steps.push(Step {
+                    node: node.name.clone(),
+                    op: Op::Reshape(target.clone()),
+                    inputs: vec![Operand::Value(slot)],
+                    outputs: vec![out],
+                });
+                Known::Value {
+                    slot: out,
+                    shape: target,
+                }
+            }
+        };
+        self.set(node, vec![value])
+    }
+
+    /// Integer ops of shape sub-graphs, computed now.
+    fn fold_ints(&mut self, node: &'m Node, inputs: &[Known]) -> NodeResult<()> {
+        let ints: Vec<Ints> = inputs
+            .iter()
+            .map(|k| match k {
+                Known::Int(i) => i.clone(),
+                Known::Float(t) => Ints {
+                    shape: t.shape().to_vec(),
+                    data: t.data().iter().map(|&v| v as i64).collect(),
+                },
+                Known::Value { .. } => unreachable!("all constant"),
+            })
+            .collect();
+        let binary = |op| int_binary(op, &ints[0], &ints[1]).map_err(Fault::from);
+        let result = match node.op_type.as_str() {
+            "Add" => binary(BinaryOp::Add)?,
+            "Sub" => binary(BinaryOp::Sub)?,
+            "Mul" => binary(BinaryOp::Mul)?,
+            "Div" => binary(BinaryOp::Div)?,
+            "Concat" => {
+                let axis = int_attr(node, "axis", 0)?;
+                move_ints(&ints.iter().collect::<Vec<_>>(), |t| cpu::concat(t, axis))?
+            }
+            "Gather" => {
+                let axis = int_attr(node, "axis", 0)?;
+                let (indices, shape) = (&ints[1].data, &ints[1].shape);
+                move_ints(&[&ints[0]], |t| cpu::gather(t[0], axis, indices, shape))?
+            }
+            "Slice" => {
+                let (starts, ends) = (&ints[1].data, &ints[2].data);
+                let axes = ints.get(3).map(|a| a.data.clone());
+                let steps = ints.get(4).map(|s| s.data.clone());
+                move_ints(&[&ints[0]], |t| {
+                    cpu::slice(t[0], starts, ends, axes.as_deref(), steps.as_deref())
+                })?
+            }
+            "Transpose" => {
+                let perm = sizes("perm", &ints_attr(node, "perm")?.unwrap_or_default())?;
+                move_ints(&[&ints[0]], |t| cpu::transpose(t[0], &perm))?
+            }
+            "ConstantOfShape" => {
+                let shape = sizes("shape", &ints[0].data)?;
+                let len = shape.iter().product();
+                match node.attribute("value") {
+                    Some(AttributeValue::Tensor(t)) => {
+                        match from_onnx(t).map_err(Fault::Invalid)? {
+                            Known::Int(v) if v.data.len() == 1 => Ints {
+                                shape,
+                                data: vec![v.data[0]; len],
+                            },
+                            Known::Float(v) if v.len() == 1 => {
+                                return self.set(
+                                    node,
+                                    vec![Known::Float(Tensor::new(shape, vec![v.data()[0]; len])?)],
+                                );
+                            }
+                            _ => return invalid("value must hold one element"),
+                        }
+                    }
+                    None => return self.set(node, vec![Known::Float(Tensor::zeros(shape))]),
+                    Some(other) => {
+                        return invalid(format!("value must be a tensor, got {other:?}"));
+                    }
+                }
+            }
+            "Range" => {
+                let (start, limit, delta) = (ints[0].data[0], ints[1].data[0], ints[2].data[0]);
+                if delta == 0 {
+                    return invalid("delta is 0");
+                }
+                let count = (limit - start + delta - delta.signum()) / delta;
+                let count = usize::try_from(count.max(0)).unwrap_or(usize::MAX);
+                if count > MAX_RANGE {
+                    return invalid(format!("a range of {count} values is too long to fold"));
+                }
+                let data: Vec<i64> = (0..count as i64).map(|i| start + i * delta).collect();
+                Ints {
+                    shape: vec![data.len()],
+                    data,
+                }
+            }
+            other => return unsupported(format!(" on constant integer inputs ({other})")),
+        };
+        self.set(node, vec![Known::Int(result)])
+    }
+
+    /// The op a compute node runs, and which of its ONNX inputs are its data operands.
+    fn op(&mut self, node: &'m Node) -> NodeResult<(Op, Vec<usize>)> {
+        let rank = |loader: &Self| loader.required(node, 0).map(|k| k.shape().len());
+        Ok(match node.op_type.as_str() {
+            "Conv" => {
+                let attrs = Conv2d {
+                    strides: pair("strides", ints_attr(node, "strides")?, 1)?,
+                    pads: pads4(node)?,
+                    dilations: pair("dilations", ints_attr(node, "dilations")?, 1)?,
+                    group: sizes("group", &[int_attr(node, "group", 1)?])?[0],
+                };
+                let Known::Float(w) = self.required(node, 1)?.clone() else {
+                    return unsupported(": the weight must be a constant float tensor");
+                };
+                let bias = match self.input(node, 2)?.cloned() {
+                    None => None,
+                    Some(Known::Float(b)) => Some(self.constant(b)),
+                    Some(_) => return unsupported(": the bias must be a constant float tensor"),
+                };
+                let weight = self.constant(w);
+                (
+                    Op::Conv {
+                        weight,
+                        bias,
+                        attrs,
+                        activation: None,
+                    },
+                    vec![0],
+                )
+            }
+            "MaxPool" => {
+                if int_attr(node, "ceil_mode", 0)? != 0 || node.outputs.len() > 1 {
+                    return unsupported(": ceil_mode 1 or the Indices output");
+                }
+                let Some(kernel) = ints_attr(node, "kernel_shape")? else {
+                    return invalid("kernel_shape is missing");
+                };
+                let attrs = MaxPool2d {
+                    kernel: pair("kernel_shape", Some(kernel), 1)?,
+                    strides: pair("strides", ints_attr(node, "strides")?, 1)?,
+                    pads: pads4(node)?,
+                    dilations: pair("dilations", ints_attr(node, "dilations")?, 1)?,
+                };
+                (Op::MaxPool(attrs), vec![0])
+            }
+            "Sigmoid" => (Op::Activation(Activation::Sigmoid), vec![0]),
+            "Add" => (Op::Binary(BinaryOp::Add), vec![0, 1]),
+            "Sub" => (Op::Binary(BinaryOp::Sub), vec![0, 1]),
+            "Mul" => (Op::Binary(BinaryOp::Mul), vec![0, 1]),
+            "Div" => (Op::Binary(BinaryOp::Div), vec![0, 1]),
+            "MatMul" => (Op::MatMul, vec![0, 1]),
+            "Transpose" => (
+                Op::Transpose(sizes(
+                    "perm",
+                    &ints_attr(node, "perm")?.unwrap_or_default(),
+                )?),
+                vec![0],
+            ),
+            "Concat" => (
+                Op::Concat(int_attr(node, "axis", 0)?),
+                (0..node.inputs.len()).collect(),
+            ),
+            "Softmax" => {
+                let r = rank(self)? as i64;
+                let axis = int_attr(node, "axis", if self.opset >= 13 { -1 } else { 1 })?;
+                // Before opset 13 Softmax flattened to 2-D around `axis`: the same only on the last axis.
+                if self.opset < 13 && axis != -1 && axis != r - 1 {
+                    return unsupported(format!(
+                        ": opset {} Softmax on axis {axis} of rank {r}",
+                        self.opset
+                    ));
+                }
+                (Op::Softmax(axis), vec![0])
+            }
+            "Split" => {
+                let axis = int_attr(node, "axis", 0)?;
+                let shape = self.required(node, 0)?.shape().to_vec();
+                let len = shape[crate::normalize_axis("Split", axis, shape.len())?];
+                let sizes = match (ints_attr(node, "split")?, self.ints_input(node, 1)?) {
+                    (Some(s), _) | (None, Some(s)) => sizes("split", &s)?,
+                    (None, None) => {
+                        let parts = node.outputs.len().max(1);
+                        let each = len.div_ceil(parts);
+                        (0..parts)
+                            .map(|i| each.min(len.saturating_sub(i * each)))
+                            .collect()
+                    }
+                };
+                (Op::Split { axis, sizes }, vec![0])
+            }
+            "Slice" => {
+                let (Some(starts), Some(ends)) =
+                    (self.ints_input(node, 1)?, self.ints_input(node, 2)?)
+                else {
+                    return unsupported(": starts and ends must be constants");
+                };
+                let axes = self
+                    .ints_input(node, 3)?
+                    .unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let steps = self
+                    .ints_input(node, 4)?
+                    .unwrap_or_else(|| vec![1; starts.len()]);
+                (
+                    Op::Slice {
+                        starts,
+                        ends,
+                        axes,
+                        steps,
+                    },
+                    vec![0],
+                )
+            }
+            "Gather" => {
+                let Some(Known::Int(indices)) = self.input(node, 1)?.cloned() else {
+                    return unsupported(": indices must be a constant");
+                };
+                (
+                    Op::Gather {
+                        axis: int_attr(node, "axis", 0)?,
+                        indices: indices.data,
+                        indices_shape: indices.shape,
+                    },
+                    vec![0],
+                )
+            }
+            "Resize" => {
+                let mode = string_attr(node, "mode", "nearest")?;
+                if mode != "nearest" {
+                    return unsupported(format!(": mode {mode} (the engine resizes with nearest)"));
+                }
+                if int_attr(node, "antialias", 0)? != 0
+                    || int_attr(node, "exclude_outside", 0)? != 0
+                    || ints_attr(node, "axes")?.is_some()
+                {
+                    return unsupported(": antialias, exclude_outside or axes");
+                }
+                let transform =
+                    match string_attr(node, "coordinate_transformation_mode", "half_pixel")?
+                        .as_str()
+                    {
+                        "asymmetric" => CoordinateTransform::Asymmetric,
+                        "half_pixel" => CoordinateTransform::HalfPixel,
+                        "pytorch_half_pixel" => CoordinateTransform::PytorchHalfPixel,
+                        "align_corners" => CoordinateTransform::AlignCorners,
+                        other => {
+                            return unsupported(format!(
+                                ": coordinate_transformation_mode {other}"
+                            ));
+                        }
+                    };
+                let rounding =
+                    match string_attr(node, "nearest_mode", "round_prefer_floor")?.as_str() {
+                        "floor" => NearestRounding::Floor,
+                        "ceil" => NearestRounding::Ceil,
+                        "round_prefer_floor" => NearestRounding::RoundPreferFloor,
+                        "round_prefer_ceil" => NearestRounding::RoundPreferCeil,
+                        other => return unsupported(format!(": nearest_mode {other}")),
+                    };
+                let input_shape = self.required(node, 0)?.shape().to_vec();
+                let (output_shape, scales) =
+                    match (self.ints_input(node, 3)?, self.floats_input(node, 2)?) {
+                        (Some(sizes_in), _) => (sizes("sizes", &sizes_in)?, None),
+                        (None, Some(scales)) if scales.len() == input_shape.len() => {
+                            let shape = input_shape
+                                .iter()
+                                .zip(&scales)
+                                .map(|(&d, &s)| (d as f64 * f64::from(s)).floor() as usize)
+                                .collect();
+                            (shape, Some(scales))
+                        }
+                        _ => return invalid("needs constant scales or sizes of the input's rank"),
+                    };
+                (
+                    Op::Resize {
+                        output_shape,
+                        scales,
+                        transform,
+                        rounding,
+                    },
+                    vec![0],
+                )
+            }
+            _ => return unsupported(String::new()),
+        })
+    }
+}
+
+/// The shapes a step produces, checked by the same plans the backends run.
+fn output_shapes(
+    op: &Op,
+    inputs: &[Vec<usize>],
+    constants: &[Tensor],
+) -> Result<Vec<Vec<usize>>, ShapeError> {
+    let one = |s: Vec<usize>| Ok(vec![s]);
+    match op {
+        Op::Conv {
+            weight,
+            bias,
+            attrs,
+            ..
+        } => one(cpu::conv2d_output_shape(
+            &inputs[0],
+            constants[*weight].shape(),
+            bias.map(|b| constants[b].shape()),
+            attrs,
+        )?
+        .to_vec()),
+        Op::MaxPool(attrs) => one(cpu::max_pool2d_output_shape(&inputs[0], attrs)?.to_vec()),
+        Op::Activation(_) | Op::Softmax(_) => one(inputs[0].clone()),
+        Op::Binary(_) => one(cpu::broadcast_shape("Binary", &inputs[0], &inputs[1])?),
+        Op::Transpose(perm) => one(cpu::transpose_plan(&inputs[0], perm)?.0),
+        Op::Slice {
+            starts,
+            ends,
+            axes,
+            steps,
+        } => one(
+            cpu::slice_plan(&inputs[0], starts, ends, Some(axes), Some(steps))?
+                .iter()
+                .map(|p| p.2)
+                .collect(),
+        ),
+        Op::Concat(axis) => {
+            one(cpu::concat_shape(&inputs.iter().map(Vec::as_slice).collect::<Vec<_>>(), *axis)?.1)
+        }
+        Op::Split { axis, sizes } => {
+            let a = crate::normalize_axis("Split", *axis, inputs[0].len())?;
+            if sizes.iter().sum::<usize>() != inputs[0][a] {
+                return Err(crate::tensor::shape_error(
+                    "Split",
+                    format!("sizes {sizes:?} do not add up to {}", inputs[0][a]),
+                ));
+            }
+            Ok(sizes
+                .iter()
+                .map(|&s| {
+                    let mut shape = inputs[0].clone();
+                    shape[a] = s;
+                    shape
+                })
+                .collect())
+        }
+        Op::Gather {
+            axis,
+            indices,
+            indices_shape,
+        } => one(cpu::gather_plan(&inputs[0], *axis, indices, indices_shape)?.2),
+        Op::Resize {
+            output_shape,
+            scales,
+            transform,
+            rounding,
+        } => {
+            cpu::resize_maps(
+                &inputs[0],
+                output_shape,
+                scales.as_deref(),
+                *transform,
+                *rounding,
+            )?;
+            one(output_shape.clone())
+        }
+        Op::MatMul => one(cpu::matmul_plan(&inputs[0], &inputs[1])?.output_shape),
+        Op::Reshape(shape) => one(shape.clone()),
+    }
+}
+
+/// Polls a future that cannot wait: the CPU backend's ops finish when first polled.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => unreachable!("CPU backend ops never wait"),
+    }
+}
+
+impl Network {
+    /// Loads an ONNX detector (batch 1, fixed input size) for the engine's backends.
+    pub fn from_onnx(model: &onnx::Model) -> Result<Self, LoadError> {
+        let opset = model
+            .opsets
+            .iter()
+            .find(|(domain, _)| domain.is_empty() || domain.as_str() == "ai.onnx")
+            .map_or(1, |(_, &v)| v);
+        if opset < MIN_OPSET {
+            return Err(LoadError::Opset { found: opset });
+        }
+        let graph = &model.graph;
+        let initializer_names: Vec<&str> =
+            graph.initializers.iter().map(|t| t.name.as_str()).collect();
+        let image_inputs: Vec<_> = graph
+            .inputs
+            .iter()
+            .filter(|i| !initializer_names.contains(&i.name.as_str()))
+            .collect();
+        let [input] = image_inputs.as_slice() else {
+            return Err(LoadError::Input(format!(
+                "a detector has one image input, this model has {}",
+                image_inputs.len()
+            )));
+        };
+        let input_shape = input_shape(input)?;
+
+        let mut loader = Loader {
+            opset,
+            known: HashMap::new(),
+            constants: Vec::new(),
+            steps: Vec::new(),
+            value_shapes: Vec::new(),
+        };
+        let slot = loader.new_value(input_shape.clone());
+        loader.known.insert(
+            input.name.as_str(),
+            Known::Value {
+                slot,
+                shape: input_shape.clone(),
+            },
+        );
+        for (i, t) in graph.initializers.iter().enumerate() {
+            let known = from_onnx(t).map_err(|reason| LoadError::Node {
+                node: format!("graph.initializer[{i}]"),
+                op_type: "initializer".into(),
+                reason,
+            })?;
+            loader.known.insert(t.name.as_str(), known);
+        }
+        for node in &graph.nodes {
+            loader.node(node).map_err(|fault| match fault {
+                Fault::Unsupported(detail) => LoadError::UnsupportedOp {
+                    op_type: node.op_type.clone(),
+                    node: node.name.clone(),
+                    detail,
+                },
+                Fault::Invalid(reason) => LoadError::Node {
+                    node: node.name.clone(),
+                    op_type: node.op_type.clone(),
+                    reason,
+                },
+            })?;
+        }
+        let mut outputs = Vec::new();
+        let mut output_operands = Vec::new();
+        for output in &graph.outputs {
+            let known = loader
+                .known
+                .get(output.name.as_str())
+                .cloned()
+                .ok_or_else(|| LoadError::Node {
+                    node: output.name.clone(),
+                    op_type: "output".into(),
+                    reason: "no node produces this graph output".into(),
+                })?;
+            outputs.push((output.name.clone(), known.shape().to_vec()));
+            output_operands.push(loader.operand(&known));
+        }
+        let class_names = onnx::class_names(model)?;
+        let Loader {
+            mut steps,
+            constants,
+            value_shapes,
+            ..
+        } = loader;
+        fuse_silu(&mut steps, &output_operands);
+        let last_use = last_uses(&steps, &output_operands, value_shapes.len());
+        Ok(Network {
+            input_name: input.name.clone(),
+            input_shape,
+            outputs,
+            output_operands,
+            class_names,
+            steps,
+            constants,
+            last_use,
+            value_shapes,
+        })
+    }
+}
+
+fn input_shape(input: &onnx::ValueInfo) -> Result<Vec<usize>, LoadError> {
+    let name = &input.name;
+    let Some(tensor_type) = &input.tensor_type else {
+        return Err(LoadError::Input(format!("\"{name}\" has no tensor type")));
+    };
+    if !data_type_is_float(tensor_type.elem_type) {
+        return Err(LoadError::Input(format!(
+            "\"{name}\" is {:?}; the engine feeds float images",
+            tensor_type.elem_type
+        )));
+    }
+    let dims = tensor_type
+        .shape
+        .as_ref()
+        .ok_or_else(|| LoadError::Input(format!("\"{name}\" has no shape")))?;
+    let shape = dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Dim::Fixed(v) if *v > 0 => Ok(*v as usize),
+            Dim::Symbolic(s) => Err(LoadError::Input(format!("\"{name}\" has a dynamic dimension {i} (\"{s}\"); export with a fixed image size and batch 1"))),
+            _ => Err(LoadError::Input(format!("\"{name}\" has no fixed size for dimension {i}; export with a fixed image size and batch 1"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match shape.as_slice() {
+        [1, 3, h, w] if h % 32 == 0 && w % 32 == 0 => Ok(shape),
+        _ => Err(LoadError::Input(format!(
+            "\"{name}\" has shape {shape:?}; the engine runs [1, 3, H, W] with H and W multiples of 32"
+        ))),
+    }
+}
+
+/// Replaces `y = sigmoid(x); z = x * y` by a SiLU: fused into the convolution that produces `x`
+/// when nothing else reads `x`, otherwise as one activation step.
+fn fuse_silu(steps: &mut Vec<Step>, outputs: &[Operand]) {
+    let readers = |steps: &[Step], value: usize| {
+        steps
+            .iter()
+            .filter(|s| s.inputs.contains(&Operand::Value(value)))
+            .count()
+            + outputs
+                .iter()
+                .filter(|&&o| o == Operand::Value(value))
+                .count()
+    };
+    let mut i = 0;
+    while i < steps.len() {
+        let (Op::Activation(Activation::Sigmoid), [Operand::Value(x)], [y]) = (
+            &steps[i].op,
+            steps[i].inputs.as_slice(),
+            steps[i].outputs.as_slice(),
+        ) else {
+            i += 1;
+            continue;
+        };
+        let (x, y) = (*x, *y);
+        let is_product = |s: &Step| {
+            s.op == Op::Binary(BinaryOp::Mul)
+                && (s.inputs == [Operand::Value(x), Operand::Value(y)]
+                    || s.inputs == [Operand::Value(y), Operand::Value(x)])
+        };
+        let Some(j) = steps.iter().position(is_product) else {
+            i += 1;
+            continue;
+        };
+        if readers(steps, y) != 1 {
+            i += 1;
+            continue;
+        }
+        let z = steps[j].outputs[0];
+        let producer = steps.iter().position(|s| {
+            s.outputs == [x]
+                && matches!(
+                    s.op,
+                    Op::Conv {
+                        activation: None,
+                        ..
+                    }
+                )
+        });
+        match producer {
+            Some(p) if readers(steps, x) == 2 => {
+                if let Op::Conv { activation, .. } = &mut steps[p].op {
+                    *activation = Some(Activation::Silu);
+                }
+                steps[p].outputs = vec![z];
+                steps.remove(j.max(i));
+                steps.remove(j.min(i));
+            }
+            _ => {
+                steps[i] = Step {
+                    node: steps[j].node.clone(),
+                    op: Op::Activation(Activation::Silu),
+                    inputs: vec![Operand::Value(x)],
+                    outputs: vec![z],
+                };
+                steps.remove(j);
+                i += 1;
+            }
+        }
+    }
+}
+
+fn last_uses(steps: &[Step], outputs: &[Operand], values: usize) -> Vec<Option<usize>> {
+    let mut last = vec![None; values];
+    for (index, step) in steps.iter().enumerate() {
+        for operand in &step.inputs {
+            if let Operand::Value(v) = *operand {
+                last[v] = Some(index);
+            }
+        }
+    }
+    for operand in outputs {
+        if let Operand::Value(v) = *operand {
+            last[v] = None;
+        }
+    }
+    last
+}

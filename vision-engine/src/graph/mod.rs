@@ -1,0 +1,236 @@
+//! The detector as the engine runs it: a list of steps over numbered values, built from an ONNX
+//! model at load time.
+//!
+//! Loading ([`Network::from_onnx`]) folds everything that does not depend on the image (shape
+//! sub-graphs, constant arithmetic, `Constant`/`Cast`/`Identity`) into constants, checks every
+//! remaining op's shapes with the same plan functions the backends use, fuses `x * sigmoid(x)`
+//! into the convolution that produces `x`, and records where each value is used last so the
+//! executor frees it. What is left runs on any [`Backend`].
+
+mod constant;
+mod load;
+
+use crate::{
+    Activation, Backend, EngineError, Tensor,
+    cpu::{BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
+};
+
+pub use load::LoadError;
+
+/// Where a step reads an operand: a value computed at run time, or a constant of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    Value(usize),
+    Constant(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Conv {
+        weight: usize,
+        bias: Option<usize>,
+        attrs: Conv2d,
+        activation: Option<Activation>,
+    },
+    MaxPool(MaxPool2d),
+    Activation(Activation),
+    Binary(BinaryOp),
+    Transpose(Vec<usize>),
+    Slice {
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+        axes: Vec<i64>,
+        steps: Vec<i64>,
+    },
+    Concat(i64),
+    Split {
+        axis: i64,
+        sizes: Vec<usize>,
+    },
+    Gather {
+        axis: i64,
+        indices: Vec<i64>,
+        indices_shape: Vec<usize>,
+    },
+    Resize {
+        output_shape: Vec<usize>,
+        scales: Option<Vec<f32>>,
+        transform: CoordinateTransform,
+        rounding: NearestRounding,
+    },
+    Softmax(i64),
+    MatMul,
+    /// Same values, new shape: no work on any backend.
+    Reshape(Vec<usize>),
+}
+
+/// One op of the network with the ONNX node it came from, for errors and reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub node: String,
+    pub op: Op,
+    pub inputs: Vec<Operand>,
+    pub outputs: Vec<usize>,
+}
+
+/// A loaded detector, ready to run on any backend.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub input_name: String,
+    pub input_shape: Vec<usize>,
+    /// Graph outputs in order, with their shapes.
+    pub outputs: Vec<(String, Vec<usize>)>,
+    output_operands: Vec<Operand>,
+    pub class_names: Option<Vec<String>>,
+    pub steps: Vec<Step>,
+    constants: Vec<Tensor>,
+    /// For each value, the index of the last step that reads it (outputs are never freed).
+    last_use: Vec<Option<usize>>,
+    value_shapes: Vec<Vec<usize>>,
+}
+
+impl Network {
+    /// Runs the network on `input` (shape `input_shape`) and returns the graph outputs.
+    pub async fn run(
+        &self,
+        backend: &impl Backend,
+        input: Tensor,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        if input.shape() != self.input_shape.as_slice() {
+            return Err(crate::tensor::shape_error(
+                "Network",
+                format!(
+                    "input {:?} must have shape {:?}",
+                    input.shape(),
+                    self.input_shape
+                ),
+            )
+            .into());
+        }
+        let mut values: Vec<Option<Tensor>> = vec![None; self.value_shapes.len()];
+        values[0] = Some(input);
+        for (index, step) in self.steps.iter().enumerate() {
+            let results = {
+                let operand = |o: &Operand| -> &Tensor {
+                    match *o {
+                        Operand::Value(v) => values[v]
+                            .as_ref()
+                            .expect("computed before use, freed after last use"),
+                        Operand::Constant(c) => &self.constants[c],
+                    }
+                };
+                let inputs: Vec<&Tensor> = step.inputs.iter().map(operand).collect();
+                execute(backend, &step.op, &self.constants, &inputs).await?
+            };
+            for (&slot, tensor) in step.outputs.iter().zip(results) {
+                values[slot] = Some(tensor);
+            }
+            for operand in &step.inputs {
+                if let Operand::Value(v) = *operand
+                    && self.last_use[v] == Some(index)
+                {
+                    values[v] = None;
+                }
+            }
+        }
+        self.output_operands
+            .iter()
+            .map(|o| match *o {
+                Operand::Value(v) => Ok(values[v].clone().expect("outputs are kept")),
+                Operand::Constant(c) => Ok(self.constants[c].clone()),
+            })
+            .collect()
+    }
+
+    /// How many steps of each op kind the network runs (for reports and tests of the passes).
+    pub fn op_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for step in &self.steps {
+            let name = match &step.op {
+                Op::Conv {
+                    activation: Some(_),
+                    ..
+                } => "Conv+Activation",
+                Op::Conv { .. } => "Conv",
+                Op::MaxPool(_) => "MaxPool",
+                Op::Activation(_) => "Activation",
+                Op::Binary(_) => "Binary",
+                Op::Transpose(_) => "Transpose",
+                Op::Slice { .. } => "Slice",
+                Op::Concat(_) => "Concat",
+                Op::Split { .. } => "Split",
+                Op::Gather { .. } => "Gather",
+                Op::Resize { .. } => "Resize",
+                Op::Softmax(_) => "Softmax",
+                Op::MatMul => "MatMul",
+                Op::Reshape(_) => "Reshape",
+            };
+            *counts.entry(name).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Runs one op on `backend`; the loader also uses it, with the CPU backend, to fold constants.
+pub(crate) async fn execute(
+    backend: &impl Backend,
+    op: &Op,
+    constants: &[Tensor],
+    inputs: &[&Tensor],
+) -> Result<Vec<Tensor>, EngineError> {
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Conv {
+            weight,
+            bias,
+            attrs,
+            activation,
+        } => one(backend
+            .conv2d(
+                inputs[0],
+                &constants[*weight],
+                bias.map(|b| &constants[b]),
+                attrs,
+                *activation,
+            )
+            .await?),
+        Op::MaxPool(attrs) => one(backend.max_pool2d(inputs[0], attrs).await?),
+        Op::Activation(kind) => one(backend.activation(*kind, inputs[0]).await?),
+        Op::Binary(op) => one(backend.binary(*op, inputs[0], inputs[1]).await?),
+        Op::Transpose(perm) => one(backend.transpose(inputs[0], perm).await?),
+        Op::Slice {
+            starts,
+            ends,
+            axes,
+            steps,
+        } => one(backend
+            .slice(inputs[0], starts, ends, Some(axes), Some(steps))
+            .await?),
+        Op::Concat(axis) => one(backend.concat(inputs, *axis).await?),
+        Op::Split { axis, sizes } => backend.split(inputs[0], *axis, sizes).await,
+        Op::Gather {
+            axis,
+            indices,
+            indices_shape,
+        } => one(backend
+            .gather(inputs[0], *axis, indices, indices_shape)
+            .await?),
+        Op::Resize {
+            output_shape,
+            scales,
+            transform,
+            rounding,
+        } => one(backend
+            .resize_nearest(
+                inputs[0],
+                output_shape,
+                scales.as_deref(),
+                *transform,
+                *rounding,
+            )
+            .await?),
+        Op::Softmax(axis) => one(backend.softmax(inputs[0], *axis).await?),
+        Op::MatMul => one(backend.matmul(inputs[0], inputs[1]).await?),
+        Op::Reshape(shape) => one(inputs[0].clone().reshaped(shape.clone())?),
+    }
+}
