@@ -346,8 +346,9 @@ unsafe impl GlobalAlloc for LargestAllocation {
 #[global_allocator]
 static ALLOCATOR: LargestAllocation = LargestAllocation;
 
-/// Parses `bytes`, checking that no allocation exceeds 8 bytes per input byte (a one-byte varint
-/// widened to an i64) plus a little for fixed-size structures.
+/// Parses `bytes`, checking that no allocation exceeds 8 bytes per input byte plus a little for
+/// fixed-size structures: room for a one-byte varint widened to an i64, while a declared length or
+/// shape that sized an allocation would go far past it.
 fn parse_within_memory(bytes: &[u8]) -> Result<Model, OnnxError> {
     LARGEST.with(|l| l.set(0));
     let result = parse_model(bytes);

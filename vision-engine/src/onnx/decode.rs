@@ -475,6 +475,7 @@ fn tensor(buf: &[u8]) -> Result<Tensor> {
                 "double_data",
             )?,
             11 => other_data = Some("uint64_data"),
+            // Entries naming a file mean the bytes are elsewhere, whatever data_location says.
             13 => external = true,
             // DataLocation: 0 DEFAULT, 1 EXTERNAL.
             14 => external |= int32(value, "data_location")? == 1,
@@ -581,11 +582,8 @@ fn tensor(buf: &[u8]) -> Result<Tensor> {
             TensorData::U8(narrow(&int32_data, data_type, |v| u8::try_from(v).ok())?)
         }
         DataType::Int8 => TensorData::I8(narrow(&int32_data, data_type, |v| i8::try_from(v).ok())?),
-        _ => TensorData::Bool(narrow(&int32_data, data_type, |v| match v {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        })?),
+        // Any non-zero value is true, as for raw_data bytes and numpy's astype(bool).
+        _ => TensorData::Bool(int32_data.into_iter().map(|v| v != 0).collect()),
     };
     Ok(Tensor { name, dims, data })
 }
@@ -869,8 +867,8 @@ mod tests {
         );
         assert_eq!(int32_data(2, &[0, 255]), Ok(TensorData::U8(vec![0, 255])));
         assert_eq!(
-            int32_data(9, &[1, 0]),
-            Ok(TensorData::Bool(vec![true, false]))
+            int32_data(9, &[1, 0, 2]),
+            Ok(TensorData::Bool(vec![true, false, true]))
         );
         assert_eq!(int32_data(6, &[-5]), Ok(TensorData::I32(vec![-5])));
         for (code, values, message) in [
@@ -880,7 +878,6 @@ mod tests {
                 "int32_data[1] = 256 is out of range for UINT8",
             ),
             (3, &[-129], "int32_data[0] = -129 is out of range for INT8"),
-            (9, &[2], "int32_data[0] = 2 is out of range for BOOL"),
             (10, &[-1], "int32_data[0] = -1 is out of range for FLOAT16"),
         ] {
             assert_eq!(int32_data(code, values), Err(message.into()));
