@@ -29,7 +29,8 @@ pub(super) enum WireError {
     TruncatedVarint,
     VarintTooLong,
     Truncated(&'static str),
-    FieldNumberZero,
+    /// Field numbers run from 1 to 2^29 - 1.
+    FieldNumber(u64),
     /// Groups (wire types 3 and 4) are deprecated and never used by ONNX; 6 and 7 do not exist.
     WireType(u8),
 }
@@ -40,7 +41,7 @@ impl fmt::Display for WireError {
             WireError::TruncatedVarint => f.write_str("truncated varint"),
             WireError::VarintTooLong => f.write_str("varint longer than 10 bytes"),
             WireError::Truncated(kind) => write!(f, "truncated {kind} field"),
-            WireError::FieldNumberZero => f.write_str("field number 0"),
+            WireError::FieldNumber(n) => write!(f, "field number {n} is out of range"),
             WireError::WireType(t) => write!(f, "wire type {t}, which ONNX does not use"),
         }
     }
@@ -86,11 +87,10 @@ impl<'a> Fields<'a> {
             error,
         };
         let tag = read_varint(&mut self.buf).map_err(at)?;
-        // Field numbers are 29 bits; a larger tag cannot name a field.
-        let number = u32::try_from(tag >> 3).map_err(|_| at(WireError::VarintTooLong))?;
-        if number == 0 {
-            return Err(at(WireError::FieldNumberZero));
-        }
+        let number = match u32::try_from(tag >> 3) {
+            Ok(n @ 1..0x2000_0000) => n,
+            _ => return Err(at(WireError::FieldNumber(tag >> 3))),
+        };
         let within = |error| FieldError {
             number: Some(number),
             error,
@@ -276,7 +276,12 @@ mod tests {
         );
         truncated(&[0x25, 0, 0], Some(4), WireError::Truncated("32-bit"));
         truncated(&[0x80], None, WireError::TruncatedVarint);
-        truncated(&[0x00], None, WireError::FieldNumberZero);
+        truncated(&[0x00], None, WireError::FieldNumber(0));
+        truncated(
+            &[0x80, 0x80, 0x80, 0x80, 0x10],
+            None,
+            WireError::FieldNumber(1 << 29),
+        );
         truncated(&[0x0b], Some(1), WireError::WireType(3));
         truncated(&[0x0e], Some(1), WireError::WireType(6));
         // A length of 2^63 must be reported, not allocated or overflowed.
