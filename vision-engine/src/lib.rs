@@ -12,6 +12,7 @@
 
 mod backend;
 pub mod cpu;
+mod detector;
 mod error;
 mod gpu;
 pub mod graph;
@@ -22,6 +23,7 @@ pub mod postprocess;
 mod tensor;
 
 pub use backend::{Activation, Backend, CpuBackend, GpuBackend};
+pub use detector::{Detection, DetectionResult, Detector, DetectorError};
 pub use error::EngineError;
 pub use gpu::{AdapterSummary, GpuContext};
 pub use tensor::{ShapeError, Tensor, normalize_axis, strides};

@@ -1,0 +1,151 @@
+//! `detect`: runs a detector on images and prints one JSON object per image.
+//!
+//! ```text
+//! cargo run --release -p vision-engine --bin detect -- --model M.onnx [--backend gpu|cpu]
+//!     [--conf 0.25] [--iou 0.45] [--raw-out DIR] IMAGE...
+//! ```
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+// The tool reads files and opens a native GPU: there is nothing to run in a browser.
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use clap::{Parser, ValueEnum};
+    use serde_json::json;
+    use std::{path::PathBuf, process::ExitCode, time::Instant};
+    use vision_engine::{Backend, CpuBackend, Detector, GpuBackend, npy, postprocess::NmsOptions};
+
+    #[derive(Debug, Clone, Copy, ValueEnum)]
+    enum BackendChoice {
+        Gpu,
+        Cpu,
+    }
+
+    /// Runs a YOLO-style ONNX detector on images; prints one JSON object per image.
+    #[derive(Debug, Parser)]
+    struct Args {
+        /// The ONNX model (Ultralytics detect export or LineCheck's own).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: BackendChoice,
+        /// Confidence threshold: detections scoring above it are kept.
+        #[arg(long, default_value_t = 0.25)]
+        conf: f32,
+        /// IoU above which NMS drops the weaker of two boxes of one class.
+        #[arg(long, default_value_t = 0.45)]
+        iou: f32,
+        /// Writes the model's raw first output for each image as DIR/<image stem>.npy.
+        #[arg(long)]
+        raw_out: Option<PathBuf>,
+        /// PNG or JPEG images.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    }
+
+    fn ms(since: Instant) -> f64 {
+        since.elapsed().as_secs_f64() * 1000.0
+    }
+
+    pub fn main() -> ExitCode {
+        let args = Args::parse();
+        match pollster::block_on(run(&args)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(message) => {
+                eprintln!("detect: {message}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Loads the model and the backend; `Ok(false)` when some image failed.
+    async fn run(args: &Args) -> Result<bool, String> {
+        let started = Instant::now();
+        let bytes =
+            std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
+        let detector = Detector::from_onnx_bytes(&bytes)
+            .map_err(|e| format!("{}: {e}", args.model.display()))?;
+        let load_ms = ms(started);
+        if let Some(dir) = &args.raw_out {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        match args.backend {
+            BackendChoice::Cpu => Ok(run_images(args, &detector, &CpuBackend, load_ms).await),
+            BackendChoice::Gpu => {
+                let gpu = GpuBackend::new().await.map_err(|e| e.to_string())?;
+                Ok(run_images(args, &detector, &gpu, load_ms).await)
+            }
+        }
+    }
+
+    async fn run_images(
+        args: &Args,
+        detector: &Detector,
+        backend: &impl Backend,
+        load_ms: f64,
+    ) -> bool {
+        let options = NmsOptions {
+            confidence: args.conf,
+            iou: args.iou,
+            ..NmsOptions::default()
+        };
+        let mut all_ok = true;
+        for path in &args.images {
+            if let Err(message) = run_image(args, detector, backend, options, path, load_ms).await {
+                eprintln!("detect: {}: {message}", path.display());
+                all_ok = false;
+            }
+        }
+        all_ok
+    }
+
+    async fn run_image(
+        args: &Args,
+        detector: &Detector,
+        backend: &impl Backend,
+        options: NmsOptions,
+        path: &std::path::Path,
+        load_ms: f64,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let image = image::open(path).map_err(|e| e.to_string())?.to_rgba8();
+        let (width, height) = image.dimensions();
+        let decode_ms = ms(started);
+        let inference = Instant::now();
+        let result = detector
+            .detect(backend, image.as_raw(), width, height, options)
+            .await
+            .map_err(|e| e.to_string())?;
+        let detect_ms = ms(inference);
+        if let Some(dir) = &args.raw_out {
+            let stem = path
+                .file_stem()
+                .map_or("output".into(), |s| s.to_string_lossy().into_owned());
+            let out = dir.join(format!("{stem}.npy"));
+            std::fs::write(&out, npy::write(&result.raw_output))
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+        }
+        let detections: Vec<_> = result
+            .detections
+            .iter()
+            .map(|d| json!({ "class_id": d.class_id, "label": d.label, "score": d.score, "box": d.bbox }))
+            .collect();
+        let line = json!({
+            "image": path.display().to_string(),
+            "width": width,
+            "height": height,
+            "detections": detections,
+            "backend": backend.name(),
+            "timings_ms": { "model_load": load_ms, "image_decode": decode_ms, "detect": detect_ms },
+        });
+        println!("{line}");
+        Ok(())
+    }
+}

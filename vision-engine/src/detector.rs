@@ -1,0 +1,247 @@
+//! From camera pixels to boxes: letterbox, the network, decoding and NMS, boxes in image pixels.
+
+use crate::{
+    Backend, EngineError, Tensor,
+    graph::{LoadError, Network},
+    letterbox::{Letterbox, PAD_VALUE},
+    onnx,
+    postprocess::{NmsOptions, decode_and_nms},
+};
+
+/// One object found in an image, in the image's own pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub class_id: u32,
+    pub label: String,
+    pub score: f32,
+    /// `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
+}
+
+/// What one image gave: the detections, and the network's raw output for checks against
+/// other runtimes.
+#[derive(Debug, Clone)]
+pub struct DetectionResult {
+    pub detections: Vec<Detection>,
+    pub raw_output: Tensor,
+    pub letterbox: Letterbox,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("not a detector: {0}")]
+    NotADetector(String),
+    #[error("image: {0}")]
+    Image(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// An Ultralytics-layout detector: one image input `[1, 3, H, W]`, first output `[1, 4 + C, N]`.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    network: Network,
+    labels: Vec<String>,
+    anchors: usize,
+}
+
+impl Detector {
+    pub fn from_onnx_bytes(bytes: &[u8]) -> Result<Self, DetectorError> {
+        let model = onnx::parse_model(bytes)?;
+        Self::new(Network::from_onnx(&model)?)
+    }
+
+    pub fn new(network: Network) -> Result<Self, DetectorError> {
+        let Some((name, shape)) = network.outputs.first() else {
+            return Err(DetectorError::NotADetector(
+                "the model has no output".into(),
+            ));
+        };
+        let &[1, rows, anchors] = shape.as_slice() else {
+            return Err(DetectorError::NotADetector(format!(
+                "output \"{name}\" has shape {shape:?}, expected [1, 4 + classes, anchors]"
+            )));
+        };
+        if rows < 5 {
+            return Err(DetectorError::NotADetector(format!(
+                "output \"{name}\" has {rows} rows: no classes"
+            )));
+        }
+        let classes = rows - 4;
+        let labels = match &network.class_names {
+            Some(names) if names.len() == classes => names.clone(),
+            Some(names) => {
+                return Err(DetectorError::NotADetector(format!(
+                    "the metadata names {} classes, the output has {classes}",
+                    names.len()
+                )));
+            }
+            None => (0..classes).map(|i| format!("class {i}")).collect(),
+        };
+        Ok(Self {
+            network,
+            labels,
+            anchors,
+        })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The model's input size, `(width, height)`.
+    pub fn input_size(&self) -> (u32, u32) {
+        (
+            self.network.input_shape[3] as u32,
+            self.network.input_shape[2] as u32,
+        )
+    }
+
+    /// Letterboxes an RGBA image into the network's input: aspect kept, grey (114) bands,
+    /// bilinear resampling with pixel centres aligned as OpenCV's `INTER_LINEAR`, scaled to 0..1.
+    pub fn preprocess(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<(Tensor, Letterbox), DetectorError> {
+        if width == 0 || height == 0 || rgba.len() != width as usize * height as usize * 4 {
+            return Err(DetectorError::Image(format!(
+                "{} bytes is not a {width}x{height} RGBA image",
+                rgba.len()
+            )));
+        }
+        let (in_w, in_h) = self.input_size();
+        let lb = Letterbox::new(width, height, in_w, in_h);
+        let (w, h) = (in_w as usize, in_h as usize);
+        let mut data = vec![f32::from(PAD_VALUE) / 255.0; 3 * w * h];
+        let (sw, sh) = (width as usize, height as usize);
+        let pixel = |x: usize, y: usize, c: usize| f32::from(rgba[(y * sw + x) * 4 + c]);
+        // Source coordinate of a destination pixel centre, and its two neighbours with weights.
+        let taps = |dst: usize, scale: f64, len: usize| {
+            let src = ((dst as f64 + 0.5) / scale - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(len - 1);
+            let i1 = (i0 + 1).min(len - 1);
+            (i0, i1, (src - i0 as f64).min(1.0) as f32)
+        };
+        let same_size = lb.resized_width == width && lb.resized_height == height;
+        for y in 0..lb.resized_height as usize {
+            let (y0, y1, fy) = if same_size {
+                (y, y, 0.0)
+            } else {
+                taps(y, lb.scale, sh)
+            };
+            for x in 0..lb.resized_width as usize {
+                let (x0, x1, fx) = if same_size {
+                    (x, x, 0.0)
+                } else {
+                    taps(x, lb.scale, sw)
+                };
+                let at = (y + lb.pad_top as usize) * w + x + lb.pad_left as usize;
+                for c in 0..3 {
+                    let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x1, y0, c) * fx;
+                    let bottom = pixel(x0, y1, c) * (1.0 - fx) + pixel(x1, y1, c) * fx;
+                    data[c * w * h + at] = (top * (1.0 - fy) + bottom * fy) / 255.0;
+                }
+            }
+        }
+        Ok((
+            Tensor::new(vec![1, 3, h, w], data).expect("sized above"),
+            lb,
+        ))
+    }
+
+    /// Runs the whole pipeline on an RGBA image.
+    pub async fn detect(
+        &self,
+        backend: &impl Backend,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        options: NmsOptions,
+    ) -> Result<DetectionResult, DetectorError> {
+        let (input, letterbox) = self.preprocess(rgba, width, height)?;
+        let raw_output = self.network.run(backend, input).await?.swap_remove(0);
+        let detections = self.decode(&raw_output, &letterbox, options)?;
+        Ok(DetectionResult {
+            detections,
+            raw_output,
+            letterbox,
+        })
+    }
+
+    /// Decoding, NMS and mapping back to image pixels, for a raw output from any runtime.
+    pub fn decode(
+        &self,
+        raw_output: &Tensor,
+        letterbox: &Letterbox,
+        options: NmsOptions,
+    ) -> Result<Vec<Detection>, DetectorError> {
+        let raw = decode_and_nms(raw_output.data(), self.labels.len(), self.anchors, options)
+            .map_err(|e| DetectorError::NotADetector(e.to_string()))?;
+        Ok(raw
+            .into_iter()
+            .map(|d| Detection {
+                class_id: d.class_id,
+                label: self.labels[d.class_id as usize].clone(),
+                score: d.score,
+                bbox: letterbox.to_source(d.bbox),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detector() -> Detector {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/detector/mini_detector.onnx"
+        ))
+        .unwrap();
+        Detector::from_onnx_bytes(&bytes).unwrap()
+    }
+
+    #[test]
+    fn an_image_of_the_input_size_is_copied_exactly_and_a_wide_one_gets_grey_bands() {
+        let d = detector();
+        let rgba: Vec<u8> = (0..64 * 64 * 4).map(|i| (i % 251) as u8).collect();
+        let (t, lb) = d.preprocess(&rgba, 64, 64).unwrap();
+        assert_eq!((lb.pad_left, lb.pad_top), (0, 0));
+        assert_eq!(
+            t.data()[64 * 64 + 5],
+            f32::from(rgba[5 * 4 + 1]) / 255.0,
+            "green plane, pixel 5"
+        );
+
+        let wide = vec![200u8; 128 * 64 * 4];
+        let (t, lb) = d.preprocess(&wide, 128, 64).unwrap();
+        assert_eq!(
+            (lb.resized_width, lb.resized_height, lb.pad_top),
+            (64, 32, 16)
+        );
+        assert_eq!(t.data()[0], 114.0 / 255.0, "top band");
+        assert_eq!(t.data()[20 * 64 + 10], 200.0 / 255.0, "inside the image");
+    }
+
+    #[test]
+    fn a_buffer_of_the_wrong_size_is_an_error() {
+        let err = detector().preprocess(&[0; 10], 4, 4).unwrap_err();
+        assert_eq!(err.to_string(), "image: 10 bytes is not a 4x4 RGBA image");
+    }
+
+    #[test]
+    fn labels_come_from_the_model_metadata() {
+        assert_eq!(detector().labels(), ["scratch", "dent", "crack"]);
+    }
+}

@@ -1,0 +1,151 @@
+//! The `detect` command line tool, run as a user runs it.
+
+use std::{path::PathBuf, process::Command};
+use vision_engine::{CpuBackend, Detector, npy, postprocess::NmsOptions};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/detector")
+        .join(name)
+}
+
+fn detect(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_detect"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+/// A 96x72 PNG with a gradient, so the network sees a real image of another size than its input.
+fn write_image(dir: &std::path::Path) -> PathBuf {
+    let image = image::RgbImage::from_fn(96, 72, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8])
+    });
+    let path = dir.join("part.png");
+    image.save(&path).unwrap();
+    path
+}
+
+#[test]
+fn prints_one_json_object_per_image_and_writes_the_raw_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_image(dir.path());
+    let raw = dir.path().join("raw");
+    for backend in ["cpu", "gpu"] {
+        let (ok, stdout, stderr) = detect(&[
+            "--model",
+            fixture("mini_detector.onnx").to_str().unwrap(),
+            "--backend",
+            backend,
+            "--conf",
+            "0.5",
+            "--raw-out",
+            raw.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(line["image"], image.display().to_string());
+        assert_eq!(
+            (line["width"].as_u64(), line["height"].as_u64()),
+            (Some(96), Some(72))
+        );
+        let detections = line["detections"].as_array().unwrap();
+        assert!(!detections.is_empty(), "{backend}: {stdout}");
+        for d in detections {
+            let b: Vec<f64> = d["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert!(
+                b[0] <= b[2] && b[1] <= b[3] && b[2] <= 96.0 && b[3] <= 72.0,
+                "{backend}: box {b:?} in image pixels"
+            );
+            assert!(["scratch", "dent", "crack"].contains(&d["label"].as_str().unwrap()));
+            assert!(d["score"].as_f64().unwrap() > 0.5);
+        }
+        assert!(line["timings_ms"]["detect"].as_f64().unwrap() > 0.0);
+
+        // The raw output is exactly what the engine computes for that image.
+        let written = npy::read(&std::fs::read(raw.join("part.npy")).unwrap()).unwrap();
+        let detector =
+            Detector::from_onnx_bytes(&std::fs::read(fixture("mini_detector.onnx")).unwrap())
+                .unwrap();
+        let rgba = image::open(&image).unwrap().to_rgba8();
+        let expected = pollster::block_on(detector.detect(
+            &CpuBackend,
+            rgba.as_raw(),
+            96,
+            72,
+            NmsOptions::default(),
+        ))
+        .unwrap();
+        assert_eq!(written.shape(), [1, 7, 84]);
+        let max_diff = written
+            .data()
+            .iter()
+            .zip(expected.raw_output.data())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            max_diff < 1e-4,
+            "{backend}: raw output differs by {max_diff}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_image(dir.path());
+    let image = image.to_str().unwrap();
+    let model = fixture("mini_detector.onnx");
+    let unsupported = fixture("unsupported_op.onnx");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--model", "/nonexistent.onnx", image],
+            "/nonexistent.onnx: No such file",
+        ),
+        (
+            &["--model", env!("CARGO_MANIFEST_PATH"), image],
+            "not an ONNX model",
+        ),
+        (
+            &["--model", unsupported.to_str().unwrap(), image],
+            "unsupported operator Einsum (node \"/model.0/Einsum\")",
+        ),
+        (
+            &[
+                "--model",
+                model.to_str().unwrap(),
+                "--backend",
+                "cpu",
+                "/missing.png",
+            ],
+            "/missing.png: No such file",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (ok, _, stderr) = detect(args);
+        assert!(!ok, "{args:?} must fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // A truncated model names what is wrong instead of panicking.
+    let truncated = dir.path().join("truncated.onnx");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let (ok, _, stderr) = detect(&["--model", truncated.to_str().unwrap(), image]);
+    assert!(
+        !ok && stderr.contains("truncated.onnx: ") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
