@@ -3,8 +3,8 @@
 use crate::{cargo, cargo_command, pwa, target_dir, tools, workspace_root};
 use anyhow::{Context, bail};
 use std::{
+    ffi::OsStr,
     io::{BufRead, BufReader},
-    path::Path,
     process::Stdio,
 };
 
@@ -78,7 +78,7 @@ fn count_line(line: &str, counts: &mut TestCounts) {
     counts.failed += number_before(" failed");
 }
 
-fn run_cargo_tests(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<TestCounts> {
+fn run_cargo_tests(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<TestCounts> {
     let mut command = cargo_command();
     command.args(args).stdout(Stdio::piped());
     for (key, value) in env {
@@ -137,6 +137,10 @@ pub fn run_all() -> anyhow::Result<()> {
             "vision-engine",
             "--target",
             "wasm32-unknown-unknown",
+            "--lib",
+            "--bins",
+            "--test",
+            "browser",
             "--",
             "-D",
             "warnings",
@@ -154,6 +158,31 @@ pub fn run_all() -> anyhow::Result<()> {
                 "linecheck-e2e",
             ],
             &[],
+        ),
+    );
+
+    report.tests(
+        "engine in the browser (wasm32, WebGPU)",
+        run_cargo_tests(
+            &[
+                "test",
+                "--package",
+                "vision-engine",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--test",
+                "browser",
+            ],
+            &[
+                // wasm-bindgen-test-runner drives Chromium through chromedriver with the flags in
+                // vision-engine/webdriver.json (WebGPU on SwiftShader).
+                (
+                    "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                    OsStr::new("wasm-bindgen-test-runner"),
+                ),
+                ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
+                ("WASM_BINDGEN_TEST_TIMEOUT", OsStr::new("300")),
+            ],
         ),
     );
 
@@ -175,10 +204,10 @@ pub fn run_all() -> anyhow::Result<()> {
                     "--test-threads=1",
                 ],
                 &[
-                    ("LINECHECK_DIST", &dist),
-                    ("LINECHECK_SERVER_BIN", &server),
-                    ("CHROMIUM", Path::new(CHROMIUM)),
-                    ("CHROMEDRIVER", Path::new(CHROMEDRIVER)),
+                    ("LINECHECK_DIST", dist.as_os_str()),
+                    ("LINECHECK_SERVER_BIN", server.as_os_str()),
+                    ("CHROMIUM", OsStr::new(CHROMIUM)),
+                    ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
                 ],
             ),
         ),

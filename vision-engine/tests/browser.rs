@@ -1,0 +1,25 @@
+//! The engine compiled to wasm32 in headless Chromium: the whole miniature detector on WebGPU
+//! (SwiftShader where there is no GPU) and on the CPU backend, against the same ONNX Runtime
+//! outputs the native tests use. Run by `cargo xtask test` through wasm-bindgen-test-runner;
+//! `webdriver.json` beside Cargo.toml holds the Chromium flags.
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use vision_engine::{CpuBackend, GpuBackend};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn webgpu_backend_matches_onnx_runtime() {
+    let gpu = GpuBackend::new()
+        .await
+        .expect("Chromium must expose a WebGPU adapter (--enable-unsafe-webgpu)");
+    support::matches_onnx_runtime(&gpu).await;
+}
+
+#[wasm_bindgen_test]
+async fn cpu_backend_matches_onnx_runtime() {
+    support::matches_onnx_runtime(&CpuBackend).await;
+}
