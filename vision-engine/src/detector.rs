@@ -1,8 +1,8 @@
 //! From camera pixels to boxes: letterbox, the network, decoding and NMS, boxes in image pixels.
 
 use crate::{
-    Backend, EngineError, Tensor,
-    graph::{LoadError, Network},
+    EngineError, Tensor,
+    graph::{Executor, LoadError, Network},
     letterbox::{Letterbox, PAD_VALUE},
     onnx,
     postprocess::{NmsOptions, decode_and_nms},
@@ -159,17 +159,17 @@ impl Detector {
         ))
     }
 
-    /// Runs the whole pipeline on an RGBA image.
+    /// Runs the whole pipeline on an RGBA image; `executor` runs this detector's network.
     pub async fn detect(
         &self,
-        backend: &impl Backend,
+        executor: &impl Executor,
         rgba: &[u8],
         width: u32,
         height: u32,
         options: NmsOptions,
     ) -> Result<DetectionResult, DetectorError> {
         let (input, letterbox) = self.preprocess(rgba, width, height)?;
-        let raw_output = self.network.run(backend, input).await?.swap_remove(0);
+        let raw_output = executor.execute(input).await?.swap_remove(0);
         let detections = self.decode(&raw_output, &letterbox, options)?;
         Ok(DetectionResult {
             detections,

@@ -22,7 +22,7 @@ pub mod onnx;
 pub mod postprocess;
 mod tensor;
 
-pub use backend::{Activation, Backend, CpuBackend, GpuBackend};
+pub use backend::{Activation, Backend, CpuBackend, GpuBackend, GpuNetwork};
 pub use detector::{Detection, DetectionResult, Detector, DetectorError};
 pub use error::EngineError;
 pub use gpu::{AdapterSummary, GpuContext};

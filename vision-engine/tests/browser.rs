@@ -6,20 +6,31 @@
 
 mod support;
 
-use vision_engine::{CpuBackend, GpuBackend};
+use vision_engine::{CpuBackend, GpuBackend, graph::OpByOp};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
-async fn webgpu_backend_matches_onnx_runtime() {
+async fn webgpu_backend_matches_onnx_runtime_op_by_op_and_resident() {
     let gpu = GpuBackend::new()
         .await
         .expect("Chromium must expose a WebGPU adapter (--enable-unsafe-webgpu)");
-    support::matches_onnx_runtime(&gpu).await;
+    let network = support::network();
+    support::matches_onnx_runtime(&OpByOp {
+        network: &network,
+        backend: &gpu,
+    })
+    .await;
+    support::matches_onnx_runtime(&gpu.prepare(&network).unwrap()).await;
 }
 
 #[wasm_bindgen_test]
 async fn cpu_backend_matches_onnx_runtime() {
-    support::matches_onnx_runtime(&CpuBackend).await;
+    let network = support::network();
+    support::matches_onnx_runtime(&OpByOp {
+        network: &network,
+        backend: &CpuBackend,
+    })
+    .await;
 }

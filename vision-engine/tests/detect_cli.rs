@@ -1,7 +1,7 @@
 //! The `detect` command line tool, run as a user runs it.
 
 use std::{path::PathBuf, process::Command};
-use vision_engine::{CpuBackend, Detector, npy, postprocess::NmsOptions};
+use vision_engine::{CpuBackend, Detector, graph::OpByOp, npy, postprocess::NmsOptions};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -81,8 +81,12 @@ fn prints_one_json_object_per_image_and_writes_the_raw_output() {
             Detector::from_onnx_bytes(&std::fs::read(fixture("mini_detector.onnx")).unwrap())
                 .unwrap();
         let rgba = image::open(&image).unwrap().to_rgba8();
+        let executor = OpByOp {
+            network: detector.network(),
+            backend: &CpuBackend,
+        };
         let expected = pollster::block_on(detector.detect(
-            &CpuBackend,
+            &executor,
             rgba.as_raw(),
             96,
             72,

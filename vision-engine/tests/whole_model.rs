@@ -7,7 +7,7 @@
 mod support;
 
 use support::{ANCHORS, CLASSES, ORT_OUTPUTS, max_class_score_difference, network, relative_error};
-use vision_engine::{CpuBackend, GpuBackend, npy};
+use vision_engine::{CpuBackend, GpuBackend, graph::OpByOp, npy};
 
 #[test]
 fn loading_folds_the_shape_subgraph_and_fuses_silu_into_convolutions() {
@@ -48,15 +48,34 @@ fn the_reference_outputs_depend_on_the_input() {
 
 #[test]
 fn cpu_backend_matches_onnx_runtime() {
-    pollster::block_on(support::matches_onnx_runtime(&CpuBackend));
+    let network = network();
+    let executor = OpByOp {
+        network: &network,
+        backend: &CpuBackend,
+    };
+    pollster::block_on(support::matches_onnx_runtime(&executor));
 }
 
 #[test]
-fn gpu_backend_matches_onnx_runtime() {
+fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident() {
     pollster::block_on(async {
         let gpu = GpuBackend::new()
             .await
             .expect("the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)");
-        support::matches_onnx_runtime(&gpu).await
+        let network = network();
+        support::matches_onnx_runtime(&OpByOp {
+            network: &network,
+            backend: &gpu,
+        })
+        .await;
+        let prepared = gpu.prepare(&network).unwrap();
+        support::matches_onnx_runtime(&prepared).await;
+        // Inference after inference reuses the same buffers: run the check a second time.
+        support::matches_onnx_runtime(&prepared).await;
+        println!(
+            "GPU activations: {} bytes planned; the largest step reads and writes {} bytes",
+            prepared.activation_bytes(),
+            prepared.largest_step_bytes()
+        );
     });
 }

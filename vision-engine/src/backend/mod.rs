@@ -4,7 +4,7 @@ mod cpu;
 mod gpu;
 
 pub use cpu::CpuBackend;
-pub use gpu::GpuBackend;
+pub use gpu::{GpuBackend, GpuNetwork};
 
 use crate::{
     EngineError, Tensor,

@@ -19,7 +19,12 @@ mod cli {
     use clap::{Parser, ValueEnum};
     use serde_json::json;
     use std::{path::PathBuf, process::ExitCode, time::Instant};
-    use vision_engine::{Backend, CpuBackend, Detector, GpuBackend, npy, postprocess::NmsOptions};
+    use vision_engine::{
+        CpuBackend, Detector, GpuBackend,
+        graph::{Executor, OpByOp},
+        npy,
+        postprocess::NmsOptions,
+    };
 
     #[derive(Debug, Clone, Copy, ValueEnum)]
     enum BackendChoice {
@@ -77,19 +82,29 @@ mod cli {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         match args.backend {
-            BackendChoice::Cpu => Ok(run_images(args, &detector, &CpuBackend, load_ms).await),
+            BackendChoice::Cpu => {
+                let executor = OpByOp {
+                    network: detector.network(),
+                    backend: &CpuBackend,
+                };
+                Ok(run_images(args, &detector, &executor, (load_ms, None)).await)
+            }
             BackendChoice::Gpu => {
+                // Weights uploaded and every launch bound once; each image is one submission.
                 let gpu = GpuBackend::new().await.map_err(|e| e.to_string())?;
-                Ok(run_images(args, &detector, &gpu, load_ms).await)
+                let prepared = gpu.prepare(detector.network()).map_err(|e| e.to_string())?;
+                let memory = Some(prepared.activation_bytes());
+                Ok(run_images(args, &detector, &prepared, (ms(started), memory)).await)
             }
         }
     }
 
+    /// `load`: milliseconds from reading the model to ready, and the GPU memory its tensors take.
     async fn run_images(
         args: &Args,
         detector: &Detector,
-        backend: &impl Backend,
-        load_ms: f64,
+        executor: &impl Executor,
+        (load_ms, gpu_memory): (f64, Option<u64>),
     ) -> bool {
         let options = NmsOptions {
             confidence: args.conf,
@@ -98,7 +113,16 @@ mod cli {
         };
         let mut all_ok = true;
         for path in &args.images {
-            if let Err(message) = run_image(args, detector, backend, options, path, load_ms).await {
+            if let Err(message) = run_image(
+                args,
+                detector,
+                executor,
+                options,
+                path,
+                (load_ms, gpu_memory),
+            )
+            .await
+            {
                 eprintln!("detect: {}: {message}", path.display());
                 all_ok = false;
             }
@@ -109,10 +133,10 @@ mod cli {
     async fn run_image(
         args: &Args,
         detector: &Detector,
-        backend: &impl Backend,
+        executor: &impl Executor,
         options: NmsOptions,
         path: &std::path::Path,
-        load_ms: f64,
+        (load_ms, gpu_memory): (f64, Option<u64>),
     ) -> Result<(), String> {
         let started = Instant::now();
         let image = image::open(path).map_err(|e| e.to_string())?.to_rgba8();
@@ -120,7 +144,7 @@ mod cli {
         let decode_ms = ms(started);
         let inference = Instant::now();
         let result = detector
-            .detect(backend, image.as_raw(), width, height, options)
+            .detect(executor, image.as_raw(), width, height, options)
             .await
             .map_err(|e| e.to_string())?;
         let detect_ms = ms(inference);
@@ -142,7 +166,9 @@ mod cli {
             "width": width,
             "height": height,
             "detections": detections,
-            "backend": backend.name(),
+            "backend": executor.name(),
+            // Bytes the intermediate tensors take on the GPU (buffers shared by liveness).
+            "gpu_activation_bytes": gpu_memory,
             "timings_ms": { "model_load": load_ms, "image_decode": decode_ms, "detect": detect_ms },
         });
         println!("{line}");

@@ -17,6 +17,31 @@ use crate::{
 
 pub use load::LoadError;
 
+/// Runs a loaded network on an input: on any backend op by op ([`OpByOp`]), or prepared and
+/// resident on the GPU ([`crate::GpuNetwork`]).
+#[allow(async_fn_in_trait)] // Implemented in this crate only; the browser's futures are not Send.
+pub trait Executor {
+    fn name(&self) -> String;
+
+    async fn execute(&self, input: Tensor) -> Result<Vec<Tensor>, EngineError>;
+}
+
+/// A network run op by op on a backend, each op on host tensors.
+pub struct OpByOp<'a, B> {
+    pub network: &'a Network,
+    pub backend: &'a B,
+}
+
+impl<B: Backend> Executor for OpByOp<'_, B> {
+    fn name(&self) -> String {
+        self.backend.name()
+    }
+
+    async fn execute(&self, input: Tensor) -> Result<Vec<Tensor>, EngineError> {
+        self.network.run(self.backend, input).await
+    }
+}
+
 /// Where a step reads an operand: a value computed at run time, or a constant of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operand {
@@ -80,13 +105,14 @@ pub struct Network {
     pub input_shape: Vec<usize>,
     /// Graph outputs in order, with their shapes.
     pub outputs: Vec<(String, Vec<usize>)>,
-    output_operands: Vec<Operand>,
+    pub(crate) output_operands: Vec<Operand>,
     pub class_names: Option<Vec<String>>,
     pub steps: Vec<Step>,
-    constants: Vec<Tensor>,
+    pub(crate) constants: Vec<Tensor>,
     /// For each value, the index of the last step that reads it (outputs are never freed).
     last_use: Vec<Option<usize>>,
-    value_shapes: Vec<Vec<usize>>,
+    /// Value 0 is the network's input.
+    pub(crate) value_shapes: Vec<Vec<usize>>,
 }
 
 impl Network {

@@ -3,8 +3,8 @@
 //! browser test (`browser.rs`). The fixtures are compiled in: the browser has no file system.
 
 use vision_engine::{
-    Backend, Tensor,
-    graph::Network,
+    Tensor,
+    graph::{Executor, Network},
     npy, onnx,
     postprocess::{NmsOptions, RawDetection, decode_and_nms},
 };
@@ -54,28 +54,24 @@ fn detections(output: &Tensor) -> Vec<RawDetection> {
 }
 
 /// The raw output within 1e-4 (relative) and 1e-3 (any class score) of ONNX Runtime's, and the
-/// same detections after decoding and NMS.
-pub async fn matches_onnx_runtime(backend: &impl Backend) {
-    let network = network();
+/// same detections after decoding and NMS. `executor` runs the network of [`network`].
+pub async fn matches_onnx_runtime(executor: &impl Executor) {
     for (i, (input, expected)) in INPUTS.iter().zip(ORT_OUTPUTS).enumerate() {
         let expected = npy::read(expected).unwrap();
-        let outputs = network
-            .run(backend, npy::read(input).unwrap())
-            .await
-            .unwrap();
+        let outputs = executor.execute(npy::read(input).unwrap()).await.unwrap();
         let out = &outputs[0];
         assert_eq!(out.shape(), expected.shape());
         let err = relative_error(out, &expected);
         assert!(
             err <= 1e-4,
             "{} input {i}: relative error {err:e}",
-            backend.name()
+            executor.name()
         );
         let score_diff = max_class_score_difference(out, &expected);
         assert!(
             score_diff <= 1e-3,
             "{} input {i}: class score off by {score_diff}",
-            backend.name()
+            executor.name()
         );
 
         let (ours, reference) = (detections(out), detections(&expected));
@@ -88,7 +84,7 @@ pub async fn matches_onnx_runtime(backend: &impl Backend) {
             ours.len(),
             reference.len(),
             "{} input {i}: detections",
-            backend.name()
+            executor.name()
         );
         for (a, b) in ours.iter().zip(&reference) {
             assert_eq!(a.class_id, b.class_id);
@@ -97,7 +93,7 @@ pub async fn matches_onnx_runtime(backend: &impl Backend) {
                 assert!(
                     (x - y).abs() <= 1e-2,
                     "{} box {:?} vs {:?}",
-                    backend.name(),
+                    executor.name(),
                     a.bbox,
                     b.bbox
                 );

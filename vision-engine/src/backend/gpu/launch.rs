@@ -1,0 +1,546 @@
+//! What the GPU runs for each op: a list of kernel launches over abstract bindings, computed from
+//! shapes alone. The per-op executor and the resident network executor bind them to buffers.
+
+use super::MAX_RANK;
+use crate::{
+    Activation, EngineError, ShapeError,
+    cpu::{self, BinaryOp, MatmulPlan, broadcast_strides},
+    graph::Op,
+    tensor::{shape_error, strides},
+};
+use kernels::Kernel;
+
+/// Where a launch reads or writes.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Binding {
+    /// The op's i-th operand.
+    Input(usize),
+    /// A constant of the network (weights, biases).
+    Constant(usize),
+    /// Small data the plan made (gather indices, resize maps), uploaded with the launch.
+    Aux(Vec<u32>),
+    /// The op's i-th output.
+    Output(usize),
+    /// A 4-byte stand-in for an absent optional input (a convolution without bias).
+    Absent,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Launch {
+    pub kernel: Kernel,
+    pub entry: &'static str,
+    pub inputs: Vec<Binding>,
+    pub output: Binding,
+    /// Uniform words, laid out as the kernel's `Params` struct.
+    pub params: Vec<u32>,
+    /// Invocations; 0 launches nothing.
+    pub count: usize,
+}
+
+/// The output shapes of an op and the launches that compute them.
+#[derive(Debug)]
+pub(super) struct OpPlan {
+    pub outputs: Vec<Vec<usize>>,
+    pub launches: Vec<Launch>,
+    /// Set for ops that only rename their input's values (Reshape): output 0 is input 0's buffer.
+    pub aliases_input: bool,
+}
+
+/// Uniform contents as 32-bit words: scalars in groups of four, then 8-wide arrays.
+#[derive(Default)]
+struct Params(Vec<u32>);
+
+impl Params {
+    fn words(mut self, words: &[u32]) -> Self {
+        self.0.extend_from_slice(words);
+        self
+    }
+
+    fn array8(mut self, values: impl IntoIterator<Item = u32>) -> Self {
+        let start = self.0.len();
+        self.0.extend(values);
+        assert!(
+            self.0.len() - start <= MAX_RANK,
+            "checked against MAX_RANK before"
+        );
+        self.0.resize(start + MAX_RANK, 0);
+        self
+    }
+}
+
+fn to_u32(op: &'static str, value: usize) -> Result<u32, ShapeError> {
+    u32::try_from(value)
+        .map_err(|_| shape_error(op, format!("{value} does not fit the GPU's 32-bit indices")))
+}
+
+fn check_rank(op: &'static str, rank: usize) -> Result<(), ShapeError> {
+    if rank > MAX_RANK {
+        return Err(shape_error(
+            op,
+            format!("rank {rank} is above the GPU backend's {MAX_RANK}"),
+        ));
+    }
+    Ok(())
+}
+
+fn words(op: &'static str, values: &[usize]) -> Result<Vec<u32>, ShapeError> {
+    values.iter().map(|&v| to_u32(op, v)).collect()
+}
+
+fn activation_code(activation: Option<Activation>) -> u32 {
+    match activation {
+        None => 0,
+        Some(Activation::Sigmoid) => 1,
+        Some(Activation::Silu) => 2,
+    }
+}
+
+/// A copy of `shape`'s elements: `dst[dst_offset + Σ i·dst_strides] = src[src_offset + Σ i·src_strides]`.
+fn strided_copy(
+    op: &'static str,
+    (src, src_offset, src_strides): (Binding, i64, &[i64]),
+    (dst, dst_offset, dst_strides): (Binding, usize, &[usize]),
+    shape: &[usize],
+) -> Result<Launch, ShapeError> {
+    check_rank(op, shape.len())?;
+    let count: usize = shape.iter().product();
+    let to_i32 =
+        |v: i64| i32::try_from(v).map_err(|_| shape_error(op, "offset beyond 32-bit indices"));
+    let src_strides: Vec<u32> = src_strides
+        .iter()
+        .map(|&s| to_i32(s).map(|s| s as u32))
+        .collect::<Result<_, _>>()?;
+    let params = Params::default()
+        .words(&[
+            to_u32(op, count)?,
+            shape.len() as u32,
+            to_i32(src_offset)? as u32,
+            to_u32(op, dst_offset)?,
+        ])
+        .array8(words(op, shape)?)
+        .array8(src_strides)
+        .array8(words(op, dst_strides)?);
+    Ok(Launch {
+        kernel: kernels::STRIDED_COPY,
+        entry: "main",
+        inputs: vec![src],
+        output: dst,
+        params: params.0,
+        count,
+    })
+}
+
+/// A slice of input 0 (per-axis start, step, count, as `cpu::slice_plan` gives) into `output`.
+fn slice_launch(
+    op: &'static str,
+    input: &[usize],
+    plan: &[(i64, i64, usize)],
+    output: usize,
+) -> Result<(Vec<usize>, Launch), ShapeError> {
+    let in_strides = strides(input);
+    let shape: Vec<usize> = plan.iter().map(|&(_, _, count)| count).collect();
+    let offset: i64 = plan
+        .iter()
+        .zip(&in_strides)
+        .map(|(&(start, _, _), &s)| start * s as i64)
+        .sum();
+    let steps: Vec<i64> = plan
+        .iter()
+        .zip(&in_strides)
+        .map(|(&(_, step, _), &s)| step * s as i64)
+        .collect();
+    let launch = strided_copy(
+        op,
+        (Binding::Input(0), offset, &steps),
+        (Binding::Output(output), 0, &strides(&shape)),
+        &shape,
+    )?;
+    Ok((shape, launch))
+}
+
+fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
+    OpPlan {
+        outputs: vec![output],
+        launches: vec![launch],
+        aliases_input: false,
+    }
+}
+
+/// The launches of `op` on operands of `inputs` shapes; `constants` are the shapes of the
+/// network's constants (convolution weights and biases).
+pub(super) fn plan(
+    op: &Op,
+    inputs: &[&[usize]],
+    constants: &[&[usize]],
+) -> Result<OpPlan, EngineError> {
+    Ok(match op {
+        Op::Activation(kind) => {
+            let len: usize = inputs[0].iter().product();
+            let entry = match kind {
+                Activation::Sigmoid => "sigmoid",
+                Activation::Silu => "silu",
+            };
+            let params = Params::default().words(&[to_u32("Activation", len)?, 0, 0, 0]);
+            single(
+                inputs[0].to_vec(),
+                Launch {
+                    kernel: kernels::ACTIVATION,
+                    entry,
+                    inputs: vec![Binding::Input(0)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count: len,
+                },
+            )
+        }
+        Op::Conv {
+            weight,
+            bias,
+            attrs,
+            activation,
+        } => {
+            let (w, b) = (constants[*weight], bias.map(|b| constants[b]));
+            let out = cpu::conv2d_output_shape(inputs[0], w, b, attrs)?;
+            let count: usize = out.iter().product();
+            let op = "Conv";
+            let params = Params::default()
+                .words(&[
+                    to_u32(op, count)?,
+                    activation_code(*activation),
+                    u32::from(bias.is_some()),
+                    0,
+                ])
+                .words(&words(op, inputs[0])?)
+                .words(&words(op, &out)?)
+                .words(&words(op, &[w[2], w[3], w[1], w[0] / attrs.group])?)
+                .words(&words(
+                    op,
+                    &[
+                        attrs.strides[0],
+                        attrs.strides[1],
+                        attrs.dilations[0],
+                        attrs.dilations[1],
+                    ],
+                )?)
+                .words(&words(op, &[attrs.pads[0], attrs.pads[1], 0, 0])?);
+            let bias_binding = bias.map_or(Binding::Absent, Binding::Constant);
+            single(
+                out.to_vec(),
+                Launch {
+                    kernel: kernels::CONV2D,
+                    entry: "main",
+                    inputs: vec![Binding::Input(0), Binding::Constant(*weight), bias_binding],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count,
+                },
+            )
+        }
+        Op::MaxPool(attrs) => {
+            let out = cpu::max_pool2d_output_shape(inputs[0], attrs)?;
+            let count: usize = out.iter().product();
+            let op = "MaxPool";
+            let params = Params::default()
+                .words(&[to_u32(op, count)?, 0, 0, 0])
+                .words(&words(op, inputs[0])?)
+                .words(&words(op, &out)?)
+                .words(&words(op, &[attrs.kernel[0], attrs.kernel[1], 0, 0])?)
+                .words(&words(
+                    op,
+                    &[
+                        attrs.strides[0],
+                        attrs.strides[1],
+                        attrs.dilations[0],
+                        attrs.dilations[1],
+                    ],
+                )?)
+                .words(&words(op, &[attrs.pads[0], attrs.pads[1], 0, 0])?);
+            single(
+                out.to_vec(),
+                Launch {
+                    kernel: kernels::MAX_POOL,
+                    entry: "main",
+                    inputs: vec![Binding::Input(0)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count,
+                },
+            )
+        }
+        Op::Binary(op) => {
+            let (name, entry) = match op {
+                BinaryOp::Add => ("Add", "add"),
+                BinaryOp::Sub => ("Sub", "sub"),
+                BinaryOp::Mul => ("Mul", "mul"),
+                BinaryOp::Div => ("Div", "div"),
+            };
+            let shape = cpu::broadcast_shape(name, inputs[0], inputs[1])?;
+            check_rank(name, shape.len())?;
+            let count: usize = shape.iter().product();
+            let params = Params::default()
+                .words(&[to_u32(name, count)?, shape.len() as u32, 0, 0])
+                .array8(words(name, &shape)?)
+                .array8(words(name, &broadcast_strides(inputs[0], &shape))?)
+                .array8(words(name, &broadcast_strides(inputs[1], &shape))?);
+            single(
+                shape,
+                Launch {
+                    kernel: kernels::BINARY,
+                    entry,
+                    inputs: vec![Binding::Input(0), Binding::Input(1)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count,
+                },
+            )
+        }
+        Op::Transpose(perm) => {
+            let (shape, source_strides) = cpu::transpose_plan(inputs[0], perm)?;
+            let source_strides: Vec<i64> = source_strides.iter().map(|&s| s as i64).collect();
+            let launch = strided_copy(
+                "Transpose",
+                (Binding::Input(0), 0, &source_strides),
+                (Binding::Output(0), 0, &strides(&shape)),
+                &shape,
+            )?;
+            single(shape, launch)
+        }
+        Op::Slice {
+            starts,
+            ends,
+            axes,
+            steps,
+        } => {
+            let plan = cpu::slice_plan(inputs[0], starts, ends, Some(axes), Some(steps))?;
+            let (shape, launch) = slice_launch("Slice", inputs[0], &plan, 0)?;
+            single(shape, launch)
+        }
+        Op::Concat(axis) => {
+            let (axis, shape) = cpu::concat_shape(inputs, *axis)?;
+            let out_strides = strides(&shape);
+            let mut offset = 0;
+            let mut launches = Vec::with_capacity(inputs.len());
+            for (i, input) in inputs.iter().enumerate() {
+                let src_strides: Vec<i64> = strides(input).iter().map(|&s| s as i64).collect();
+                let dst_offset = offset * out_strides[axis];
+                launches.push(strided_copy(
+                    "Concat",
+                    (Binding::Input(i), 0, &src_strides),
+                    (Binding::Output(0), dst_offset, &out_strides),
+                    input,
+                )?);
+                offset += input[axis];
+            }
+            OpPlan {
+                outputs: vec![shape],
+                launches,
+                aliases_input: false,
+            }
+        }
+        Op::Split { axis, sizes } => {
+            let rank = inputs[0].len();
+            let axis_index = crate::normalize_axis("Split", *axis, rank)?;
+            let len = inputs[0][axis_index];
+            if sizes.iter().sum::<usize>() != len {
+                return Err(shape_error(
+                    "Split",
+                    format!("sizes {sizes:?} do not add up to {len} along axis {axis_index}"),
+                )
+                .into());
+            }
+            let mut outputs = Vec::with_capacity(sizes.len());
+            let mut launches = Vec::with_capacity(sizes.len());
+            let mut start = 0;
+            for (i, &size) in sizes.iter().enumerate() {
+                let end = (start + size) as i64;
+                let plan =
+                    cpu::slice_plan(inputs[0], &[start as i64], &[end], Some(&[*axis]), None)?;
+                let (shape, launch) = slice_launch("Split", inputs[0], &plan, i)?;
+                outputs.push(shape);
+                launches.push(launch);
+                start += size;
+            }
+            OpPlan {
+                outputs,
+                launches,
+                aliases_input: false,
+            }
+        }
+        Op::Gather {
+            axis,
+            indices,
+            indices_shape,
+        } => {
+            let op = "Gather";
+            let (axis, resolved, shape) =
+                cpu::gather_plan(inputs[0], *axis, indices, indices_shape)?;
+            let count: usize = shape.iter().product();
+            let inner: usize = inputs[0][axis + 1..].iter().product();
+            let params = Params::default().words(&[
+                to_u32(op, count)?,
+                to_u32(op, resolved.len().max(1))?,
+                to_u32(op, inputs[0][axis])?,
+                to_u32(op, inner.max(1))?,
+            ]);
+            single(
+                shape,
+                Launch {
+                    kernel: kernels::GATHER,
+                    entry: "main",
+                    inputs: vec![Binding::Input(0), Binding::Aux(words(op, &resolved)?)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count,
+                },
+            )
+        }
+        Op::Resize {
+            output_shape,
+            scales,
+            transform,
+            rounding,
+        } => {
+            let op = "Resize";
+            let maps = cpu::resize_maps(
+                inputs[0],
+                output_shape,
+                scales.as_deref(),
+                *transform,
+                *rounding,
+            )?;
+            check_rank(op, output_shape.len())?;
+            let mut offsets = Vec::with_capacity(maps.len());
+            let mut flat: Vec<usize> = Vec::new();
+            for map in &maps {
+                offsets.push(flat.len());
+                flat.extend(map);
+            }
+            let count: usize = output_shape.iter().product();
+            let params = Params::default()
+                .words(&[to_u32(op, count)?, output_shape.len() as u32, 0, 0])
+                .array8(words(op, output_shape)?)
+                .array8(words(op, &strides(inputs[0]))?)
+                .array8(words(op, &offsets)?);
+            single(
+                output_shape.clone(),
+                Launch {
+                    kernel: kernels::RESIZE_NEAREST,
+                    entry: "main",
+                    inputs: vec![Binding::Input(0), Binding::Aux(words(op, &flat)?)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count,
+                },
+            )
+        }
+        Op::Softmax(axis) => {
+            let op = "Softmax";
+            let axis = crate::normalize_axis(op, *axis, inputs[0].len())?;
+            let len = inputs[0][axis];
+            let inner: usize = inputs[0][axis + 1..].iter().product();
+            let total: usize = inputs[0].iter().product();
+            let rows = total.checked_div(len).unwrap_or(0);
+            let params = Params::default().words(&[
+                to_u32(op, rows)?,
+                to_u32(op, len)?,
+                to_u32(op, inner.max(1))?,
+                0,
+            ]);
+            single(
+                inputs[0].to_vec(),
+                Launch {
+                    kernel: kernels::SOFTMAX,
+                    entry: "main",
+                    inputs: vec![Binding::Input(0)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count: rows,
+                },
+            )
+        }
+        Op::MatMul => {
+            let op = "MatMul";
+            let MatmulPlan {
+                m,
+                n,
+                k,
+                batch,
+                stride_a,
+                stride_b,
+                output_shape,
+            } = cpu::matmul_plan(inputs[0], inputs[1])?;
+            check_rank(op, batch.len())?;
+            let count: usize = output_shape.iter().product();
+            let params = Params::default()
+                .words(&[
+                    to_u32(op, count)?,
+                    to_u32(op, m)?,
+                    to_u32(op, n)?,
+                    to_u32(op, k)?,
+                ])
+                .words(&[batch.len() as u32, 0, 0, 0])
+                .array8(words(op, &batch)?)
+                .array8(words(op, &stride_a)?)
+                .array8(words(op, &stride_b)?);
+            single(
+                output_shape,
+                Launch {
+                    kernel: kernels::MATMUL,
+                    entry: "main",
+                    inputs: vec![Binding::Input(0), Binding::Input(1)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    count,
+                },
+            )
+        }
+        Op::Reshape(shape) => {
+            let (from, to) = (
+                inputs[0].iter().product::<usize>(),
+                shape.iter().product::<usize>(),
+            );
+            if from != to {
+                return Err(shape_error(
+                    "Reshape",
+                    format!("{:?} cannot become {shape:?}", inputs[0]),
+                )
+                .into());
+            }
+            OpPlan {
+                outputs: vec![shape.clone()],
+                launches: Vec::new(),
+                aliases_input: true,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_pad_arrays_to_eight_words() {
+        let p = Params::default().words(&[1, 2, 3, 4]).array8([5, 6]);
+        assert_eq!(p.0, [1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn concat_is_one_copy_per_input_into_its_slice_of_the_output() {
+        let plan = plan(&Op::Concat(1), &[&[1, 2, 3], &[1, 4, 3]], &[]).unwrap();
+        assert_eq!(plan.outputs, [vec![1, 6, 3]]);
+        let offsets: Vec<u32> = plan.launches.iter().map(|l| l.params[3]).collect();
+        assert_eq!(
+            offsets,
+            [0, 6],
+            "the second input starts after the first's 2x3 values"
+        );
+    }
+
+    #[test]
+    fn reshape_launches_nothing_and_aliases_its_input() {
+        let plan = plan(&Op::Reshape(vec![6]), &[&[2, 3]], &[]).unwrap();
+        assert!(plan.aliases_input && plan.launches.is_empty());
+        assert!(super::plan(&Op::Reshape(vec![5]), &[&[2, 3]], &[]).is_err());
+    }
+}

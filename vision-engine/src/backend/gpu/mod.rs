@@ -1,0 +1,422 @@
+//! The wgpu backend: every op as WGSL kernel launches (`launch.rs`), run op by op on host
+//! tensors ([`Backend`]) or as a whole network resident on the GPU (`network.rs`).
+
+mod launch;
+mod network;
+
+pub use network::GpuNetwork;
+
+use super::{Activation, Backend};
+use crate::{
+    EngineError, GpuContext, Tensor,
+    cpu::{BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
+    graph::Op,
+};
+use kernels::Kernel;
+use launch::{Binding, Launch};
+use wgpu::util::DeviceExt;
+
+/// Kernels with how many read-only storage inputs each entry point binds before its output.
+const KERNELS: [(Kernel, usize); 9] = [
+    (kernels::ACTIVATION, 1),
+    (kernels::BINARY, 2),
+    (kernels::CONV2D, 3),
+    (kernels::GATHER, 2),
+    (kernels::MATMUL, 2),
+    (kernels::MAX_POOL, 1),
+    (kernels::RESIZE_NEAREST, 2),
+    (kernels::SOFTMAX, 1),
+    (kernels::STRIDED_COPY, 1),
+];
+
+/// The highest rank the index-walking kernels take (their uniforms hold 8 sizes).
+const MAX_RANK: usize = 8;
+
+/// Runs the WGSL kernels on a wgpu device. Every pipeline is created once, at construction.
+///
+/// Every kernel binds, in order: its read-only inputs, its output (read-write), its uniform.
+pub struct GpuBackend {
+    ctx: GpuContext,
+    pipelines: Vec<(&'static str, &'static str, wgpu::ComputePipeline)>,
+}
+
+/// A launch with its buffers bound, ready to record.
+struct PreparedLaunch {
+    pipeline: usize,
+    bind_group: wgpu::BindGroup,
+    grid: (u32, u32),
+}
+
+impl GpuBackend {
+    pub async fn new() -> Result<Self, EngineError> {
+        let ctx = GpuContext::new().await?;
+        let device = &ctx.device;
+        let mut pipelines = Vec::new();
+        for (kernel, inputs) in KERNELS {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.file),
+                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+            });
+            let layout = bind_group_layout(device, inputs);
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.file),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            for entry in kernel.entry_points {
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                pipelines.push((kernel.file, *entry, pipeline));
+            }
+        }
+        Ok(Self { ctx, pipelines })
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    fn pipeline_index(&self, kernel: &Kernel, entry: &str) -> usize {
+        self.pipelines
+            .iter()
+            .position(|(file, e, _)| *file == kernel.file && *e == entry)
+            .expect("a pipeline is created for every entry point in KERNELS")
+    }
+
+    /// A storage buffer holding `bytes` (at least 4: WebGPU binds no empty buffers).
+    fn storage(&self, bytes: &[u8]) -> wgpu::Buffer {
+        let contents = if bytes.is_empty() {
+            &[0u8; 4][..]
+        } else {
+            bytes
+        };
+        self.ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+    }
+
+    fn upload(&self, t: &Tensor) -> wgpu::Buffer {
+        self.storage(bytemuck::cast_slice(t.data()))
+    }
+
+    /// An uninitialised storage buffer for `bytes` bytes that can be written and read back.
+    fn scratch(&self, bytes: u64) -> wgpu::Buffer {
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Binds a launch: `buffer` resolves the op's inputs, constants and outputs; the launch's own
+    /// small data and uniform get buffers here, which its bind group keeps alive.
+    fn prepare_launch<'a>(
+        &self,
+        launch: &Launch,
+        buffer: impl Fn(&Binding) -> &'a wgpu::Buffer,
+    ) -> PreparedLaunch {
+        let device = &self.ctx.device;
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::cast_slice(&launch.params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let owned: Vec<wgpu::Buffer> = launch
+            .inputs
+            .iter()
+            .filter_map(|b| match b {
+                Binding::Aux(words) => Some(self.storage(bytemuck::cast_slice(words))),
+                Binding::Absent => Some(self.storage(&[])),
+                _ => None,
+            })
+            .collect();
+        let mut owned_iter = owned.iter();
+        let mut buffers: Vec<&wgpu::Buffer> = launch
+            .inputs
+            .iter()
+            .map(|b| match b {
+                Binding::Aux(_) | Binding::Absent => {
+                    owned_iter.next().expect("one owned buffer each")
+                }
+                other => buffer(other),
+            })
+            .collect();
+        buffers.push(buffer(&launch.output));
+        buffers.push(&uniform);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let pipeline = self.pipeline_index(&launch.kernel, launch.entry);
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(launch.entry),
+            layout: &self.pipelines[pipeline].2.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        PreparedLaunch {
+            pipeline,
+            bind_group,
+            grid: grid(
+                launch.count,
+                device.limits().max_compute_workgroups_per_dimension,
+            ),
+        }
+    }
+
+    /// Records `launches` into one compute pass: WebGPU orders the dispatches of a pass.
+    fn record(&self, encoder: &mut wgpu::CommandEncoder, launches: &[PreparedLaunch]) {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for launch in launches {
+            pass.set_pipeline(&self.pipelines[launch.pipeline].2);
+            pass.set_bind_group(0, &launch.bind_group, &[]);
+            pass.dispatch_workgroups(launch.grid.0, launch.grid.1, 1);
+        }
+    }
+
+    async fn download(
+        &self,
+        buffer: &wgpu::Buffer,
+        shape: Vec<usize>,
+    ) -> Result<Tensor, EngineError> {
+        let len: usize = shape.iter().product();
+        let bytes = self.ctx.read_back(buffer, (len * 4) as u64).await?;
+        Ok(Tensor::new(shape, bytemuck::pod_collect_to_vec(&bytes))?)
+    }
+
+    /// Runs one op on host tensors: upload, launch, read back.
+    async fn run_op(
+        &self,
+        op: &Op,
+        inputs: &[&Tensor],
+        constants: &[&Tensor],
+    ) -> Result<Vec<Tensor>, EngineError> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        let constant_shapes: Vec<&[usize]> = constants.iter().map(|t| t.shape()).collect();
+        let plan = launch::plan(op, &shapes, &constant_shapes)?;
+        if plan.aliases_input {
+            return Ok(vec![inputs[0].clone().reshaped(plan.outputs[0].clone())?]);
+        }
+        let input_buffers: Vec<wgpu::Buffer> = inputs.iter().map(|t| self.upload(t)).collect();
+        let constant_buffers: Vec<wgpu::Buffer> =
+            constants.iter().map(|t| self.upload(t)).collect();
+        let outputs: Vec<wgpu::Buffer> = plan
+            .outputs
+            .iter()
+            .map(|s| self.scratch((s.iter().product::<usize>() * 4) as u64))
+            .collect();
+        let prepared: Vec<PreparedLaunch> = plan
+            .launches
+            .iter()
+            .filter(|l| l.count > 0)
+            .map(|l| {
+                self.prepare_launch(l, |b| match b {
+                    Binding::Input(i) => &input_buffers[*i],
+                    Binding::Constant(c) => &constant_buffers[*c],
+                    Binding::Output(o) => &outputs[*o],
+                    Binding::Aux(_) | Binding::Absent => unreachable!("owned by the launch"),
+                })
+            })
+            .collect();
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.record(&mut encoder, &prepared);
+        self.ctx.queue.submit([encoder.finish()]);
+        let mut results = Vec::with_capacity(outputs.len());
+        for (buffer, shape) in outputs.iter().zip(plan.outputs) {
+            results.push(self.download(buffer, shape).await?);
+        }
+        Ok(results)
+    }
+
+    async fn run_one(&self, op: Op, inputs: &[&Tensor]) -> Result<Tensor, EngineError> {
+        Ok(self.run_op(&op, inputs, &[]).await?.swap_remove(0))
+    }
+}
+
+fn bind_group_layout(device: &wgpu::Device, inputs: usize) -> wgpu::BindGroupLayout {
+    let buffer = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let read_only = wgpu::BufferBindingType::Storage { read_only: true };
+    let entries: Vec<_> = (0..inputs as u32)
+        .map(|b| buffer(b, read_only))
+        .chain([
+            buffer(
+                inputs as u32,
+                wgpu::BufferBindingType::Storage { read_only: false },
+            ),
+            buffer(inputs as u32 + 1, wgpu::BufferBindingType::Uniform),
+        ])
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: None,
+        entries: &entries,
+    })
+}
+
+/// Workgroup counts covering `count` invocations, spilling into y past the per-dimension limit.
+fn grid(count: usize, max_per_dimension: u32) -> (u32, u32) {
+    let groups = (count.div_ceil(kernels::ELEMENTWISE_WORKGROUP_SIZE as usize)).max(1) as u32;
+    if groups <= max_per_dimension {
+        (groups, 1)
+    } else {
+        (max_per_dimension, groups.div_ceil(max_per_dimension))
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        self.ctx.adapter().to_string()
+    }
+
+    async fn activation(&self, kind: Activation, input: &Tensor) -> Result<Tensor, EngineError> {
+        self.run_one(Op::Activation(kind), &[input]).await
+    }
+
+    async fn conv2d(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        attrs: &Conv2d,
+        activation: Option<Activation>,
+    ) -> Result<Tensor, EngineError> {
+        let op = Op::Conv {
+            weight: 0,
+            bias: bias.map(|_| 1),
+            attrs: attrs.clone(),
+            activation,
+        };
+        let constants: Vec<&Tensor> = std::iter::once(weight).chain(bias).collect();
+        Ok(self.run_op(&op, &[input], &constants).await?.swap_remove(0))
+    }
+
+    async fn max_pool2d(&self, input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, EngineError> {
+        self.run_one(Op::MaxPool(attrs.clone()), &[input]).await
+    }
+
+    async fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+        self.run_one(Op::Binary(op), &[a, b]).await
+    }
+
+    async fn transpose(&self, input: &Tensor, perm: &[usize]) -> Result<Tensor, EngineError> {
+        self.run_one(Op::Transpose(perm.to_vec()), &[input]).await
+    }
+
+    async fn slice(
+        &self,
+        input: &Tensor,
+        starts: &[i64],
+        ends: &[i64],
+        axes: Option<&[i64]>,
+        steps: Option<&[i64]>,
+    ) -> Result<Tensor, EngineError> {
+        let op = Op::Slice {
+            starts: starts.to_vec(),
+            ends: ends.to_vec(),
+            axes: axes.map_or_else(|| (0..starts.len() as i64).collect(), <[i64]>::to_vec),
+            steps: steps.map_or_else(|| vec![1; starts.len()], <[i64]>::to_vec),
+        };
+        self.run_one(op, &[input]).await
+    }
+
+    async fn concat(&self, inputs: &[&Tensor], axis: i64) -> Result<Tensor, EngineError> {
+        self.run_one(Op::Concat(axis), inputs).await
+    }
+
+    async fn split(
+        &self,
+        input: &Tensor,
+        axis: i64,
+        sizes: &[usize],
+    ) -> Result<Vec<Tensor>, EngineError> {
+        self.run_op(
+            &Op::Split {
+                axis,
+                sizes: sizes.to_vec(),
+            },
+            &[input],
+            &[],
+        )
+        .await
+    }
+
+    async fn gather(
+        &self,
+        input: &Tensor,
+        axis: i64,
+        indices: &[i64],
+        indices_shape: &[usize],
+    ) -> Result<Tensor, EngineError> {
+        let op = Op::Gather {
+            axis,
+            indices: indices.to_vec(),
+            indices_shape: indices_shape.to_vec(),
+        };
+        self.run_one(op, &[input]).await
+    }
+
+    async fn resize_nearest(
+        &self,
+        input: &Tensor,
+        output_shape: &[usize],
+        scales: Option<&[f32]>,
+        transform: CoordinateTransform,
+        rounding: NearestRounding,
+    ) -> Result<Tensor, EngineError> {
+        let op = Op::Resize {
+            output_shape: output_shape.to_vec(),
+            scales: scales.map(<[f32]>::to_vec),
+            transform,
+            rounding,
+        };
+        self.run_one(op, &[input]).await
+    }
+
+    async fn softmax(&self, input: &Tensor, axis: i64) -> Result<Tensor, EngineError> {
+        self.run_one(Op::Softmax(axis), &[input]).await
+    }
+
+    async fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+        self.run_one(Op::MatMul, &[a, b]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_covers_every_invocation_within_the_dimension_limit() {
+        assert_eq!(grid(1, 65_535), (1, 1));
+        assert_eq!(grid(256, 65_535), (1, 1));
+        assert_eq!(grid(257, 65_535), (2, 1));
+        let count = 65_535 * 256 + 1;
+        let (x, y) = grid(count, 65_535);
+        assert_eq!((x, y), (65_535, 2));
+        assert!(x as usize * y as usize * 256 >= count);
+    }
+}

@@ -1,0 +1,281 @@
+//! A whole network resident on the GPU: weights uploaded once, intermediate tensors in a pool of
+//! buffers shared by liveness, every launch bound once at preparation. An inference writes the
+//! input, records all launches into one compute pass, and reads back only the outputs.
+
+use super::{
+    GpuBackend, PreparedLaunch,
+    launch::{self, Binding},
+};
+use crate::{
+    EngineError, Tensor,
+    graph::{Executor, Network, Operand},
+    tensor::shape_error,
+};
+
+/// Where each value lives: a pool buffer, shared with values whose lifetimes do not overlap.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BufferPlan {
+    /// For each value of the network, its pool buffer; `None` for values no step produces
+    /// (those the SiLU fusion replaced).
+    pub buffer_of: Vec<Option<usize>>,
+    /// Size in bytes of each pool buffer.
+    pub buffer_bytes: Vec<u64>,
+    /// The largest input-plus-output bytes of a single step: a floor for any plan.
+    pub largest_step_bytes: u64,
+}
+
+impl BufferPlan {
+    pub fn peak_bytes(&self) -> u64 {
+        self.buffer_bytes.iter().sum()
+    }
+
+    /// The buffer of a value that some step produces (or the input).
+    fn buffer(&self, value: usize) -> usize {
+        self.buffer_of[value].expect("every value a step reads is produced by an earlier step")
+    }
+}
+
+fn bytes(shape: &[usize]) -> u64 {
+    (shape.iter().product::<usize>() as u64 * 4).max(4)
+}
+
+/// Assigns values to buffers. A value's storage is born at the step that produces it and dies
+/// after the last step that reads it (never, for outputs); a Reshape shares its input's storage.
+/// Storages are placed greedily in step order into the smallest free buffer that fits.
+pub(crate) fn plan_buffers(network: &Network, aliases: &[bool]) -> BufferPlan {
+    let values = network.value_shapes.len();
+    // storage_of[v]: the storage a value lives in; storages: (bytes, birth step, last reader).
+    let mut storage_of = vec![usize::MAX; values];
+    let mut storages: Vec<(u64, usize, usize)> = vec![(bytes(&network.value_shapes[0]), 0, 0)];
+    storage_of[0] = 0;
+    let mut largest_step_bytes = 0;
+    for (i, step) in network.steps.iter().enumerate() {
+        let mut step_bytes = 0;
+        for operand in &step.inputs {
+            if let Operand::Value(v) = *operand {
+                let storage = &mut storages[storage_of[v]];
+                storage.2 = storage.2.max(i);
+                step_bytes += bytes(&network.value_shapes[v]);
+            }
+        }
+        for (o, &out) in step.outputs.iter().enumerate() {
+            step_bytes += bytes(&network.value_shapes[out]);
+            storage_of[out] = match (aliases[i], step.inputs.first()) {
+                (true, Some(Operand::Value(input))) if o == 0 => storage_of[*input],
+                _ => {
+                    storages.push((bytes(&network.value_shapes[out]), i, i));
+                    storages.len() - 1
+                }
+            };
+        }
+        largest_step_bytes = largest_step_bytes.max(step_bytes);
+    }
+    for operand in &network.output_operands {
+        if let Operand::Value(v) = *operand {
+            storages[storage_of[v]].2 = usize::MAX;
+        }
+    }
+
+    // Storages in birth order (the input first); a buffer frees once its storage's last reader ran.
+    let mut buffer_of_storage = vec![usize::MAX; storages.len()];
+    let mut buffer_bytes: Vec<u64> = Vec::new();
+    let mut busy_until: Vec<usize> = Vec::new();
+    for (s, &(size, birth, last)) in storages.iter().enumerate() {
+        let free = (0..buffer_bytes.len())
+            .filter(|&b| busy_until[b] < birth && buffer_bytes[b] >= size)
+            .min_by_key(|&b| buffer_bytes[b]);
+        let b = free.unwrap_or_else(|| {
+            buffer_bytes.push(size);
+            busy_until.push(0);
+            buffer_bytes.len() - 1
+        });
+        busy_until[b] = last;
+        buffer_of_storage[s] = b;
+    }
+    BufferPlan {
+        buffer_of: storage_of
+            .iter()
+            .map(|&s| buffer_of_storage.get(s).copied())
+            .collect(),
+        buffer_bytes,
+        largest_step_bytes,
+    }
+}
+
+/// A network prepared on one GPU backend. Built by [`GpuBackend::prepare`].
+pub struct GpuNetwork<'a> {
+    backend: &'a GpuBackend,
+    network: &'a Network,
+    pool: Vec<wgpu::Buffer>,
+    plan: BufferPlan,
+    launches: Vec<PreparedLaunch>,
+    // Kept alive for the bind groups that read them.
+    _constants: Vec<wgpu::Buffer>,
+}
+
+impl GpuBackend {
+    /// Uploads `network`'s weights, plans its buffers and binds every launch, once.
+    pub fn prepare<'a>(&'a self, network: &'a Network) -> Result<GpuNetwork<'a>, EngineError> {
+        let constant_shapes: Vec<&[usize]> = network.constants.iter().map(Tensor::shape).collect();
+        let plans = network
+            .steps
+            .iter()
+            .map(|step| {
+                let shapes: Vec<&[usize]> = step
+                    .inputs
+                    .iter()
+                    .map(|o| match *o {
+                        Operand::Value(v) => network.value_shapes[v].as_slice(),
+                        Operand::Constant(c) => network.constants[c].shape(),
+                    })
+                    .collect();
+                launch::plan(&step.op, &shapes, &constant_shapes)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let aliases: Vec<bool> = plans.iter().map(|p| p.aliases_input).collect();
+        let plan = plan_buffers(network, &aliases);
+        let pool: Vec<wgpu::Buffer> = plan.buffer_bytes.iter().map(|&b| self.scratch(b)).collect();
+        let constants: Vec<wgpu::Buffer> =
+            network.constants.iter().map(|t| self.upload(t)).collect();
+        let mut launches = Vec::new();
+        for (step, op_plan) in network.steps.iter().zip(&plans) {
+            for launch in op_plan.launches.iter().filter(|l| l.count > 0) {
+                launches.push(self.prepare_launch(launch, |binding| match binding {
+                    Binding::Input(i) => match step.inputs[*i] {
+                        Operand::Value(v) => &pool[plan.buffer(v)],
+                        Operand::Constant(c) => &constants[c],
+                    },
+                    Binding::Constant(c) => &constants[*c],
+                    Binding::Output(o) => &pool[plan.buffer(step.outputs[*o])],
+                    Binding::Aux(_) | Binding::Absent => unreachable!("owned by the launch"),
+                }));
+            }
+        }
+        Ok(GpuNetwork {
+            backend: self,
+            network,
+            pool,
+            plan,
+            launches,
+            _constants: constants,
+        })
+    }
+}
+
+impl GpuNetwork<'_> {
+    /// Bytes of GPU memory the intermediate tensors (and the input) take.
+    pub fn activation_bytes(&self) -> u64 {
+        self.plan.peak_bytes()
+    }
+
+    /// The largest single step's inputs plus outputs, in bytes: no plan can go below it.
+    pub fn largest_step_bytes(&self) -> u64 {
+        self.plan.largest_step_bytes
+    }
+}
+
+impl Executor for GpuNetwork<'_> {
+    fn name(&self) -> String {
+        format!("{} (resident)", self.backend.context().adapter())
+    }
+
+    /// One inference: write the input, run every launch in one pass, read back the outputs.
+    async fn execute(&self, input: Tensor) -> Result<Vec<Tensor>, EngineError> {
+        let network = self.network;
+        if input.shape() != network.input_shape.as_slice() {
+            return Err(shape_error(
+                "Network",
+                format!(
+                    "input {:?} must have shape {:?}",
+                    input.shape(),
+                    network.input_shape
+                ),
+            )
+            .into());
+        }
+        let ctx = self.backend.context();
+        ctx.queue.write_buffer(
+            &self.pool[self.plan.buffer(0)],
+            0,
+            bytemuck::cast_slice(input.data()),
+        );
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        self.backend.record(&mut encoder, &self.launches);
+        ctx.queue.submit([encoder.finish()]);
+        let mut outputs = Vec::with_capacity(network.output_operands.len());
+        for (operand, (_, shape)) in network.output_operands.iter().zip(&network.outputs) {
+            outputs.push(match *operand {
+                Operand::Value(v) => {
+                    self.backend
+                        .download(&self.pool[self.plan.buffer(v)], shape.clone())
+                        .await?
+                }
+                Operand::Constant(c) => network.constants[c].clone(),
+            });
+        }
+        Ok(outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Op;
+    use std::collections::HashMap;
+
+    fn mini_detector() -> Network {
+        let bytes = include_bytes!("../../../tests/fixtures/detector/mini_detector.onnx");
+        Network::from_onnx(&crate::onnx::parse_model(bytes).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn no_value_is_overwritten_before_its_last_reader() {
+        let network = mini_detector();
+        let aliases: Vec<bool> = network
+            .steps
+            .iter()
+            .map(|s| matches!(s.op, Op::Reshape(_)))
+            .collect();
+        let plan = plan_buffers(&network, &aliases);
+        // Replay the network: each buffer holds one value (or a reshape of it) at a time, and
+        // every read must find the value it expects still there.
+        let mut root: Vec<usize> = (0..network.value_shapes.len()).collect();
+        let mut holds: HashMap<usize, usize> = HashMap::from([(plan.buffer(0), 0)]);
+        for (step, &alias) in network.steps.iter().zip(&aliases) {
+            for operand in &step.inputs {
+                if let Operand::Value(v) = *operand {
+                    assert_eq!(
+                        holds[&plan.buffer(v)],
+                        root[v],
+                        "step {} reads an overwritten value",
+                        step.node
+                    );
+                }
+            }
+            for &out in &step.outputs {
+                if let (true, Some(Operand::Value(input))) = (alias, step.inputs.first()) {
+                    root[out] = root[*input];
+                }
+                holds.insert(plan.buffer(out), root[out]);
+            }
+        }
+        for operand in &network.output_operands {
+            if let Operand::Value(v) = *operand {
+                assert_eq!(holds[&plan.buffer(v)], root[v], "an output was overwritten");
+            }
+        }
+        let every_value: u64 = network
+            .value_shapes
+            .iter()
+            .zip(&plan.buffer_of)
+            .filter(|(_, b)| b.is_some())
+            .map(|(s, _)| bytes(s))
+            .sum();
+        assert!(
+            plan.peak_bytes() * 2 < every_value,
+            "sharing by liveness must save memory: {} of {every_value}",
+            plan.peak_bytes()
+        );
+        assert!(plan.peak_bytes() >= plan.largest_step_bytes);
+    }
+}
