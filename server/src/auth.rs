@@ -12,7 +12,7 @@ use axum::{
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 /// The station a request's bearer token was enrolled for.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub(crate) fn token_hash(token: &str) -> String {
 }
 
 /// Creates a token for `station` and returns it; it cannot be read back later.
-pub async fn enroll_station(db: &SqlitePool, station: &str) -> anyhow::Result<String> {
+pub async fn enroll_station(db: &AnyPool, station: &str) -> anyhow::Result<String> {
     let station = station.trim();
     // The same rule a record's `station` must satisfy, or its records could never be accepted.
     if station.is_empty() || station.chars().count() > 200 {
@@ -35,13 +35,15 @@ pub async fn enroll_station(db: &SqlitePool, station: &str) -> anyhow::Result<St
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let token = hex(&secret);
-    sqlx::query("INSERT INTO station_tokens (token_sha256, station, created_at) VALUES (?, ?, ?)")
-        .bind(token_hash(&token))
-        .bind(station)
-        .bind(now_text())
-        .execute(db)
-        .await
-        .context("cannot store the station token")?;
+    sqlx::query(
+        "INSERT INTO station_tokens (token_sha256, station, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash(&token))
+    .bind(station)
+    .bind(now_text())
+    .execute(db)
+    .await
+    .context("cannot store the station token")?;
     Ok(token)
 }
 
@@ -60,9 +62,9 @@ impl FromRequestParts<AppState> for Station {
             .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?;
         let token_sha256 = token_hash(token.trim());
         let station: Option<String> =
-            sqlx::query_scalar("SELECT station FROM station_tokens WHERE token_sha256 = ?")
+            sqlx::query_scalar("SELECT station FROM station_tokens WHERE token_sha256 = $1")
                 .bind(&token_sha256)
-                .fetch_optional(&state.db)
+                .fetch_optional(&state.db.pool)
                 .await
                 .map_err(ApiError::database)?;
         let name = station.ok_or_else(|| unauthorized("unknown station token"))?;

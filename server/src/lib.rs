@@ -2,9 +2,10 @@
 //!
 //! The binary (`main.rs`) only parses flags; everything it runs is here so tests drive the same
 //! router in-process. `sync.rs` is the kiosks' push, `snapshots.rs` their images, `auth.rs` the
-//! station tokens both require.
+//! station tokens both require, `db.rs` the database (SQLite or PostgreSQL).
 
 pub mod auth;
+pub mod db;
 pub mod snapshots;
 mod sync;
 
@@ -17,55 +18,44 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
+use db::Database;
 use serde_json::json;
 use snapshots::{LocalSnapshotStore, SnapshotStore};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 use tower_http::services::{ServeDir, ServeFile};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: SqlitePool,
+    pub db: Database,
     pub snapshots: Arc<dyn SnapshotStore>,
 }
 
 impl AppState {
-    /// The database and the snapshot folder of `data_dir`, both created if needed.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<AppState> {
+    /// The database at `database_url` (by default SQLite in `data_dir`) and the snapshot folder
+    /// of `data_dir`, all created if needed.
+    pub async fn open(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<AppState> {
         Ok(AppState {
-            db: open_database(data_dir).await?,
+            db: open_database(data_dir, database_url).await?,
             snapshots: Arc::new(LocalSnapshotStore::new(data_dir.join("snapshots"))),
         })
     }
 }
 
-/// Opens (creating if needed) `linecheck.db` in `data_dir` and brings its schema up to date.
-pub async fn open_database(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+/// Creates `data_dir` and opens the database at `database_url`, or SQLite in `data_dir`.
+pub async fn open_database(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Database> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let path = data_dir.join("linecheck.db");
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        // WAL: readers (supervisors) never block the writer (kiosk sync), and a crash loses
-        // nothing that was committed.
-        .journal_mode(SqliteJournalMode::Wal)
-        .foreign_keys(true);
-    let db = SqlitePoolOptions::new()
-        .connect_with(options)
-        .await
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
-    MIGRATOR
-        .run(&db)
-        .await
-        .with_context(|| format!("cannot migrate the database {}", path.display()))?;
-    Ok(db)
+    match database_url {
+        Some(url) => Database::open(url).await,
+        None => Database::open(&db::sqlite_url(data_dir)).await,
+    }
 }
 
 /// Checks that `static_dir` holds a built PWA before the server starts serving it.
@@ -106,14 +96,14 @@ pub fn router(state: AppState, static_dir: PathBuf) -> Router {
 async fn healthz(State(state): State<AppState>) -> Response {
     let applied: Result<i64, sqlx::Error> =
         sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&state.db)
+            .fetch_one(&state.db.pool)
             .await;
     match applied {
         Ok(migrations) => Json(json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "protocol_version": protocol::PROTOCOL_VERSION,
-            "database": "sqlite",
+            "database": state.db.dialect.name(),
             "migrations": migrations,
         }))
         .into_response(),

@@ -27,9 +27,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LINECHECK_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Where the SQLite database and the snapshots live.
-    #[arg(long, env = "LINECHECK_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// The built PWA (trunk's dist folder).
     #[arg(long, env = "LINECHECK_STATIC_DIR", default_value = "frontend/dist")]
     static_dir: PathBuf,
@@ -40,9 +39,19 @@ struct EnrollArgs {
     /// The station's name, as its kiosk writes it into every record (e.g. ST-04).
     #[arg(long)]
     station: String,
-    /// Where the SQLite database lives.
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+struct StorageArgs {
+    /// Where the snapshots, and the SQLite database unless --database-url is given, live.
     #[arg(long, env = "LINECHECK_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
+    /// A PostgreSQL database (postgres://user:password@host/name) instead of SQLite in the data
+    /// directory.
+    #[arg(long, env = "LINECHECK_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[tokio::main]
@@ -57,14 +66,20 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     linecheck_server::check_static_dir(&args.static_dir)?;
-    let state = linecheck_server::AppState::open(&args.data_dir).await?;
+    let storage = &args.storage;
+    let state =
+        linecheck_server::AppState::open(&storage.data_dir, storage.database_url.as_deref())
+            .await?;
     let app = linecheck_server::router(state, args.static_dir);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
     println!("LineCheck is running: open http://{addr}/");
-    println!("Data directory: {}", args.data_dir.display());
+    println!("Data directory: {}", storage.data_dir.display());
+    if let Some(url) = &storage.database_url {
+        println!("Database: {}", linecheck_server::db::redacted(url));
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -72,8 +87,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn enroll_station(args: EnrollArgs) -> anyhow::Result<()> {
-    let db = linecheck_server::open_database(&args.data_dir).await?;
-    let token = linecheck_server::auth::enroll_station(&db, &args.station).await?;
+    let storage = &args.storage;
+    let db =
+        linecheck_server::open_database(&storage.data_dir, storage.database_url.as_deref()).await?;
+    let token = linecheck_server::auth::enroll_station(&db.pool, &args.station).await?;
     db.close().await;
     // The token alone on stdout, so a script can capture it; the advice on stderr.
     eprintln!(

@@ -5,7 +5,7 @@
 //! transaction per request, so a failed request leaves nothing behind and a retried one finds
 //! what it already applied.
 
-use crate::{ApiError, AppState, auth::Station, now_text, utc_text};
+use crate::{ApiError, AppState, auth::Station, db::Database, now_text, utc_text};
 use axum::{
     Json,
     body::Bytes,
@@ -14,7 +14,7 @@ use axum::{
 };
 use protocol::{InspectionRecord, PushItemResult, PushRequest, PushResponse, PushStatus, Verdict};
 use serde::Deserialize;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 /// Only the version, read before the body is parsed as a whole: a kiosk of another version may
 /// send records of another shape, and deserves "update the kiosk", not a parse error.
@@ -66,17 +66,39 @@ pub(crate) async fn push(
         prechecked.push(precheck(&state, record).await?);
     }
 
-    // IMMEDIATE: take SQLite's write lock up front, so the transaction cannot fail half-way on
-    // upgrading a read lock while another push writes.
-    let mut tx = state
-        .db
-        .begin_with("BEGIN IMMEDIATE")
+    // The transaction runs in its own task, to its end, even when the client goes away and axum
+    // drops this handler: a push cancelled while `BEGIN` was in flight would otherwise hand its
+    // connection back to the pool still inside a transaction that sqlx does not know about, and
+    // later statements on it would never commit.
+    let results = tokio::spawn(apply_batch(
+        state.db.clone(),
+        station,
+        device_id,
+        request.records,
+        prechecked,
+    ))
+    .await
+    .map_err(|e| ApiError::internal(format!("the push's transaction failed: {e}")))??;
+    Ok(Json(PushResponse { results }))
+}
+
+/// Applies the records that passed `precheck` (`None` in `prechecked`) in one transaction.
+async fn apply_batch(
+    db: Database,
+    station: Station,
+    device_id: String,
+    records: Vec<InspectionRecord>,
+    prechecked: Vec<Option<PushStatus>>,
+) -> Result<Vec<PushItemResult>, ApiError> {
+    let mut tx = db
+        .pool
+        .begin_with(db.dialect.begin_push())
         .await
         .map_err(ApiError::database)?;
-    bind_device(&mut tx, &station, &device_id).await?;
-    let mut results = Vec::with_capacity(request.records.len());
+    lock_station(&mut tx, &station, &device_id).await?;
+    let mut results = Vec::with_capacity(records.len());
     let mut highest_applied = None;
-    for (record, rejection) in request.records.iter().zip(prechecked) {
+    for (record, rejection) in records.iter().zip(prechecked) {
         let status = match rejection {
             Some(status) => status,
             None => apply(&mut tx, record).await?,
@@ -93,7 +115,7 @@ pub(crate) async fn push(
         advance_cursor(&mut tx, &device_id, sequence).await?;
     }
     tx.commit().await.map_err(ApiError::database)?;
-    Ok(Json(PushResponse { results }))
+    Ok(results)
 }
 
 /// Everything that rejects a record without looking at the database: `Some` when rejected.
@@ -139,24 +161,29 @@ async fn precheck(
 
 /// A token's first push binds it to the pushing device; from then on only that device may use it,
 /// and a device bound to one token cannot push with another.
-async fn bind_device(
-    tx: &mut Transaction<'static, Sqlite>,
+///
+/// The update always matches the token's row, even when it changes nothing, so on PostgreSQL it
+/// also locks that row until the push commits: pushes of one device (one token) run one after
+/// the other, and a waiting one then sees everything the first one stored.
+async fn lock_station(
+    tx: &mut Transaction<'static, Any>,
     station: &Station,
     device_id: &str,
 ) -> Result<(), ApiError> {
     sqlx::query(
-        "UPDATE station_tokens SET device_id = ?
-         WHERE token_sha256 = ? AND device_id IS NULL
-         AND NOT EXISTS (SELECT 1 FROM station_tokens WHERE device_id = ?)",
+        "UPDATE station_tokens SET device_id = CASE
+           WHEN device_id IS NULL
+             AND NOT EXISTS (SELECT 1 FROM station_tokens WHERE device_id = $1) THEN $1
+           ELSE device_id END
+         WHERE token_sha256 = $2",
     )
     .bind(device_id)
     .bind(&station.token_sha256)
-    .bind(device_id)
     .execute(&mut **tx)
     .await
     .map_err(ApiError::database)?;
     let bound: Option<String> =
-        sqlx::query_scalar("SELECT device_id FROM station_tokens WHERE token_sha256 = ?")
+        sqlx::query_scalar("SELECT device_id FROM station_tokens WHERE token_sha256 = $1")
             .bind(&station.token_sha256)
             .fetch_one(&mut **tx)
             .await
@@ -174,7 +201,7 @@ async fn bind_device(
 
 /// Inserts one valid record unless its id or its (device, sequence) is stored already.
 async fn apply(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     record: &InspectionRecord,
 ) -> Result<PushStatus, ApiError> {
     let record_json = serde_json::to_string(record)
@@ -188,7 +215,7 @@ async fn apply(
         "INSERT INTO inspections (id, device_id, sequence, inspected_at, local_time, station, line,
          operator, part_serial, lot, model_id, model_version, verdict, record_json,
          snapshot_sha256, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          ON CONFLICT DO NOTHING",
     )
     .bind(record.id.to_string())
@@ -215,7 +242,7 @@ async fn apply(
     }
 
     let stored: Option<String> =
-        sqlx::query_scalar("SELECT record_json FROM inspections WHERE id = ?")
+        sqlx::query_scalar("SELECT record_json FROM inspections WHERE id = $1")
             .bind(record.id.to_string())
             .fetch_optional(&mut **tx)
             .await
@@ -236,7 +263,7 @@ async fn apply(
         });
     }
     let holder: String =
-        sqlx::query_scalar("SELECT id FROM inspections WHERE device_id = ? AND sequence = ?")
+        sqlx::query_scalar("SELECT id FROM inspections WHERE device_id = $1 AND sequence = $2")
             .bind(record.device_id.to_string())
             .bind(sequence)
             .fetch_one(&mut **tx)
@@ -252,12 +279,12 @@ async fn apply(
 }
 
 async fn advance_cursor(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     device_id: &str,
     sequence: u64,
 ) -> Result<(), ApiError> {
     sqlx::query(
-        "INSERT INTO device_cursors (device_id, highest_sequence, updated_at) VALUES (?, ?, ?)
+        "INSERT INTO device_cursors (device_id, highest_sequence, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (device_id) DO UPDATE SET
            highest_sequence = CASE WHEN excluded.highest_sequence > device_cursors.highest_sequence
              THEN excluded.highest_sequence ELSE device_cursors.highest_sequence END,

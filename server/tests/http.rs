@@ -1,9 +1,12 @@
-//! The real router on a real SQLite file, driven in-process.
+//! The real router on a real SQLite file (and PostgreSQL database), driven in-process.
+
+mod database;
 
 use axum::{
     body::Body,
     http::{Request, StatusCode},
 };
+use database::{Backend, on_both_databases};
 use http_body_util::BodyExt;
 use linecheck_server::{AppState, check_static_dir, open_database, router};
 use tower::ServiceExt;
@@ -11,10 +14,11 @@ use tower::ServiceExt;
 struct Fixture {
     _dir: tempfile::TempDir,
     data_dir: std::path::PathBuf,
+    database_url: Option<String>,
     app: axum::Router,
 }
 
-async fn fixture() -> Fixture {
+async fn fixture(backend: Backend) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let static_dir = dir.path().join("dist");
     std::fs::create_dir_all(&static_dir).unwrap();
@@ -27,10 +31,14 @@ async fn fixture() -> Fixture {
     std::fs::write(static_dir.join("manifest.webmanifest"), "{}").unwrap();
     check_static_dir(&static_dir).unwrap();
     let data_dir = dir.path().join("data");
-    let state = AppState::open(&data_dir).await.unwrap();
+    let database_url = backend.fresh_url().await;
+    let state = AppState::open(&data_dir, database_url.as_deref())
+        .await
+        .unwrap();
     Fixture {
         app: router(state, static_dir),
         data_dir,
+        database_url,
         _dir: dir,
     }
 }
@@ -47,38 +55,48 @@ async fn get(app: &axum::Router, path: &str) -> (StatusCode, axum::http::HeaderM
     (status, headers, String::from_utf8(body.to_vec()).unwrap())
 }
 
-#[tokio::test]
-async fn healthz_reports_the_migrated_sqlite_database() {
-    let f = fixture().await;
+async fn healthz_reports_the_migrated_database(backend: Backend) {
+    let f = fixture(backend).await;
     let (status, _, body) = get(&f.app, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], "ok");
-    assert_eq!(json["database"], "sqlite");
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(json["database"], name);
     // Every file in migrations/ applied.
     let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
         .unwrap()
         .count();
     assert_eq!(json["migrations"], files);
-    assert!(f.data_dir.join("linecheck.db").is_file());
+    // SQLite only when no database URL was given.
+    assert_eq!(
+        f.data_dir.join("linecheck.db").is_file(),
+        backend == Backend::Sqlite
+    );
 }
 
-#[tokio::test]
-async fn reopening_the_database_keeps_its_rows_and_schema() {
-    let f = fixture().await;
-    let db = open_database(&f.data_dir).await.unwrap();
+async fn reopening_the_database_keeps_its_rows_and_schema(backend: Backend) {
+    let f = fixture(backend).await;
+    let db = open_database(&f.data_dir, f.database_url.as_deref())
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO inspections (id, device_id, sequence, inspected_at, local_time, station, line,
          operator, part_serial, lot, model_id, model_version, verdict, record_json, received_at)
          VALUES ('r1', 'd1', 1, 't', 't', 's', 'l', 'o', '', '', 'm', '1', 'pass', '{}', 't')",
     )
-    .execute(&db)
+    .execute(&db.pool)
     .await
     .unwrap();
     db.close().await;
-    let reopened = open_database(&f.data_dir).await.unwrap();
+    let reopened = open_database(&f.data_dir, f.database_url.as_deref())
+        .await
+        .unwrap();
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inspections")
-        .fetch_one(&reopened)
+        .fetch_one(&reopened.pool)
         .await
         .unwrap();
     assert_eq!(count, 1);
@@ -86,7 +104,7 @@ async fn reopening_the_database_keeps_its_rows_and_schema() {
 
 #[tokio::test]
 async fn the_app_shell_and_service_worker_are_revalidated_on_every_load() {
-    let f = fixture().await;
+    let f = fixture(Backend::Sqlite).await;
     for path in ["/", "/sw.js"] {
         let (status, headers, _) = get(&f.app, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
@@ -111,7 +129,7 @@ async fn the_app_shell_and_service_worker_are_revalidated_on_every_load() {
 
 #[tokio::test]
 async fn client_routes_get_the_app_shell_but_unknown_api_paths_get_json_404() {
-    let f = fixture().await;
+    let f = fixture(Backend::Sqlite).await;
     let (status, _, body) = get(&f.app, "/history").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "<html>app shell</html>");
@@ -127,3 +145,8 @@ fn a_missing_build_is_named_before_the_server_starts() {
     assert!(err.contains("has no index.html"), "{err}");
     assert!(err.contains("cargo xtask run"), "{err}");
 }
+
+on_both_databases!(
+    healthz_reports_the_migrated_database,
+    reopening_the_database_keeps_its_rows_and_schema,
+);

@@ -1,15 +1,18 @@
-//! The sync endpoints through the real router on a real SQLite file: what they store, and how they
-//! refuse what they must not.
+//! The sync endpoints through the real router on a real SQLite file and a real PostgreSQL
+//! database: what they store, and how they refuse what they must not.
 
 mod common;
+mod database;
 
 use axum::http::{Method, StatusCode};
 use common::{Server, jpeg, record, sha256_hex, with_snapshot};
+use database::{Backend, on_both_databases};
 use protocol::{
     InspectionRecord, MAX_PUSH_BYTES, MAX_SNAPSHOT_BYTES, PROTOCOL_VERSION, PushRequest,
     PushResponse, PushStatus, Verdict,
 };
 use serde_json::{Value, json};
+use std::{collections::HashMap, sync::Arc};
 use uuid::Uuid;
 
 const DEVICE: Uuid = Uuid::from_u128(0xD1);
@@ -34,16 +37,15 @@ fn error_of(json: &Value) -> &str {
 }
 
 async fn highest_sequence(server: &Server, device: Uuid) -> Option<i64> {
-    sqlx::query_scalar("SELECT highest_sequence FROM device_cursors WHERE device_id = ?")
+    sqlx::query_scalar("SELECT highest_sequence FROM device_cursors WHERE device_id = $1")
         .bind(device.to_string())
-        .fetch_optional(&server.state.db)
+        .fetch_optional(&server.state.db.pool)
         .await
         .unwrap()
 }
 
-#[tokio::test]
-async fn pushed_records_are_stored_once_and_repeats_answer_already_applied() {
-    let mut server = Server::start().await;
+async fn pushed_records_are_stored_once_and_repeats_answer_already_applied(backend: Backend) {
+    let mut server = Server::start(backend).await;
     let token = server.enroll("ST-04").await;
     let records: Vec<_> = (1..=3)
         .map(|seq| record(Uuid::from_u128(seq.into()), DEVICE, "ST-04", seq))
@@ -73,9 +75,9 @@ async fn pushed_records_are_stored_once_and_repeats_answer_already_applied() {
     assert_eq!(server.stored_records(DEVICE).await, expected);
     assert_eq!(highest_sequence(&server, DEVICE).await, Some(4));
     let (verdict, station, inspected_at): (String, String, String) =
-        sqlx::query_as("SELECT verdict, station, inspected_at FROM inspections WHERE id = ?")
+        sqlx::query_as("SELECT verdict, station, inspected_at FROM inspections WHERE id = $1")
             .bind(expected[0].id.to_string())
-            .fetch_one(&server.state.db)
+            .fetch_one(&server.state.db.pool)
             .await
             .unwrap();
     let want_verdict = match expected[0].verdict {
@@ -87,9 +89,67 @@ async fn pushed_records_are_stored_once_and_repeats_answer_already_applied() {
     assert_eq!(inspected_at, "2026-09-21T14:13:27.000000Z");
 }
 
-#[tokio::test]
-async fn invalid_and_conflicting_records_are_rejected_one_by_one_while_the_rest_apply() {
-    let server = Server::start().await;
+/// Kiosks pushing at the same time, each also retrying while its first request still runs, with
+/// the batch in other orders: every request succeeds (no deadlock, no serialization error) and
+/// each record is applied by exactly one of them.
+async fn concurrent_pushes_apply_each_record_exactly_once(backend: Backend) {
+    let server = Arc::new(Server::start(backend).await);
+    let mut requests = tokio::task::JoinSet::new();
+    let mut expected = vec![];
+    for k in 0..3u128 {
+        let device = Uuid::from_u128(0xD0 + k);
+        let station = format!("ST-{k}");
+        let token = server.enroll(&station).await;
+        let records: Vec<_> = (1..=6)
+            .map(|seq| {
+                record(
+                    Uuid::from_u128(k << 16 | seq as u128),
+                    device,
+                    &station,
+                    seq,
+                )
+            })
+            .collect();
+        let mut reversed = records.clone();
+        reversed.reverse();
+        let mut rotated = records.clone();
+        rotated.rotate_left(3);
+        for batch in [records.clone(), reversed, rotated] {
+            let (server, token) = (server.clone(), token.clone());
+            let request = PushRequest {
+                protocol_version: PROTOCOL_VERSION,
+                device_id: device,
+                records: batch.clone(),
+            };
+            requests.spawn(async move { (batch, server.push(&token, &request).await) });
+        }
+        expected.push((device, records));
+    }
+    let mut applied: HashMap<Uuid, usize> = HashMap::new();
+    while let Some(joined) = requests.join_next().await {
+        let (batch, (status, json)) = joined.unwrap();
+        assert_eq!(status, StatusCode::OK, "{json}");
+        for (record, status) in batch.iter().zip(statuses(json)) {
+            match status {
+                PushStatus::Applied => *applied.entry(record.id).or_default() += 1,
+                PushStatus::AlreadyApplied => {}
+                other => panic!("{}: {other:?}", record.id),
+            }
+        }
+    }
+    for (device, records) in expected {
+        for r in &records {
+            assert_eq!(applied.get(&r.id), Some(&1), "record {}", r.id);
+        }
+        assert_eq!(server.stored_records(device).await, records);
+        assert_eq!(highest_sequence(&server, device).await, Some(6));
+    }
+}
+
+async fn invalid_and_conflicting_records_are_rejected_one_by_one_while_the_rest_apply(
+    backend: Backend,
+) {
+    let server = Server::start(backend).await;
     let token = server.enroll("ST-04").await;
     let first = record(Uuid::from_u128(1), DEVICE, "ST-04", 1);
     let (status, _) = server.push(&token, &push_of(vec![first.clone()])).await;
@@ -132,9 +192,8 @@ async fn invalid_and_conflicting_records_are_rejected_one_by_one_while_the_rest_
     assert_eq!(highest_sequence(&server, DEVICE).await, Some(5));
 }
 
-#[tokio::test]
-async fn push_refuses_malformed_json_wrong_types_and_oversized_bodies() {
-    let server = Server::start().await;
+async fn push_refuses_malformed_json_wrong_types_and_oversized_bodies(backend: Backend) {
+    let server = Server::start(backend).await;
     let token = server.enroll("ST-04").await;
     let push = |body: Vec<u8>| server.send(Method::POST, "/api/v1/sync/push", Some(&token), body);
 
@@ -164,9 +223,8 @@ async fn push_refuses_malformed_json_wrong_types_and_oversized_bodies() {
     assert!(server.stored_records(DEVICE).await.is_empty());
 }
 
-#[tokio::test]
-async fn push_of_another_protocol_version_is_refused_with_the_reason() {
-    let server = Server::start().await;
+async fn push_of_another_protocol_version_is_refused_with_the_reason(backend: Backend) {
+    let server = Server::start(backend).await;
     let token = server.enroll("ST-04").await;
     let mut request = push_of(vec![record(Uuid::from_u128(1), DEVICE, "ST-04", 1)]);
     request.protocol_version = PROTOCOL_VERSION + 1;
@@ -185,9 +243,8 @@ async fn push_of_another_protocol_version_is_refused_with_the_reason() {
     assert!(server.stored_records(DEVICE).await.is_empty());
 }
 
-#[tokio::test]
-async fn push_and_snapshot_upload_need_a_station_token() {
-    let server = Server::start().await;
+async fn push_and_snapshot_upload_need_a_station_token(backend: Backend) {
+    let server = Server::start(backend).await;
     server.enroll("ST-04").await;
     let body = serde_json::to_vec(&push_of(vec![])).unwrap();
     let image = jpeg(1);
@@ -222,9 +279,8 @@ async fn push_and_snapshot_upload_need_a_station_token() {
     assert!(!server.data_dir.join("snapshots").exists());
 }
 
-#[tokio::test]
-async fn a_token_writes_only_for_its_station_and_its_first_device() {
-    let server = Server::start().await;
+async fn a_token_writes_only_for_its_station_and_its_first_device(backend: Backend) {
+    let server = Server::start(backend).await;
     let st04 = server.enroll("ST-04").await;
     let st05 = server.enroll("ST-05").await;
     let (status, _) = server.push(&st04, &push_of(vec![])).await;
@@ -281,9 +337,8 @@ async fn a_token_writes_only_for_its_station_and_its_first_device() {
     assert_eq!(server.stored_records(DEVICE).await, vec![legit]);
 }
 
-#[tokio::test]
-async fn a_record_commits_only_after_its_snapshot_is_stored() {
-    let server = Server::start().await;
+async fn a_record_commits_only_after_its_snapshot_is_stored(backend: Backend) {
+    let server = Server::start(backend).await;
     let token = server.enroll("ST-04").await;
     let image = jpeg(42);
     let r = with_snapshot(record(Uuid::from_u128(1), DEVICE, "ST-04", 1), &image);
@@ -319,9 +374,8 @@ async fn a_record_commits_only_after_its_snapshot_is_stored() {
     assert_eq!(server.stored_records(DEVICE).await, vec![r]);
 }
 
-#[tokio::test]
-async fn snapshots_are_verified_and_stored_once_under_their_hash() {
-    let server = Server::start().await;
+async fn snapshots_are_verified_and_stored_once_under_their_hash(backend: Backend) {
+    let server = Server::start(backend).await;
     let token = server.enroll("ST-04").await;
     let image = jpeg(7);
     let sha = sha256_hex(&image);
@@ -388,21 +442,25 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// `enroll-station` through the real binary: its token pushes; the serve flags still work bare.
-#[tokio::test]
-async fn enroll_station_prints_a_token_that_the_server_accepts() {
-    let server = Server::start().await;
+async fn enroll_station_prints_a_token_that_the_server_accepts(backend: Backend) {
+    let server = Server::start(backend).await;
     let binary = env!("CARGO_BIN_EXE_linecheck-server");
-    let output = std::process::Command::new(binary)
+    let mut enroll = std::process::Command::new(binary);
+    enroll
         .args(["enroll-station", "--station", "ST-09", "--data-dir"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
+        .arg(&server.data_dir);
+    // The environment variable, as a service unit would set it.
+    match &server.database_url {
+        Some(url) => enroll.env("LINECHECK_DATABASE_URL", url),
+        None => enroll.env_remove("LINECHECK_DATABASE_URL"),
+    };
+    let output = enroll.output().unwrap();
     assert!(output.status.success(), "{output:?}");
     let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert_eq!(token.len(), 64, "{token}");
 
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_sha256 FROM station_tokens")
-        .fetch_all(&server.state.db)
+        .fetch_all(&server.state.db.pool)
         .await
         .unwrap();
     assert_eq!(
@@ -435,3 +493,16 @@ async fn enroll_station_prints_a_token_that_the_server_accepts() {
         "{stderr}"
     );
 }
+
+on_both_databases!(
+    concurrent_pushes_apply_each_record_exactly_once,
+    pushed_records_are_stored_once_and_repeats_answer_already_applied,
+    invalid_and_conflicting_records_are_rejected_one_by_one_while_the_rest_apply,
+    push_refuses_malformed_json_wrong_types_and_oversized_bodies,
+    push_of_another_protocol_version_is_refused_with_the_reason,
+    push_and_snapshot_upload_need_a_station_token,
+    a_token_writes_only_for_its_station_and_its_first_device,
+    a_record_commits_only_after_its_snapshot_is_stored,
+    snapshots_are_verified_and_stored_once_under_their_hash,
+    enroll_station_prints_a_token_that_the_server_accepts,
+);

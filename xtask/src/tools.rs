@@ -19,7 +19,12 @@ pub enum Purpose {
 }
 
 /// Debian packages the test suite needs: Chromium with its WebDriver, and lavapipe (CPU Vulkan).
-const TEST_PACKAGES: &[&str] = &["chromium", "chromium-driver", "mesa-vulkan-drivers"];
+const TEST_PACKAGES: &[&str] = &[
+    "chromium",
+    "chromium-driver",
+    "mesa-vulkan-drivers",
+    "postgresql",
+];
 /// Needed to build at all: a C compiler (SQLite) and npm (wasm-opt).
 const BUILD_PACKAGES: &[(&str, &str)] = &[("cc", "build-essential"), ("npm", "npm")];
 

@@ -1,5 +1,7 @@
-//! What the sync tests share: a real server in-process on a real data directory, and records.
+//! What the sync tests share: a real server in-process on a real data directory and database,
+//! and records.
 
+use crate::database::Backend;
 use axum::{
     body::Body,
     http::{Method, Request, StatusCode},
@@ -19,36 +21,45 @@ use uuid::Uuid;
 pub struct Server {
     _dir: tempfile::TempDir,
     pub data_dir: PathBuf,
+    /// `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
     static_dir: PathBuf,
     pub state: AppState,
     pub app: axum::Router,
 }
 
 impl Server {
-    pub async fn start() -> Server {
+    /// A server on a new, empty database of `backend`.
+    pub async fn start(backend: Backend) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let static_dir = dir.path().join("dist");
         std::fs::create_dir_all(&static_dir).unwrap();
         let data_dir = dir.path().join("data");
-        let state = AppState::open(&data_dir).await.unwrap();
+        let database_url = backend.fresh_url().await;
+        let state = AppState::open(&data_dir, database_url.as_deref())
+            .await
+            .unwrap();
         Server {
             app: router(state.clone(), static_dir.clone()),
             state,
             static_dir,
             data_dir,
+            database_url,
             _dir: dir,
         }
     }
 
-    /// A process restart: the database closed, everything reopened from the same files.
+    /// A process restart: the database closed, everything reopened from the same place.
     pub async fn restart(&mut self) {
         self.state.db.close().await;
-        self.state = AppState::open(&self.data_dir).await.unwrap();
+        self.state = AppState::open(&self.data_dir, self.database_url.as_deref())
+            .await
+            .unwrap();
         self.app = router(self.state.clone(), self.static_dir.clone());
     }
 
     pub async fn enroll(&self, station: &str) -> String {
-        enroll_station(&self.state.db, station).await.unwrap()
+        enroll_station(&self.state.db.pool, station).await.unwrap()
     }
 
     /// Sends one request through the whole router; the body as JSON (`Null` when empty).
@@ -107,10 +118,10 @@ impl Server {
     /// The records stored for `device`, by sequence.
     pub async fn stored_records(&self, device: Uuid) -> Vec<InspectionRecord> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT record_json FROM inspections WHERE device_id = ? ORDER BY sequence",
+            "SELECT record_json FROM inspections WHERE device_id = $1 ORDER BY sequence",
         )
         .bind(device.to_string())
-        .fetch_all(&self.state.db)
+        .fetch_all(&self.state.db.pool)
         .await
         .unwrap();
         rows.iter()
