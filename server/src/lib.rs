@@ -2,12 +2,13 @@
 //!
 //! The binary (`main.rs`) only parses flags; everything it runs is here so tests drive the same
 //! router in-process. `sync.rs` is the kiosks' push, `snapshots.rs` their images, `auth.rs` the
-//! station tokens both require, `db.rs` the database (SQLite or PostgreSQL).
+//! station tokens both require, `db.rs` the database (SQLite or PostgreSQL), `tls.rs` HTTPS.
 
 pub mod auth;
 pub mod db;
 pub mod snapshots;
 mod sync;
+pub mod tls;
 
 use anyhow::{Context, bail};
 use axum::{

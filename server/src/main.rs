@@ -1,6 +1,8 @@
 use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
 use clap::{Args, Parser, Subcommand};
-use std::{net::SocketAddr, path::PathBuf};
+use linecheck_server::tls::{self, CertificateFiles};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// The LineCheck server: the kiosk PWA, its sync API and the supervisors' review.
 ///
@@ -32,6 +34,17 @@ struct ServeArgs {
     /// The built PWA (trunk's dist folder).
     #[arg(long, env = "LINECHECK_STATIC_DIR", default_value = "frontend/dist")]
     static_dir: PathBuf,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "LINECHECK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "LINECHECK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate for this machine's names, made in the data
+    /// directory on first start and reused after: for a first trial, until the factory's CA
+    /// issues one.
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +80,26 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     linecheck_server::check_static_dir(&args.static_dir)?;
     let storage = &args.storage;
+    // The certificate to serve, and the one a client must trust (a self-signed one's CA).
+    let (certificate, trusted) = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => (
+            Some(CertificateFiles {
+                cert: cert.clone(),
+                key,
+            }),
+            Some(cert),
+        ),
+        _ if args.tls_self_signed => {
+            let made = tls::self_signed(&storage.data_dir, args.addr)?;
+            (Some(made.server), Some(made.ca))
+        }
+        _ => (None, None),
+    };
+    // Read before anything starts, so a bad certificate stops the server with the reason.
+    let tls_config = certificate
+        .as_ref()
+        .map(CertificateFiles::server_config)
+        .transpose()?;
     let state =
         linecheck_server::AppState::open(&storage.data_dir, storage.database_url.as_deref())
             .await?;
@@ -75,13 +108,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    println!("LineCheck is running: open http://{addr}/");
+    // `tests/` reads the `open http://` line to find the server: keep its shape.
+    match &trusted {
+        None => println!("LineCheck is running: open http://{addr}/"),
+        Some(trusted) => {
+            let host = match tls::host_name() {
+                Some(name) if addr.ip().is_unspecified() => format!("{name}:{}", addr.port()),
+                _ => addr.to_string(),
+            };
+            println!("LineCheck is running: open https://{host}/");
+            println!(
+                "Tablets trust the certificate {} (SHA-256 fingerprint {})",
+                trusted.display(),
+                tls::fingerprint(trusted)?
+            );
+        }
+    }
     println!("Data directory: {}", storage.data_dir.display());
     if let Some(url) = &storage.database_url {
         println!("Database: {}", linecheck_server::db::redacted(url));
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let Some(tls_config) = tls_config else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        return Ok(());
+    };
+    let handle = axum_server::Handle::new();
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            shutdown_signal().await;
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        }
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, RustlsConfig::from_config(tls_config))?
+        .handle(handle)
+        .serve(app.into_make_service())
         .await?;
     Ok(())
 }
