@@ -214,6 +214,7 @@ def check_model(onnx_path, images, args, raw_dir, lines, arch, variant):
         res["detect_ms"] = [round(o["timings_ms"]["detect"], 2) for o in outputs]
         res["model_load_ms"] = round(outputs[0]["timings_ms"]["model_load"], 1)
         res["adapter"] = outputs[0]["backend"]
+        res["gpu_activation_bytes"] = outputs[0].get("gpu_activation_bytes")
         rel, score, det_ok, det_msgs = [], [], [], []
         for path, (raw, top, shape), o in zip(images, refs, outputs):
             ours = np.load(out_dir / f"{path.stem}.npy")
@@ -227,6 +228,7 @@ def check_model(onnx_path, images, args, raw_dir, lines, arch, variant):
         res.update(rel_err=max(rel), max_score_diff=max(score), detections_equal=all(det_ok), detections=det_msgs)
         lines.append(f"{arch:8} {variant:12} {backend}: rel {max(rel):.2e}, class score diff {max(score):.2e}, "
                      f"detections equal: {all(det_ok)} ({'; '.join(det_msgs)}); detect ms {res['detect_ms']}, "
+                     f"GPU activations {res['gpu_activation_bytes']} B, "
                      f"ORT CPU {result['ort_cpu_ms']:.1f} ms (1 thread {result['ort_cpu_1thread_ms']:.1f})")
     return result
 
