@@ -14,10 +14,11 @@ use anyhow::{Context, bail};
 use axum::{
     Json, Router,
     extract::{DefaultBodyLimit, OriginalUri, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    handler::Handler,
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post, put},
+    routing::{MethodFilter, MethodRouter, any, on},
 };
 use db::Database;
 use serde_json::json;
@@ -72,22 +73,61 @@ pub fn check_static_dir(static_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One route of the HTTP surface.
+pub struct Endpoint {
+    pub method: Method,
+    /// In axum's syntax, which is OpenAPI's too: `/api/v1/snapshots/{sha256}`.
+    pub path: &'static str,
+    route: MethodRouter<AppState>,
+}
+
+fn endpoint<H: Handler<T, AppState>, T: 'static>(
+    method: Method,
+    path: &'static str,
+    handler: H,
+) -> Endpoint {
+    let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+    Endpoint {
+        method,
+        path,
+        route: on(filter, handler),
+    }
+}
+
+impl Endpoint {
+    fn body_limit(mut self, bytes: usize) -> Endpoint {
+        self.route = self.route.layer(DefaultBodyLimit::max(bytes));
+        self
+    }
+}
+
+/// Every route besides the PWA, in one list: the router is built from it, and the OpenAPI test
+/// checks `openapi.json` against it, so the description cannot miss or invent a route.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        endpoint(Method::GET, "/healthz", healthz),
+        endpoint(Method::POST, "/api/v1/sync/push", sync::push)
+            .body_limit(protocol::MAX_PUSH_BYTES),
+        endpoint(
+            Method::PUT,
+            "/api/v1/snapshots/{sha256}",
+            snapshots::put_snapshot,
+        )
+        .body_limit(protocol::MAX_SNAPSHOT_BYTES),
+    ]
+}
+
 /// The whole HTTP surface: `/healthz`, `/api/...`, and the PWA for every other path.
 pub fn router(state: AppState, static_dir: PathBuf) -> Router {
     let index = static_dir.join("index.html");
-    let api = Router::new()
-        .route(
-            "/v1/sync/push",
-            post(sync::push).layer(DefaultBodyLimit::max(protocol::MAX_PUSH_BYTES)),
-        )
-        .route(
-            "/v1/snapshots/{sha256}",
-            put(snapshots::put_snapshot).layer(DefaultBodyLimit::max(protocol::MAX_SNAPSHOT_BYTES)),
-        )
-        .fallback(api_not_found);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .nest("/api", api)
+    let mut app = Router::new();
+    for Endpoint { path, route, .. } in endpoints() {
+        app = app.route(path, route);
+    }
+    app
+        // An unknown API path is a JSON error a kiosk can show, never the app shell.
+        .route("/api", any(api_not_found))
+        .route("/api/{*rest}", any(api_not_found))
         // Unknown paths get the app shell: the kiosk routes on the client.
         .fallback_service(ServeDir::new(static_dir).fallback(ServeFile::new(index)))
         .layer(middleware::from_fn(response_headers))
