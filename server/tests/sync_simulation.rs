@@ -1,7 +1,8 @@
 //! Seeded simulation of kiosks draining their outboxes through the real router, on a real SQLite
 //! file and on a real PostgreSQL database, while requests are lost before the server sees them, responses are lost after it
-//! committed, requests are sent twice or cancelled mid-flight, batches come in any order, and the
-//! server restarts. However the faults fall, every record must end up stored exactly once.
+//! committed, requests are sent twice or cancelled mid-flight, batches come in any order, the
+//! server restarts, and PostgreSQL drops every connection under the running server as its restart
+//! would. However the faults fall, every record must end up stored exactly once.
 //!
 //! `LINECHECK_SIM_SEED=N` replays one run; `LINECHECK_SIM_RUNS=N` changes how many run.
 
@@ -17,6 +18,7 @@ use rand::{
     rngs::StdRng,
     seq::{IndexedRandom, SliceRandom},
 };
+use sqlx::Connection;
 use std::{
     collections::{HashMap, HashSet},
     future::Future,
@@ -95,6 +97,8 @@ struct Stats {
     duplicates: u64,
     cancelled_midway: u64,
     restarts: u64,
+    /// PostgreSQL only: the connections of a running server closed under it.
+    database_restarts: u64,
     already_applied: u64,
     waiting_for_snapshot: u64,
 }
@@ -242,6 +246,38 @@ async fn sync_once(
     }
 }
 
+/// What a PostgreSQL restart does to a running server: every connection to its database closes
+/// under it, idle or in a transaction. The pool must replace them; a transaction cut off rolls back.
+async fn drop_connections(url: &str) {
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    let others =
+        "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let pids: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT pid {others}")))
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid")
+        .bind(&pids)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // Termination is only signalled: wait until they are gone, as after a real restart, so the
+    // next request cannot be handed a connection that is still about to die.
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                .bind(&pids)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    admin.close().await.unwrap();
+}
+
 async fn run(server: &mut Server, seed: u64, stats: &mut Stats) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut kiosks = new_kiosks(server, seed, &mut rng).await;
@@ -257,6 +293,12 @@ async fn run(server: &mut Server, seed: u64, stats: &mut Stats) {
         if rng.random_bool(0.03) {
             server.restart().await;
             stats.restarts += 1;
+        }
+        if rng.random_bool(0.02)
+            && let Some(url) = &server.database_url
+        {
+            drop_connections(url).await;
+            stats.database_restarts += 1;
         }
         let pending: Vec<usize> = (0..kiosks.len())
             .filter(|&k| !kiosks[k].outbox.is_empty())
@@ -357,7 +399,7 @@ async fn every_record_is_stored_exactly_once_whatever_the_network_and_server_do(
         started.elapsed()
     );
     if seeds.len() >= 100 {
-        let counts = [
+        let mut counts = vec![
             stats.dropped_requests,
             stats.dropped_responses,
             stats.duplicates,
@@ -366,6 +408,9 @@ async fn every_record_is_stored_exactly_once_whatever_the_network_and_server_do(
             stats.already_applied,
             stats.waiting_for_snapshot,
         ];
+        if backend == Backend::Postgres {
+            counts.push(stats.database_restarts);
+        }
         assert!(
             counts.iter().all(|&n| n > 0),
             "a case never happened: {stats:?}"
