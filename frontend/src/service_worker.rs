@@ -30,10 +30,18 @@ pub async fn register() -> ServiceWorkerStatus {
         Ok(ready) => JsFuture::from(ready).await,
         Err(e) => Err(e),
     };
-    match ready {
-        Ok(_) => ServiceWorkerStatus::Active {
-            controlled: container.controller().is_some(),
-        },
-        Err(e) => ServiceWorkerStatus::Failed(format!("{e:?}")),
+    if let Err(e) = ready {
+        return ServiceWorkerStatus::Failed(format!("{e:?}"));
+    }
+    if container.controller().is_none() {
+        // A first version claims the open page as it activates: wait for that, briefly.
+        let claimed = js_sys::Promise::new(&mut |resolve, _reject| {
+            let _ = container.add_event_listener_with_callback("controllerchange", &resolve);
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 3000);
+        });
+        let _ = JsFuture::from(claimed).await;
+    }
+    ServiceWorkerStatus::Active {
+        controlled: container.controller().is_some(),
     }
 }

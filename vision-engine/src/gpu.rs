@@ -10,12 +10,71 @@ pub struct AdapterSummary {
 }
 
 impl std::fmt::Display for AdapterSummary {
+    /// For people: "NVIDIA H100 (Vulkan, discrete GPU, driver …)" or, in a browser that keeps
+    /// the adapter's name private, "WebGPU (software adapter)".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
-        if !self.driver.is_empty() {
-            write!(f, ", {}", self.driver)?;
+        let name = if self.name.is_empty() {
+            "unnamed adapter"
+        } else {
+            &self.name
+        };
+        let backend = if self.backend == "BrowserWebGpu" {
+            "WebGPU"
+        } else {
+            &self.backend
+        };
+        let kind = match self.device_type.as_str() {
+            "DiscreteGpu" => "discrete GPU",
+            "IntegratedGpu" => "integrated GPU",
+            "VirtualGpu" => "virtual GPU",
+            "Cpu" => "software adapter",
+            _ => "",
+        };
+        if self.name.is_empty() {
+            write!(f, "{backend}")?;
+        } else {
+            write!(f, "{name} ({backend}")?;
         }
-        f.write_str(")")
+        let details: Vec<&str> = [kind, self.driver.as_str()]
+            .into_iter()
+            .filter(|d| !d.is_empty())
+            .collect();
+        match (self.name.is_empty(), details.is_empty()) {
+            (true, true) => Ok(()),
+            (true, false) => write!(f, " ({})", details.join(", ")),
+            (false, true) => f.write_str(")"),
+            (false, false) => write!(f, ", {})", details.join(", ")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(name: &str, backend: &str, device_type: &str, driver: &str) -> AdapterSummary {
+        AdapterSummary {
+            name: name.into(),
+            backend: backend.into(),
+            device_type: device_type.into(),
+            driver: driver.into(),
+        }
+    }
+
+    #[test]
+    fn adapters_are_described_in_words_also_without_a_name() {
+        assert_eq!(
+            summary("", "BrowserWebGpu", "Cpu", "").to_string(),
+            "WebGPU (software adapter)"
+        );
+        assert_eq!(
+            summary("NVIDIA H100", "Vulkan", "DiscreteGpu", "NVIDIA 580").to_string(),
+            "NVIDIA H100 (Vulkan, discrete GPU, NVIDIA 580)"
+        );
+        assert_eq!(
+            summary("Apple M2", "Metal", "Other", "").to_string(),
+            "Apple M2 (Metal)"
+        );
     }
 }
 
