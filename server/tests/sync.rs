@@ -100,6 +100,14 @@ async fn concurrent_pushes_apply_each_record_exactly_once(backend: Backend) {
         let device = Uuid::from_u128(0xD0 + k);
         let station = format!("ST-{k}");
         let token = server.enroll(&station).await;
+        // Bound before, as a kiosk is after its first sync: the binding must not be what makes
+        // the concurrent pushes wait for each other.
+        let bind = PushRequest {
+            protocol_version: PROTOCOL_VERSION,
+            device_id: device,
+            records: vec![],
+        };
+        assert_eq!(server.push(&token, &bind).await.0, StatusCode::OK);
         let records: Vec<_> = (1..=6)
             .map(|seq| {
                 record(
