@@ -34,6 +34,7 @@ kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
 kernel!(BINARY, "binary.wgsl", ["add", "sub", "mul", "div"]);
 kernel!(CONV2D, "conv2d.wgsl", ["main"]);
 kernel!(GATHER, "gather.wgsl", ["main"]);
+kernel!(LETTERBOX, "letterbox.wgsl", ["main"]);
 kernel!(MATMUL, "matmul.wgsl", ["main"]);
 kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
@@ -45,6 +46,7 @@ pub const ALL: &[Kernel] = &[
     BINARY,
     CONV2D,
     GATHER,
+    LETTERBOX,
     MATMUL,
     MAX_POOL,
     RESIZE_NEAREST,

@@ -3,7 +3,7 @@
 use crate::{
     EngineError, Tensor,
     graph::{Executor, LoadError, Network},
-    letterbox::{Letterbox, PAD_VALUE},
+    letterbox::{self, Letterbox},
     onnx,
     postprocess::{NmsOptions, decode_and_nms},
 };
@@ -105,14 +105,23 @@ impl Detector {
         )
     }
 
-    /// Letterboxes an RGBA image into the network's input: aspect kept, grey (114) bands,
-    /// bilinear resampling with pixel centres aligned as OpenCV's `INTER_LINEAR`, scaled to 0..1.
+    /// Letterboxes an RGBA image into the network's input (see [`letterbox::to_input`]).
     pub fn preprocess(
         &self,
         rgba: &[u8],
         width: u32,
         height: u32,
     ) -> Result<(Tensor, Letterbox), DetectorError> {
+        let letterbox = self.letterbox_for(rgba, width, height)?;
+        Ok((letterbox::to_input(rgba, &letterbox), letterbox))
+    }
+
+    fn letterbox_for(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<Letterbox, DetectorError> {
         if width == 0 || height == 0 || rgba.len() != width as usize * height as usize * 4 {
             return Err(DetectorError::Image(format!(
                 "{} bytes is not a {width}x{height} RGBA image",
@@ -120,43 +129,7 @@ impl Detector {
             )));
         }
         let (in_w, in_h) = self.input_size();
-        let lb = Letterbox::new(width, height, in_w, in_h);
-        let (w, h) = (in_w as usize, in_h as usize);
-        let mut data = vec![f32::from(PAD_VALUE) / 255.0; 3 * w * h];
-        let (sw, sh) = (width as usize, height as usize);
-        let pixel = |x: usize, y: usize, c: usize| f32::from(rgba[(y * sw + x) * 4 + c]);
-        // Source coordinate of a destination pixel centre, and its two neighbours with weights.
-        let taps = |dst: usize, scale: f64, len: usize| {
-            let src = ((dst as f64 + 0.5) / scale - 0.5).max(0.0);
-            let i0 = (src.floor() as usize).min(len - 1);
-            let i1 = (i0 + 1).min(len - 1);
-            (i0, i1, (src - i0 as f64).min(1.0) as f32)
-        };
-        let same_size = lb.resized_width == width && lb.resized_height == height;
-        for y in 0..lb.resized_height as usize {
-            let (y0, y1, fy) = if same_size {
-                (y, y, 0.0)
-            } else {
-                taps(y, lb.scale, sh)
-            };
-            for x in 0..lb.resized_width as usize {
-                let (x0, x1, fx) = if same_size {
-                    (x, x, 0.0)
-                } else {
-                    taps(x, lb.scale, sw)
-                };
-                let at = (y + lb.pad_top as usize) * w + x + lb.pad_left as usize;
-                for c in 0..3 {
-                    let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x1, y0, c) * fx;
-                    let bottom = pixel(x0, y1, c) * (1.0 - fx) + pixel(x1, y1, c) * fx;
-                    data[c * w * h + at] = (top * (1.0 - fy) + bottom * fy) / 255.0;
-                }
-            }
-        }
-        Ok((
-            Tensor::new(vec![1, 3, h, w], data).expect("sized above"),
-            lb,
-        ))
+        Ok(Letterbox::new(width, height, in_w, in_h))
     }
 
     /// Runs the whole pipeline on an RGBA image; `executor` runs this detector's network.
@@ -168,8 +141,11 @@ impl Detector {
         height: u32,
         options: NmsOptions,
     ) -> Result<DetectionResult, DetectorError> {
-        let (input, letterbox) = self.preprocess(rgba, width, height)?;
-        let raw_output = executor.execute(input).await?.swap_remove(0);
+        let letterbox = self.letterbox_for(rgba, width, height)?;
+        let raw_output = executor
+            .execute_rgba(rgba, &letterbox)
+            .await?
+            .swap_remove(0);
         let detections = self.decode(&raw_output, &letterbox, options)?;
         Ok(DetectionResult {
             detections,

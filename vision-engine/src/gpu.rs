@@ -48,36 +48,6 @@ impl std::fmt::Display for AdapterSummary {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn summary(name: &str, backend: &str, device_type: &str, driver: &str) -> AdapterSummary {
-        AdapterSummary {
-            name: name.into(),
-            backend: backend.into(),
-            device_type: device_type.into(),
-            driver: driver.into(),
-        }
-    }
-
-    #[test]
-    fn adapters_are_described_in_words_also_without_a_name() {
-        assert_eq!(
-            summary("", "BrowserWebGpu", "Cpu", "").to_string(),
-            "WebGPU (software adapter)"
-        );
-        assert_eq!(
-            summary("NVIDIA H100", "Vulkan", "DiscreteGpu", "NVIDIA 580").to_string(),
-            "NVIDIA H100 (Vulkan, discrete GPU, NVIDIA 580)"
-        );
-        assert_eq!(
-            summary("Apple M2", "Metal", "Other", "").to_string(),
-            "Apple M2 (Metal)"
-        );
-    }
-}
-
 /// A device and queue, opened with the limits every WebGPU browser guarantees.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -173,5 +143,35 @@ impl GpuContext {
             .to_vec();
         staging.unmap();
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(name: &str, backend: &str, device_type: &str, driver: &str) -> AdapterSummary {
+        AdapterSummary {
+            name: name.into(),
+            backend: backend.into(),
+            device_type: device_type.into(),
+            driver: driver.into(),
+        }
+    }
+
+    #[test]
+    fn adapters_are_described_in_words_also_without_a_name() {
+        assert_eq!(
+            summary("", "BrowserWebGpu", "Cpu", "").to_string(),
+            "WebGPU (software adapter)"
+        );
+        assert_eq!(
+            summary("NVIDIA H100", "Vulkan", "DiscreteGpu", "NVIDIA 580").to_string(),
+            "NVIDIA H100 (Vulkan, discrete GPU, NVIDIA 580)"
+        );
+        assert_eq!(
+            summary("Apple M2", "Metal", "Other", "").to_string(),
+            "Apple M2 (Metal)"
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! Letterbox geometry, identical to Ultralytics' `LetterBox(auto=False, center=True)` and
-//! `scale_boxes`, so boxes from our engine land on the same pixels as Ultralytics' own.
+//! `scale_boxes`, so boxes from our engine land on the same pixels as Ultralytics' own; and the
+//! letterboxing of RGBA pixels into a network input.
+
+use crate::Tensor;
 
 /// Grey used by Ultralytics for the padding bands.
 pub const PAD_VALUE: u8 = 114;
@@ -67,6 +70,40 @@ impl Letterbox {
             map(y2, pad_y, self.source_height),
         ]
     }
+}
+
+/// Letterboxes an RGBA image (`letterbox.source_width` x `source_height`, 4 bytes a pixel) into
+/// an NCHW f32 network input: aspect kept, grey (114) bands, bilinear sampling with pixel centres
+/// aligned as OpenCV's `INTER_LINEAR`, values scaled to 0..1. An image of the resized size is
+/// copied exactly. The GPU kernel `letterbox.wgsl` computes the same.
+pub fn to_input(rgba: &[u8], letterbox: &Letterbox) -> Tensor {
+    let lb = letterbox;
+    let (w, h) = (lb.input_width as usize, lb.input_height as usize);
+    let (sw, sh) = (lb.source_width as usize, lb.source_height as usize);
+    assert_eq!(rgba.len(), sw * sh * 4, "checked by the caller");
+    let mut data = vec![f32::from(PAD_VALUE) / 255.0; 3 * w * h];
+    let pixel = |x: usize, y: usize, c: usize| f32::from(rgba[(y * sw + x) * 4 + c]);
+    // Source coordinate of a destination pixel centre, and its two neighbours with weights.
+    let taps = |dst: usize, len: usize| {
+        let src = ((dst as f64 + 0.5) / lb.scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(len - 1);
+        let i1 = (i0 + 1).min(len - 1);
+        (i0, i1, (src - i0 as f64).min(1.0) as f32)
+    };
+    let same_size = lb.resized_width == lb.source_width && lb.resized_height == lb.source_height;
+    for y in 0..lb.resized_height as usize {
+        let (y0, y1, fy) = if same_size { (y, y, 0.0) } else { taps(y, sh) };
+        for x in 0..lb.resized_width as usize {
+            let (x0, x1, fx) = if same_size { (x, x, 0.0) } else { taps(x, sw) };
+            let at = (y + lb.pad_top as usize) * w + x + lb.pad_left as usize;
+            for c in 0..3 {
+                let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x1, y0, c) * fx;
+                let bottom = pixel(x0, y1, c) * (1.0 - fx) + pixel(x1, y1, c) * fx;
+                data[c * w * h + at] = (top * (1.0 - fy) + bottom * fy) / 255.0;
+            }
+        }
+    }
+    Tensor::new(vec![1, 3, h, w], data).expect("sized above")
 }
 
 #[cfg(test)]

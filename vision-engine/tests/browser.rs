@@ -34,3 +34,11 @@ async fn cpu_backend_matches_onnx_runtime() {
     })
     .await;
 }
+
+#[wasm_bindgen_test]
+async fn the_detector_on_webgpu_letterboxes_and_finds_what_the_cpu_finds() {
+    let gpu = GpuBackend::new()
+        .await
+        .expect("Chromium must expose a WebGPU adapter (--enable-unsafe-webgpu)");
+    support::gpu_detector_agrees_with_cpu(&gpu).await;
+}

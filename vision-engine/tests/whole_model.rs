@@ -7,7 +7,12 @@
 mod support;
 
 use support::{ANCHORS, CLASSES, ORT_OUTPUTS, max_class_score_difference, network, relative_error};
-use vision_engine::{CpuBackend, GpuBackend, graph::OpByOp, npy};
+use vision_engine::{
+    CpuBackend, GpuBackend,
+    graph::OpByOp,
+    letterbox::{self, Letterbox},
+    npy,
+};
 
 #[test]
 fn loading_folds_the_shape_subgraph_and_fuses_silu_into_convolutions() {
@@ -77,5 +82,42 @@ fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident() {
             prepared.activation_bytes(),
             prepared.largest_step_bytes()
         );
+    });
+}
+
+#[test]
+fn gpu_letterbox_matches_the_cpu_reference() {
+    pollster::block_on(async {
+        let gpu = GpuBackend::new()
+            .await
+            .expect("the GPU suite needs an adapter");
+        // Downscaled wide, upscaled small, exactly the resized size, tall and odd.
+        for (i, (w, h)) in [(1280, 720), (40, 30), (64, 48), (37, 91), (64, 64)]
+            .into_iter()
+            .enumerate()
+        {
+            let rgba = support::test_image(w, h, i as u32 + 1);
+            let lb = Letterbox::new(w, h, 64, 64);
+            let expected = letterbox::to_input(&rgba, &lb);
+            let out = gpu.letterbox(&rgba, &lb).await.unwrap();
+            assert_eq!(out.shape(), expected.shape());
+            let worst = out
+                .data()
+                .iter()
+                .zip(expected.data())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst <= 1e-5, "{w}x{h}: letterbox differs by {worst}");
+        }
+    });
+}
+
+#[test]
+fn the_detector_on_the_gpu_finds_what_it_finds_on_the_cpu() {
+    pollster::block_on(async {
+        let gpu = GpuBackend::new()
+            .await
+            .expect("the GPU suite needs an adapter");
+        support::gpu_detector_agrees_with_cpu(&gpu).await;
     });
 }

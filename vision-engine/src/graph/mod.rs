@@ -13,6 +13,7 @@ mod load;
 use crate::{
     Activation, Backend, EngineError, Tensor,
     cpu::{BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
+    letterbox::Letterbox,
 };
 
 pub use load::LoadError;
@@ -24,6 +25,17 @@ pub trait Executor {
     fn name(&self) -> String;
 
     async fn execute(&self, input: Tensor) -> Result<Vec<Tensor>, EngineError>;
+
+    /// Letterboxes RGBA pixels into the input and runs the network; on the CPU by default,
+    /// in the same GPU submission as the network where the executor can.
+    async fn execute_rgba(
+        &self,
+        rgba: &[u8],
+        letterbox: &Letterbox,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        self.execute(crate::letterbox::to_input(rgba, letterbox))
+            .await
+    }
 }
 
 /// A network run op by op on a backend, each op on host tensors.

@@ -3,8 +3,8 @@
 //! browser test (`browser.rs`). The fixtures are compiled in: the browser has no file system.
 
 use vision_engine::{
-    Tensor,
-    graph::{Executor, Network},
+    CpuBackend, Detector, GpuBackend, Tensor,
+    graph::{Executor, Network, OpByOp},
     npy, onnx,
     postprocess::{NmsOptions, RawDetection, decode_and_nms},
 };
@@ -99,5 +99,51 @@ pub async fn matches_onnx_runtime(executor: &impl Executor) {
                 );
             }
         }
+    }
+}
+
+/// Seeded RGBA noise with smooth gradients, so bilinear sampling has something to get wrong.
+pub fn test_image(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..width * height * 4)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let (x, y) = ((i / 4) % width, (i / 4) / width);
+            ((x * 3 + y * 5 + (i % 4) * 40) as u8).wrapping_add((state % 32) as u8)
+        })
+        .collect()
+}
+
+/// The detector, prepared on `gpu` (letterboxing there too), against the CPU path on one image.
+pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
+    let detector = Detector::from_onnx_bytes(MODEL).unwrap();
+    let prepared = gpu.prepare(detector.network()).unwrap();
+    let cpu = OpByOp {
+        network: detector.network(),
+        backend: &CpuBackend,
+    };
+    let options = NmsOptions {
+        confidence: 0.5,
+        ..NmsOptions::default()
+    };
+    let rgba = test_image(96, 72, 7);
+    let on_gpu = detector
+        .detect(&prepared, &rgba, 96, 72, options)
+        .await
+        .unwrap();
+    let on_cpu = detector.detect(&cpu, &rgba, 96, 72, options).await.unwrap();
+    assert!(relative_error(&on_gpu.raw_output, &on_cpu.raw_output) <= 1e-4);
+    assert!(!on_cpu.detections.is_empty());
+    assert_eq!(on_gpu.detections.len(), on_cpu.detections.len());
+    for (a, b) in on_gpu.detections.iter().zip(&on_cpu.detections) {
+        assert_eq!(a.class_id, b.class_id);
+        let close = a
+            .bbox
+            .iter()
+            .zip(&b.bbox)
+            .all(|(x, y)| (x - y).abs() <= 0.05);
+        assert!(close, "{:?} vs {:?}", a.bbox, b.bbox);
     }
 }

@@ -6,6 +6,7 @@ use crate::{
     Activation, EngineError, ShapeError,
     cpu::{self, BinaryOp, MatmulPlan, broadcast_strides},
     graph::Op,
+    letterbox::Letterbox,
     tensor::{shape_error, strides},
 };
 use kernels::Kernel;
@@ -156,6 +157,38 @@ fn slice_launch(
         &shape,
     )?;
     Ok((shape, launch))
+}
+
+/// RGBA pixels (input 0, one u32 each) letterboxed into the network input (output 0).
+pub(super) fn letterbox(lb: &Letterbox) -> Launch {
+    let count = (lb.input_width * lb.input_height) as usize;
+    let same_size = lb.resized_width == lb.source_width && lb.resized_height == lb.source_height;
+    let params = vec![
+        count as u32,
+        lb.source_width,
+        lb.source_height,
+        lb.input_width,
+        lb.input_height,
+        lb.resized_width,
+        lb.resized_height,
+        lb.pad_left,
+        lb.pad_top,
+        u32::from(same_size),
+        0,
+        0,
+        (lb.scale as f32).to_bits(),
+        0,
+        0,
+        0,
+    ];
+    Launch {
+        kernel: kernels::LETTERBOX,
+        entry: "main",
+        inputs: vec![Binding::Input(0)],
+        output: Binding::Output(0),
+        params,
+        count,
+    }
 }
 
 fn single(output: Vec<usize>, launch: Launch) -> OpPlan {

@@ -11,17 +11,20 @@ use crate::{
     EngineError, GpuContext, Tensor,
     cpu::{BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
     graph::Op,
+    letterbox::Letterbox,
+    tensor::shape_error,
 };
 use kernels::Kernel;
 use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 9] = [
+const KERNELS: [(Kernel, usize); 10] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
     (kernels::GATHER, 2),
+    (kernels::LETTERBOX, 1),
     (kernels::MATMUL, 2),
     (kernels::MAX_POOL, 1),
     (kernels::RESIZE_NEAREST, 2),
@@ -242,6 +245,42 @@ impl GpuBackend {
             results.push(self.download(buffer, shape).await?);
         }
         Ok(results)
+    }
+
+    /// Letterboxes RGBA pixels into a network input on the GPU (`letterbox::to_input`'s twin).
+    pub async fn letterbox(
+        &self,
+        rgba: &[u8],
+        letterbox: &Letterbox,
+    ) -> Result<Tensor, EngineError> {
+        let pixels = letterbox.source_width as usize * letterbox.source_height as usize;
+        if rgba.len() != pixels * 4 {
+            return Err(shape_error(
+                "Letterbox",
+                format!("{} bytes is not {pixels} RGBA pixels", rgba.len()),
+            )
+            .into());
+        }
+        let shape = vec![
+            1,
+            3,
+            letterbox.input_height as usize,
+            letterbox.input_width as usize,
+        ];
+        let (source, out) = (
+            self.storage(rgba),
+            self.scratch((shape.iter().product::<usize>() * 4) as u64),
+        );
+        let prepared =
+            self.prepare_launch(&launch::letterbox(letterbox), |binding| match binding {
+                Binding::Input(0) => &source,
+                Binding::Output(0) => &out,
+                _ => unreachable!("the letterbox reads pixels and writes the input"),
+            });
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.record(&mut encoder, &[prepared]);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.download(&out, shape).await
     }
 
     async fn run_one(&self, op: Op, inputs: &[&Tensor]) -> Result<Tensor, EngineError> {

@@ -9,6 +9,7 @@ use super::{
 use crate::{
     EngineError, Tensor,
     graph::{Executor, Network, Operand},
+    letterbox::Letterbox,
     tensor::shape_error,
 };
 
@@ -199,7 +200,59 @@ impl Executor for GpuNetwork<'_> {
             0,
             bytemuck::cast_slice(input.data()),
         );
+        self.submit_and_read(None).await
+    }
+
+    /// Uploads the pixels (4 bytes each, a quarter of the float input) and letterboxes them on
+    /// the GPU, in the same submission as the network.
+    async fn execute_rgba(
+        &self,
+        rgba: &[u8],
+        letterbox: &Letterbox,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        let expected = [
+            1,
+            3,
+            letterbox.input_height as usize,
+            letterbox.input_width as usize,
+        ];
+        let pixels = letterbox.source_width as usize * letterbox.source_height as usize;
+        if self.network.input_shape != expected || rgba.len() != pixels * 4 {
+            return Err(shape_error(
+                "Network",
+                format!(
+                    "a letterbox to {expected:?} of {} bytes for a {:?} input",
+                    rgba.len(),
+                    self.network.input_shape
+                ),
+            )
+            .into());
+        }
+        let source = self.backend.storage(rgba);
+        let input = &self.pool[self.plan.buffer(0)];
+        let prepared = self
+            .backend
+            .prepare_launch(&launch::letterbox(letterbox), |binding| match binding {
+                Binding::Input(0) => &source,
+                Binding::Output(0) => input,
+                _ => unreachable!("the letterbox reads pixels and writes the input"),
+            });
+        self.submit_and_read(Some(prepared)).await
+    }
+}
+
+impl GpuNetwork<'_> {
+    /// Records `first` (if any) and the whole network in one submission; reads the outputs back.
+    async fn submit_and_read(
+        &self,
+        first: Option<PreparedLaunch>,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        let network = self.network;
+        let ctx = self.backend.context();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        if let Some(first) = first {
+            self.backend.record(&mut encoder, &[first]);
+        }
         self.backend.record(&mut encoder, &self.launches);
         ctx.queue.submit([encoder.finish()]);
         let mut outputs = Vec::with_capacity(network.output_operands.len());
