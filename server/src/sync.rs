@@ -67,9 +67,9 @@ pub(crate) async fn push(
     }
 
     // The transaction runs in its own task, to its end, even when the client goes away and axum
-    // drops this handler: a push cancelled while `BEGIN` was in flight would otherwise hand its
-    // connection back to the pool still inside a transaction that sqlx does not know about, and
-    // later statements on it would never commit.
+    // drops this handler. Dropped while `BEGIN` was in flight, sqlx hands the connection back to
+    // the pool still inside a transaction it does not know about, and later statements on it
+    // never commit: on PostgreSQL the simulation lost a station token that way.
     let results = tokio::spawn(apply_batch(
         state.db.clone(),
         station,
@@ -78,7 +78,7 @@ pub(crate) async fn push(
         prechecked,
     ))
     .await
-    .map_err(|e| ApiError::internal(format!("the push's transaction failed: {e}")))??;
+    .map_err(|e| ApiError::internal(format!("the push's task failed: {e}")))??;
     Ok(Json(PushResponse { results }))
 }
 
