@@ -18,7 +18,8 @@ pub enum Purpose {
     Test,
 }
 
-/// Debian packages the test suite needs: Chromium with its WebDriver, and lavapipe (CPU Vulkan).
+/// Debian packages the test suite needs: Chromium with its WebDriver, lavapipe (CPU Vulkan), and
+/// PostgreSQL, which the server's tests start throwaway instances of.
 const TEST_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
