@@ -98,16 +98,37 @@ pub fn concat(inputs: &[&Tensor], axis: i64) -> Result<Tensor, ShapeError> {
     Tensor::new(shape, data)
 }
 
-/// ONNX `Split` along `axis` into parts of the given sizes.
-pub fn split(input: &Tensor, axis: i64, sizes: &[usize]) -> Result<Vec<Tensor>, ShapeError> {
-    let axis = normalize_axis("Split", axis, input.shape().len())?;
-    let (outer, len, inner) = around_axis(input.shape(), axis);
+/// `Split` as slices: for each part, the plan (as `slice_plan` gives) that cuts it out.
+pub(crate) fn split_plan(
+    input: &[usize],
+    axis: i64,
+    sizes: &[usize],
+) -> Result<Vec<SlicePlan>, ShapeError> {
+    let axis = normalize_axis("Split", axis, input.len())?;
+    let len = input[axis];
     if sizes.iter().sum::<usize>() != len {
         return Err(shape_error(
             "Split",
             format!("sizes {sizes:?} do not add up to {len} along axis {axis}"),
         ));
     }
+    let mut start = 0;
+    Ok(sizes
+        .iter()
+        .map(|&size| {
+            let mut plan: SlicePlan = input.iter().map(|&d| (0, 1, d)).collect();
+            plan[axis] = (start as i64, 1, size);
+            start += size;
+            plan
+        })
+        .collect())
+}
+
+/// ONNX `Split` along `axis` into parts of the given sizes.
+pub fn split(input: &Tensor, axis: i64, sizes: &[usize]) -> Result<Vec<Tensor>, ShapeError> {
+    split_plan(input.shape(), axis, sizes)?;
+    let axis = normalize_axis("Split", axis, input.shape().len())?;
+    let (outer, len, inner) = around_axis(input.shape(), axis);
     let mut start = 0;
     sizes
         .iter()
@@ -124,6 +145,9 @@ pub fn split(input: &Tensor, axis: i64, sizes: &[usize]) -> Result<Vec<Tensor>, 
         .collect()
 }
 
+/// Per input axis of a slice: the first index read, the step, and how many are read.
+pub(crate) type SlicePlan = Vec<(i64, i64, usize)>;
+
 /// Per input axis: the first index read, the step, and how many are read (ONNX `Slice` rules:
 /// negative bounds count from the end, bounds are clamped, steps may be negative).
 pub(crate) fn slice_plan(
@@ -132,7 +156,7 @@ pub(crate) fn slice_plan(
     ends: &[i64],
     axes: Option<&[i64]>,
     steps: Option<&[i64]>,
-) -> Result<Vec<(i64, i64, usize)>, ShapeError> {
+) -> Result<SlicePlan, ShapeError> {
     let rank = input.len();
     let default_axes: Vec<i64> = (0..starts.len() as i64).collect();
     let axes = axes.unwrap_or(&default_axes);

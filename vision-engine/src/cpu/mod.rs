@@ -26,7 +26,7 @@ pub use softmax::softmax;
 // The shape plans, shared with the GPU backend so both validate and index identically.
 pub(crate) use conv::conv2d_output_shape;
 pub(crate) use elementwise::broadcast_strides;
-pub(crate) use layout::{concat_shape, gather_plan, slice_plan, transpose_plan};
+pub(crate) use layout::{concat_shape, gather_plan, slice_plan, split_plan, transpose_plan};
 pub(crate) use matmul::{MatmulPlan, matmul_plan};
 pub(crate) use pool::max_pool2d_output_shape;
 pub(crate) use resize::resize_maps;

@@ -736,23 +736,10 @@ fn output_shapes(
         Op::Concat(axis) => {
             one(cpu::concat_shape(&inputs.iter().map(Vec::as_slice).collect::<Vec<_>>(), *axis)?.1)
         }
-        Op::Split { axis, sizes } => {
-            let a = crate::normalize_axis("Split", *axis, inputs[0].len())?;
-            if sizes.iter().sum::<usize>() != inputs[0][a] {
-                return Err(crate::tensor::shape_error(
-                    "Split",
-                    format!("sizes {sizes:?} do not add up to {}", inputs[0][a]),
-                ));
-            }
-            Ok(sizes
-                .iter()
-                .map(|&s| {
-                    let mut shape = inputs[0].clone();
-                    shape[a] = s;
-                    shape
-                })
-                .collect())
-        }
+        Op::Split { axis, sizes } => Ok(cpu::split_plan(&inputs[0], *axis, sizes)?
+            .iter()
+            .map(|plan| plan.iter().map(|p| p.2).collect())
+            .collect()),
         Op::Gather {
             axis,
             indices,

@@ -88,6 +88,29 @@ fn words(op: &'static str, values: &[usize]) -> Result<Vec<u32>, ShapeError> {
     values.iter().map(|&v| to_u32(op, v)).collect()
 }
 
+/// The `steps` and `pads` vec4s of the windowed kernels (conv2d, max_pool): strides and
+/// dilations, then the top and left padding.
+fn window_words(
+    op: &'static str,
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    pads: [usize; 4],
+) -> Result<Vec<u32>, ShapeError> {
+    words(
+        op,
+        &[
+            strides[0],
+            strides[1],
+            dilations[0],
+            dilations[1],
+            pads[0],
+            pads[1],
+            0,
+            0,
+        ],
+    )
+}
+
 fn activation_code(activation: Option<Activation>) -> u32 {
     match activation {
         None => 0,
@@ -246,16 +269,12 @@ pub(super) fn plan(
                 .words(&words(op, inputs[0])?)
                 .words(&words(op, &out)?)
                 .words(&words(op, &[w[2], w[3], w[1], w[0] / attrs.group])?)
-                .words(&words(
+                .words(&window_words(
                     op,
-                    &[
-                        attrs.strides[0],
-                        attrs.strides[1],
-                        attrs.dilations[0],
-                        attrs.dilations[1],
-                    ],
-                )?)
-                .words(&words(op, &[attrs.pads[0], attrs.pads[1], 0, 0])?);
+                    attrs.strides,
+                    attrs.dilations,
+                    attrs.pads,
+                )?);
             let bias_binding = bias.map_or(Binding::Absent, Binding::Constant);
             single(
                 out.to_vec(),
@@ -278,16 +297,12 @@ pub(super) fn plan(
                 .words(&words(op, inputs[0])?)
                 .words(&words(op, &out)?)
                 .words(&words(op, &[attrs.kernel[0], attrs.kernel[1], 0, 0])?)
-                .words(&words(
+                .words(&window_words(
                     op,
-                    &[
-                        attrs.strides[0],
-                        attrs.strides[1],
-                        attrs.dilations[0],
-                        attrs.dilations[1],
-                    ],
-                )?)
-                .words(&words(op, &[attrs.pads[0], attrs.pads[1], 0, 0])?);
+                    attrs.strides,
+                    attrs.dilations,
+                    attrs.pads,
+                )?);
             single(
                 out.to_vec(),
                 Launch {
@@ -371,27 +386,12 @@ pub(super) fn plan(
             }
         }
         Op::Split { axis, sizes } => {
-            let rank = inputs[0].len();
-            let axis_index = crate::normalize_axis("Split", *axis, rank)?;
-            let len = inputs[0][axis_index];
-            if sizes.iter().sum::<usize>() != len {
-                return Err(shape_error(
-                    "Split",
-                    format!("sizes {sizes:?} do not add up to {len} along axis {axis_index}"),
-                )
-                .into());
-            }
             let mut outputs = Vec::with_capacity(sizes.len());
             let mut launches = Vec::with_capacity(sizes.len());
-            let mut start = 0;
-            for (i, &size) in sizes.iter().enumerate() {
-                let end = (start + size) as i64;
-                let plan =
-                    cpu::slice_plan(inputs[0], &[start as i64], &[end], Some(&[*axis]), None)?;
-                let (shape, launch) = slice_launch("Split", inputs[0], &plan, i)?;
+            for (i, plan) in cpu::split_plan(inputs[0], *axis, sizes)?.iter().enumerate() {
+                let (shape, launch) = slice_launch("Split", inputs[0], plan, i)?;
                 outputs.push(shape);
                 launches.push(launch);
-                start += size;
             }
             OpPlan {
                 outputs,
