@@ -1,0 +1,1 @@
+"""LineCheck's own anchor-free detector: model, loss, metrics, YOLO-format data."""
