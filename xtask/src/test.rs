@@ -95,6 +95,46 @@ fn run_cargo_tests(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<Test
     Ok(counts)
 }
 
+/// The model's Python tests (synthetic data generator), counted like cargo's.
+fn python_tests() -> anyhow::Result<TestCounts> {
+    let python = tools::ensure_python()?;
+    let output = std::process::Command::new(python)
+        .args(["-m", "unittest", "synth.test_synth"])
+        .current_dir(workspace_root().join("models"))
+        .output()
+        .context("cannot run the Python tests")?;
+    let report = String::from_utf8_lossy(&output.stderr);
+    print!("{report}");
+    let (ran, failed) = unittest_counts(&report);
+    Ok(TestCounts {
+        passed: ran.saturating_sub(failed),
+        failed,
+        success: output.status.success(),
+    })
+}
+
+/// Tests run and failed in unittest's report: "Ran 6 tests in 6.2s", then "OK" or
+/// "FAILED (failures=1, errors=2)".
+fn unittest_counts(report: &str) -> (u64, u64) {
+    let ran = report
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Ran ")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let failed = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAILED ("))
+        .flat_map(|l| l.trim_end_matches(')').split(", "))
+        .filter_map(|part| part.split('=').nth(1)?.parse::<u64>().ok())
+        .sum();
+    (ran, failed)
+}
+
 fn gpu_environment() -> anyhow::Result<()> {
     // Mesa warns on every device creation without a runtime dir; any private folder will do.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
@@ -186,6 +226,8 @@ pub fn run_all() -> anyhow::Result<()> {
         ),
     );
 
+    report.tests("model data generator (Python)", python_tests());
+
     let dist = report.step("PWA build (trunk, wasm32, release)", pwa::build());
     let server = report.step(
         "server build",
@@ -242,6 +284,16 @@ pub fn run_all() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unittest_reports_are_counted() {
+        assert_eq!(
+            unittest_counts("......\n-----\nRan 6 tests in 6.200s\n\nOK\n"),
+            (6, 0)
+        );
+        let failed = "Ran 6 tests in 1.0s\n\nFAILED (failures=1, errors=2)\n";
+        assert_eq!(unittest_counts(failed), (6, 3));
+    }
 
     #[test]
     fn libtest_result_lines_are_added_up() {

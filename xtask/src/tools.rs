@@ -179,6 +179,46 @@ fn ensure_wasm_bindgen() -> anyhow::Result<()> {
     )
 }
 
+/// A virtualenv with numpy and OpenCV for the model's data generator and its tests; a venv keeps
+/// clear of Debian's externally managed system Python.
+pub fn ensure_python() -> anyhow::Result<PathBuf> {
+    let venv = tools_dir().join("python");
+    let python = venv.join("bin/python3");
+    if !python.is_file() {
+        println!("xtask: creating a Python virtualenv in {}", venv.display());
+        let created = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
+        if !created.is_ok_and(|s| s.success()) {
+            install_debian_packages(&["python3", "python3-venv"])?;
+            check_status(
+                Command::new("python3").arg("-m").arg("venv").arg(&venv),
+                "python3 -m venv",
+            )?;
+        }
+    }
+    let ready = Command::new(&python)
+        .args(["-c", "import numpy, cv2"])
+        .output();
+    if !ready.is_ok_and(|o| o.status.success()) {
+        println!("xtask: installing numpy and opencv-python-headless from PyPI");
+        check_status(
+            Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "numpy",
+                "opencv-python-headless",
+            ]),
+            "pip install numpy opencv-python-headless",
+        )?;
+    }
+    Ok(python)
+}
+
 fn ensure_wasm_opt() -> anyhow::Result<()> {
     let dir = tools_dir();
     let wasm_opt = dir.join("node_modules/.bin/wasm-opt");
