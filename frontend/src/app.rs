@@ -1,5 +1,6 @@
 use crate::{
     gpu_check::{self, GpuStatus},
+    model::{self, ModelStatus},
     service_worker::{self, ServiceWorkerStatus},
     storage::{self, StationSettings},
 };
@@ -21,13 +22,15 @@ pub fn app() -> Html {
     let save_state = use_state(|| SaveState::Loading);
     let sw_status = use_state(|| ServiceWorkerStatus::Registering);
     let gpu_status = use_state(|| GpuStatus::Checking);
+    let model_status = use_state(|| ModelStatus::Loading);
 
     {
-        let (settings, save_state, sw_status, gpu_status) = (
+        let (settings, save_state, sw_status, gpu_status, model_status) = (
             settings.clone(),
             save_state.clone(),
             sw_status.clone(),
             gpu_status.clone(),
+            model_status.clone(),
         );
         use_effect_with((), move |_| {
             wasm_bindgen_futures::spawn_local(async move {
@@ -47,7 +50,9 @@ pub fn app() -> Html {
                 sw_status.set(service_worker::register().await);
             });
             wasm_bindgen_futures::spawn_local(async move {
-                gpu_status.set(gpu_check::check().await);
+                let (status, gpu) = gpu_check::check().await;
+                gpu_status.set(status);
+                model_status.set(model::load(gpu.as_ref()).await);
             });
         });
     }
@@ -130,6 +135,8 @@ pub fn app() -> Html {
                         { service_worker_view(&sw_status) }
                         <dt>{ "Detector" }</dt>
                         { gpu_view(&gpu_status) }
+                        <dt>{ "Defect model" }</dt>
+                        { model_view(&model_status) }
                     </dl>
                 </section>
             </main>
@@ -194,4 +201,32 @@ fn gpu_view(status: &GpuStatus) -> Html {
         ),
     };
     html! { <dd id="gpu-status" data-state={state} class={class}>{ text }</dd> }
+}
+
+fn model_view(status: &ModelStatus) -> Html {
+    let (state, class, text) = match status {
+        ModelStatus::Loading => (
+            "loading",
+            "pending",
+            "Loading the defect model…".to_string(),
+        ),
+        ModelStatus::Ready {
+            labels,
+            input,
+            first_frame_ms,
+            on_gpu,
+        } => (
+            "ready",
+            "ok",
+            format!(
+                "{} ({}x{}); first frame {first_frame_ms:.0} ms on the {}",
+                labels.join(", "),
+                input.0,
+                input.1,
+                if *on_gpu { "GPU" } else { "CPU" }
+            ),
+        ),
+        ModelStatus::Failed(reason) => ("failed", "error", format!("Not loaded: {reason}")),
+    };
+    html! { <dd id="model-status" data-state={state} class={class}>{ text }</dd> }
 }

@@ -29,10 +29,11 @@ fn test_input(len: usize) -> Tensor {
 /// Largest difference the check accepts between GPU and CPU results of SiLU on [-8, 8).
 const TOLERANCE: f32 = 1e-4;
 
-pub async fn check() -> GpuStatus {
+/// Opens the GPU and checks it; returns the backend too when it can be trusted.
+pub async fn check() -> (GpuStatus, Option<GpuBackend>) {
     let gpu = match GpuBackend::new().await {
         Ok(gpu) => gpu,
-        Err(e) => return GpuStatus::Unavailable(e.to_string()),
+        Err(e) => return (GpuStatus::Unavailable(e.to_string()), None),
     };
     let input = test_input(4096);
     let (gpu_out, cpu_out) = match (
@@ -40,7 +41,7 @@ pub async fn check() -> GpuStatus {
         CpuBackend.activation(Activation::Silu, &input).await,
     ) {
         (Ok(g), Ok(c)) => (g, c),
-        (Err(e), _) | (_, Err(e)) => return GpuStatus::Unavailable(e.to_string()),
+        (Err(e), _) | (_, Err(e)) => return (GpuStatus::Unavailable(e.to_string()), None),
     };
     let max_abs_error = gpu_out
         .data()
@@ -49,14 +50,16 @@ pub async fn check() -> GpuStatus {
         .map(|(g, c)| (g - c).abs())
         .fold(0.0, f32::max);
     if max_abs_error <= TOLERANCE {
-        GpuStatus::Ready {
+        let status = GpuStatus::Ready {
             adapter: gpu.name(),
             max_abs_error,
-        }
+        };
+        (status, Some(gpu))
     } else {
-        GpuStatus::Unavailable(format!(
+        let reason = format!(
             "{} gives wrong results (error {max_abs_error:e}); using the CPU",
             gpu.name()
-        ))
+        );
+        (GpuStatus::Unavailable(reason), None)
     }
 }

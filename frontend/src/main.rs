@@ -2,6 +2,7 @@
 
 mod app;
 mod gpu_check;
+mod model;
 mod service_worker;
 mod storage;
 

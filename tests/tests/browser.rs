@@ -7,6 +7,8 @@ use std::time::Duration;
 const LOAD: Duration = Duration::from_secs(30);
 /// SwiftShader compiles WGSL on the CPU: the first pipeline can take a while on 2 cores.
 const GPU_CHECK: Duration = Duration::from_secs(120);
+/// Fetching, loading and one frame of the 3 M-parameter default model on SwiftShader.
+const MODEL_LOAD: Duration = Duration::from_secs(300);
 
 async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
     let browser = Browser::start().await?;
@@ -123,6 +125,19 @@ async fn webgpu_adapter_is_found_and_runs_an_engine_kernel() -> anyhow::Result<(
         .eval_async("const a = await navigator.gpu.requestAdapter(); return a !== null;")
         .await?;
     assert_eq!(adapter, true);
+
+    // The shipped defect model loads from the build and runs one frame on that GPU.
+    let state = browser
+        .settled_state("#model-status", &["loading"], MODEL_LOAD)
+        .await?;
+    let text = browser.text("#model-status").await?;
+    assert_eq!(state, "ready", "{text}");
+    assert!(
+        text.contains("scratch, dent, crack, stain, pore (320x320)"),
+        "{text}"
+    );
+    assert!(text.contains("on the GPU"), "{text}");
+    println!("kiosk model status: {text}");
     browser.close().await
 }
 
