@@ -213,17 +213,19 @@ fn model_view(status: &ModelStatus) -> Html {
         ModelStatus::Ready {
             labels,
             input,
-            first_frame_ms,
-            on_gpu,
+            gpu_frame_ms,
         } => (
             "ready",
             "ok",
             format!(
-                "{} ({}x{}); first frame {first_frame_ms:.0} ms on the {}",
+                "{} ({}x{}); {}",
                 labels.join(", "),
                 input.0,
                 input.1,
-                if *on_gpu { "GPU" } else { "CPU" }
+                match gpu_frame_ms {
+                    Some(ms) => format!("first frame {ms:.0} ms on the GPU"),
+                    None => "runs on the CPU".to_string(),
+                }
             ),
         ),
         ModelStatus::Failed(reason) => ("failed", "error", format!("Not loaded: {reason}")),

@@ -1,8 +1,9 @@
 //! The default defect model: shipped in the build (and so cached by the service worker), loaded
-//! with the engine at start, and run once on a blank frame so the operator sees that detection
-//! works on this tablet, and how fast.
+//! with the engine at start, and, on a GPU, run once on a blank frame so the operator sees that
+//! detection works on this tablet, and how fast. Without a GPU the frame is not run here: the CPU
+//! backend would hold the page's only thread for seconds (live detection will run in a worker).
 
-use vision_engine::{CpuBackend, Detector, GpuBackend, graph::OpByOp, postprocess::NmsOptions};
+use vision_engine::{Detector, GpuBackend, postprocess::NmsOptions};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -15,9 +16,9 @@ pub enum ModelStatus {
     Ready {
         labels: Vec<String>,
         input: (u32, u32),
-        /// Letterbox, network and decoding of one frame, first run included.
-        first_frame_ms: f64,
-        on_gpu: bool,
+        /// Letterbox, network and decoding of one frame on the GPU, first run included; `None`
+        /// where the model runs on the CPU.
+        gpu_frame_ms: Option<f64>,
     },
     Failed(String),
 }
@@ -43,7 +44,7 @@ fn now_ms() -> f64 {
         .map_or(0.0, |p| p.now())
 }
 
-/// Loads the default model and runs it once, on `gpu` when there is one.
+/// Loads the default model, and runs it once on `gpu` when there is one.
 pub async fn load(gpu: Option<&GpuBackend>) -> ModelStatus {
     match load_and_run(gpu).await {
         Ok(status) => status,
@@ -55,30 +56,23 @@ async fn load_and_run(gpu: Option<&GpuBackend>) -> Result<ModelStatus, String> {
     let bytes = fetch_bytes(DEFAULT_MODEL).await?;
     let detector = Detector::from_onnx_bytes(&bytes).map_err(|e| e.to_string())?;
     let (width, height) = detector.input_size();
-    // A mid-grey frame of the model's size: nothing to find, everything to run.
-    let frame = vec![128u8; (width * height * 4) as usize];
-    let options = NmsOptions::default();
-    let started = now_ms();
-    match gpu {
+    let gpu_frame_ms = match gpu {
         Some(gpu) => {
+            // A mid-grey frame of the model's size: nothing to find, everything to run.
+            let frame = vec![128u8; (width * height * 4) as usize];
+            let started = now_ms();
             let prepared = gpu.prepare(detector.network()).map_err(|e| e.to_string())?;
             detector
-                .detect(&prepared, &frame, width, height, options)
+                .detect(&prepared, &frame, width, height, NmsOptions::default())
                 .await
+                .map_err(|e| e.to_string())?;
+            Some(now_ms() - started)
         }
-        None => {
-            let cpu = OpByOp {
-                network: detector.network(),
-                backend: &CpuBackend,
-            };
-            detector.detect(&cpu, &frame, width, height, options).await
-        }
-    }
-    .map_err(|e| e.to_string())?;
+        None => None,
+    };
     Ok(ModelStatus::Ready {
         labels: detector.labels().to_vec(),
         input: (width, height),
-        first_frame_ms: now_ms() - started,
-        on_gpu: gpu.is_some(),
+        gpu_frame_ms,
     })
 }
