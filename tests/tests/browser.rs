@@ -10,16 +10,31 @@ const GPU_CHECK: Duration = Duration::from_secs(120);
 /// Fetching, loading and one frame of the 3 M-parameter default model on SwiftShader.
 const MODEL_LOAD: Duration = Duration::from_secs(300);
 
-async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
-    let browser = Browser::start().await?;
-    browser.client.goto(&server.url).await?;
+/// Goes to `url` and waits for the app shell to render.
+async fn show_app_shell(browser: &Browser, url: &str) -> anyhow::Result<()> {
+    browser.client.goto(url).await?;
     browser
         .client
         .wait()
         .at_most(LOAD)
         .for_element(fantoccini::Locator::Css("#app-shell"))
         .await?;
+    Ok(())
+}
+
+async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
+    let browser = Browser::start().await?;
+    show_app_shell(&browser, &server.url).await?;
     Ok(browser)
+}
+
+/// Waits until the station settings have been read from IndexedDB.
+async fn wait_until_settings_loaded(browser: &Browser) -> anyhow::Result<()> {
+    let state = browser
+        .settled_state("#save-status", &["loading"], LOAD)
+        .await?;
+    assert_eq!(state, "idle", "{}", browser.text("#save-status").await?);
+    Ok(())
 }
 
 /// Waits for the service worker to be active and in control of the page.
@@ -50,12 +65,7 @@ async fn save_station(
     line: &str,
     operator: &str,
 ) -> anyhow::Result<()> {
-    assert_eq!(
-        browser
-            .settled_state("#save-status", &["loading"], LOAD)
-            .await?,
-        "idle"
-    );
+    wait_until_settings_loaded(browser).await?;
     browser.type_into("#station", station).await?;
     browser.type_into("#line", line).await?;
     browser.type_into("#operator", operator).await?;
@@ -78,12 +88,7 @@ async fn assert_station_shown(
     line: &str,
     operator: &str,
 ) -> anyhow::Result<()> {
-    assert_eq!(
-        browser
-            .settled_state("#save-status", &["loading"], LOAD)
-            .await?,
-        "idle"
-    );
+    wait_until_settings_loaded(browser).await?;
     assert_eq!(browser.value("#station").await?, station);
     assert_eq!(browser.value("#line").await?, line);
     assert_eq!(browser.value("#operator").await?, operator);
@@ -164,13 +169,7 @@ async fn the_kiosk_starts_with_the_server_gone_after_one_visit() -> anyhow::Resu
         .eval_async("try { await fetch('healthz'); return true; } catch { return false; }")
         .await?;
     assert_eq!(reachable, false, "the server should be down");
-    browser.client.goto(&url).await?;
-    browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("#app-shell"))
-        .await?;
+    show_app_shell(&browser, &url).await?;
     assert_station_shown(&browser, "ST-09", "Paint", "Jana").await?;
     browser.close().await
 }
