@@ -3,7 +3,7 @@
 use crate::{
     EngineError, Tensor,
     graph::{Executor, LoadError, Network},
-    letterbox::{self, Letterbox},
+    letterbox::Letterbox,
     onnx,
     postprocess::{NmsOptions, decode_and_nms},
 };
@@ -105,17 +105,7 @@ impl Detector {
         )
     }
 
-    /// Letterboxes an RGBA image into the network's input (see [`letterbox::to_input`]).
-    pub fn preprocess(
-        &self,
-        rgba: &[u8],
-        width: u32,
-        height: u32,
-    ) -> Result<(Tensor, Letterbox), DetectorError> {
-        let letterbox = self.letterbox_for(rgba, width, height)?;
-        Ok((letterbox::to_input(rgba, &letterbox), letterbox))
-    }
-
+    /// The letterbox of an RGBA image into this detector's input, after checking the buffer.
     fn letterbox_for(
         &self,
         rgba: &[u8],
@@ -178,6 +168,7 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::letterbox;
 
     fn detector() -> Detector {
         let bytes = std::fs::read(concat!(
@@ -192,7 +183,8 @@ mod tests {
     fn an_image_of_the_input_size_is_copied_exactly_and_a_wide_one_gets_grey_bands() {
         let d = detector();
         let rgba: Vec<u8> = (0..64 * 64 * 4).map(|i| (i % 251) as u8).collect();
-        let (t, lb) = d.preprocess(&rgba, 64, 64).unwrap();
+        let lb = d.letterbox_for(&rgba, 64, 64).unwrap();
+        let t = letterbox::to_input(&rgba, &lb);
         assert_eq!((lb.pad_left, lb.pad_top), (0, 0));
         assert_eq!(
             t.data()[64 * 64 + 5],
@@ -201,7 +193,8 @@ mod tests {
         );
 
         let wide = vec![200u8; 128 * 64 * 4];
-        let (t, lb) = d.preprocess(&wide, 128, 64).unwrap();
+        let lb = d.letterbox_for(&wide, 128, 64).unwrap();
+        let t = letterbox::to_input(&wide, &lb);
         assert_eq!(
             (lb.resized_width, lb.resized_height, lb.pad_top),
             (64, 32, 16)
@@ -212,7 +205,7 @@ mod tests {
 
     #[test]
     fn a_buffer_of_the_wrong_size_is_an_error() {
-        let err = detector().preprocess(&[0; 10], 4, 4).unwrap_err();
+        let err = detector().letterbox_for(&[0; 10], 4, 4).unwrap_err();
         assert_eq!(err.to_string(), "image: 10 bytes is not a 4x4 RGBA image");
     }
 

@@ -14,6 +14,22 @@ pub(super) struct Ints {
     pub data: Vec<i64>,
 }
 
+impl Ints {
+    /// The same values as f32: how run-time operands and float ops take integer constants.
+    pub fn to_floats(&self) -> Tensor {
+        let data = self.data.iter().map(|&v| v as f32).collect();
+        Tensor::new(self.shape.clone(), data).expect("an Ints fills its shape")
+    }
+
+    /// A float tensor truncated to integers, as ONNX `Cast` does.
+    pub fn truncated(t: &Tensor) -> Self {
+        Ints {
+            shape: t.shape().to_vec(),
+            data: t.data().iter().map(|&v| v as i64).collect(),
+        }
+    }
+}
+
 /// What loading knows about one ONNX value.
 #[derive(Debug, Clone)]
 pub(super) enum Known {

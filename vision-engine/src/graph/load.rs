@@ -174,11 +174,7 @@ impl<'m> Loader<'m> {
         match known {
             Known::Value { slot, .. } => Operand::Value(*slot),
             Known::Float(t) => Operand::Constant(self.constant(t.clone())),
-            Known::Int(i) => {
-                let floats = i.data.iter().map(|&v| v as f32).collect();
-                let tensor = Tensor::new(i.shape.clone(), floats).expect("same length");
-                Operand::Constant(self.constant(tensor))
-            }
+            Known::Int(i) => Operand::Constant(self.constant(i.to_floats())),
         }
     }
 
@@ -308,10 +304,7 @@ impl<'m> Loader<'m> {
     fn as_float(&self, known: &Known) -> Tensor {
         match known {
             Known::Float(t) => t.clone(),
-            Known::Int(i) => {
-                Tensor::new(i.shape.clone(), i.data.iter().map(|&v| v as f32).collect())
-                    .expect("same length")
-            }
+            Known::Int(i) => i.to_floats(),
             Known::Value { .. } => unreachable!("only constants are folded"),
         }
     }
@@ -326,15 +319,9 @@ impl<'m> Loader<'m> {
             }
             // Run-time values are f32 whatever the model's float type: fp16 models compute in f32.
             (v @ (Known::Value { .. } | Known::Float(_)), true) => v,
-            (Known::Int(i), true) => Known::Float(Tensor::new(
-                i.shape,
-                i.data.iter().map(|&v| v as f32).collect(),
-            )?),
+            (Known::Int(i), true) => Known::Float(i.to_floats()),
             (Known::Int(i), false) => Known::Int(i),
-            (Known::Float(t), false) => Known::Int(Ints {
-                shape: t.shape().to_vec(),
-                data: t.data().iter().map(|&v| v as i64).collect(),
-            }),
+            (Known::Float(t), false) => Known::Int(Ints::truncated(&t)),
         };
         self.set(node, vec![value])
     }
@@ -431,11 +418,7 @@ impl<'m> Loader<'m> {
             .iter()
             .map(|k| match k {
                 Known::Int(i) => i.clone(),
-                Known::Float(t) => Ints {
-                    shape: t.shape().to_vec(),
-                    data: t.data().iter().map(|&v| v as i64).collect(),
-                },
-                Known::Value { .. } => unreachable!("all constant"),
+                _ => unreachable!("called only when every input is an integer constant"),
             })
             .collect();
         let binary = |op| int_binary(op, &ints[0], &ints[1]).map_err(Fault::from);
