@@ -137,25 +137,21 @@ impl GpuBackend {
             contents: bytemuck::cast_slice(&launch.params),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let owned: Vec<wgpu::Buffer> = launch
+        // Aligned with the inputs: the launch's own data, where it has some.
+        let owned: Vec<Option<wgpu::Buffer>> = launch
             .inputs
             .iter()
-            .filter_map(|b| match b {
+            .map(|b| match b {
                 Binding::Aux(words) => Some(self.storage(bytemuck::cast_slice(words))),
                 Binding::Absent => Some(self.storage(&[])),
                 _ => None,
             })
             .collect();
-        let mut owned_iter = owned.iter();
         let mut buffers: Vec<&wgpu::Buffer> = launch
             .inputs
             .iter()
-            .map(|b| match b {
-                Binding::Aux(_) | Binding::Absent => {
-                    owned_iter.next().expect("one owned buffer each")
-                }
-                other => buffer(other),
-            })
+            .zip(&owned)
+            .map(|(b, own)| own.as_ref().unwrap_or_else(|| buffer(b)))
             .collect();
         buffers.push(buffer(&launch.output));
         buffers.push(&uniform);
