@@ -42,13 +42,12 @@ fn run(server_args: &[String]) -> anyhow::Result<()> {
     cargo(&["build", "--release", "--package", "linecheck-server"])?;
     let server = target_dir().join("release").join("linecheck-server");
     let mut command = Command::new(&server);
+    // In the checkout, the server's default data directory is the checkout's `data/`; flags and
+    // LINECHECK_* variables override it as the server documents.
     command
         .current_dir(workspace_root())
         .arg("--static-dir")
         .arg(&dist);
-    if !server_args.iter().any(|a| a.starts_with("--data-dir")) {
-        command.arg("--data-dir").arg(workspace_root().join("data"));
-    }
     let status = command
         .args(server_args)
         .status()
