@@ -8,7 +8,7 @@ mod record;
 mod sync;
 
 pub use record::{
-    BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
+    BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision, Outcome,
     SnapshotRef, ValidationError, Verdict, verdict_for,
 };
 pub use sync::{
