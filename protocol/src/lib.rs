@@ -9,7 +9,7 @@ mod sync;
 
 pub use record::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision, Outcome,
-    SnapshotRef, ValidationError, Verdict, verdict_for,
+    SnapshotRef, ValidationError, Verdict, threshold_for, verdict_for,
 };
 pub use sync::{
     MAX_PUSH_BYTES, MAX_SNAPSHOT_BYTES, PushItemResult, PushRequest, PushResponse, PushStatus,

@@ -107,21 +107,23 @@ pub struct InspectionRecord {
     pub snapshot: Option<SnapshotRef>,
 }
 
+/// The threshold of `class_id`: its own if listed, else the default.
+pub fn threshold_for(thresholds: &[ClassThreshold], default_threshold: f32, class_id: u32) -> f32 {
+    thresholds
+        .iter()
+        .find(|t| t.class_id == class_id)
+        .map_or(default_threshold, |t| t.threshold)
+}
+
 /// The automatic verdict: FAIL when any detection reaches its class threshold.
 pub fn verdict_for(
     detections: &[Detection],
     thresholds: &[ClassThreshold],
     default_threshold: f32,
 ) -> Verdict {
-    let threshold_of = |class_id| {
-        thresholds
-            .iter()
-            .find(|t| t.class_id == class_id)
-            .map_or(default_threshold, |t| t.threshold)
-    };
     if detections
         .iter()
-        .any(|d| d.score >= threshold_of(d.class_id))
+        .any(|d| d.score >= threshold_for(thresholds, default_threshold, d.class_id))
     {
         Verdict::Fail
     } else {
