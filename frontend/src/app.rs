@@ -3,6 +3,8 @@ use crate::{
     model::{self, ModelStatus},
     service_worker::{self, ServiceWorkerStatus},
     storage::{self, StationSettings},
+    sync,
+    sync_status::SyncStatus,
 };
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -35,7 +37,11 @@ pub fn app() -> Html {
         use_effect_with((), move |_| {
             wasm_bindgen_futures::spawn_local(async move {
                 let loaded = match storage::open().await {
-                    Ok(db) => storage::load_station(&db).await,
+                    Ok(db) => {
+                        let loaded = storage::load_station(&db).await;
+                        sync::start(db);
+                        loaded
+                    }
                     Err(e) => Err(e),
                 };
                 match loaded {
@@ -113,6 +119,7 @@ pub fn app() -> Html {
             <header>
                 <h1>{ "LineCheck" }</h1>
                 <span>{ station_title(&settings) }</span>
+                <SyncStatus />
             </header>
             <main>
                 <section>

@@ -1,45 +1,129 @@
 //! The kiosk's IndexedDB database. Everything the station needs across reloads lives here.
+//!
+//! Stores (version 2):
+//! - `settings`: the station settings under `station`, the device identity and its sequence
+//!   counter under `device` (see `records.rs`).
+//! - `inspections`: one row per inspection, keyed by the record id. Indexes: `sequence` (unique,
+//!   for newest-first history), `outbox` and `prunable` (sparse: a row is in them only while it
+//!   waits for the server, or while it is synced and still holds its snapshot), `snapshot`
+//!   (the snapshot's SHA-256, to see every record sharing one JPEG).
+//! - `snapshots`: JPEG bytes (`Uint8Array`) keyed by their lower-case hex SHA-256.
 
+use idb::request::Request;
 use idb::{
-    Database, DatabaseEvent, Factory, ObjectStoreParams, TransactionMode, TransactionResult,
+    Database, DatabaseEvent, Event, Factory, IndexParams, KeyPath, ObjectStoreParams, Transaction,
+    TransactionMode, TransactionResult,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 
 const DATABASE: &str = "linecheck";
 /// Bump with a new branch in `upgrade` whenever stores or indexes change.
-const VERSION: u32 = 1;
-const SETTINGS: &str = "settings";
+const VERSION: u32 = 2;
+pub(crate) const SETTINGS: &str = "settings";
+pub(crate) const INSPECTIONS: &str = "inspections";
+pub(crate) const SNAPSHOTS: &str = "snapshots";
+pub(crate) const BY_SEQUENCE: &str = "sequence";
+pub(crate) const OUTBOX: &str = "outbox";
+pub(crate) const PRUNABLE: &str = "prunable";
+pub(crate) const BY_SNAPSHOT: &str = "snapshot";
 const STATION_KEY: &str = "station";
 
-/// Who and where this kiosk is.
+/// Who and where this kiosk is, and the token it syncs with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StationSettings {
     pub station: String,
     pub line: String,
     pub operator: String,
+    /// The station token `linecheck-server enroll-station` printed; empty until a supervisor
+    /// enrolls the station. Without it the kiosk keeps every record and does not push.
+    #[serde(default)]
+    pub token: String,
 }
 
-fn error(context: &str, e: impl std::fmt::Display) -> String {
+pub(crate) fn error(context: &str, e: impl std::fmt::Display) -> String {
     format!("{context}: {e}")
 }
 
 pub async fn open() -> Result<Database, String> {
+    open_named(DATABASE).await
+}
+
+/// Opens (creating or upgrading) the database `name`; tests use their own names.
+pub async fn open_named(name: &str) -> Result<Database, String> {
     let factory = Factory::new().map_err(|e| error("IndexedDB is not available", e))?;
     let mut request = factory
-        .open(DATABASE, Some(VERSION))
+        .open(name, Some(VERSION))
         .map_err(|e| error("opening the database", e))?;
     request.on_upgrade_needed(|event| {
         let Ok(db) = event.database() else { return };
-        if !db.store_names().iter().any(|s| s == SETTINGS) {
-            // The upgrade transaction aborts (and `open` fails) if this throws.
-            let _ = db.create_object_store(SETTINGS, ObjectStoreParams::new());
+        // Aborting the upgrade transaction fails `open` and keeps the old version whole, instead
+        // of opening a database that lacks a store.
+        if upgrade(&db).is_err()
+            && let Some(tx) = event
+                .target()
+                .ok()
+                .and_then(|request| request.transaction())
+        {
+            let _ = tx.abort();
         }
     });
     request.await.map_err(|e| error("opening the database", e))
 }
 
-pub async fn load_station(db: &Database) -> Result<Option<StationSettings>, String> {
+/// Creates what a database of an older version lacks; each step runs only where it is missing.
+fn upgrade(db: &Database) -> Result<(), idb::Error> {
+    let has = |name: &str| db.store_names().iter().any(|s| s == name);
+    if !has(SETTINGS) {
+        db.create_object_store(SETTINGS, ObjectStoreParams::new())?;
+    }
+    if !has(INSPECTIONS) {
+        let store = db.create_object_store(INSPECTIONS, ObjectStoreParams::new())?;
+        let mut unique = IndexParams::new();
+        unique.unique(true);
+        store.create_index(BY_SEQUENCE, KeyPath::new_single("sequence"), Some(unique))?;
+        store.create_index(OUTBOX, KeyPath::new_single("outbox"), None)?;
+        store.create_index(PRUNABLE, KeyPath::new_single("prunable"), None)?;
+        store.create_index(
+            BY_SNAPSHOT,
+            KeyPath::new_single("record.snapshot.sha256"),
+            None,
+        )?;
+    }
+    if !has(SNAPSHOTS) {
+        db.create_object_store(SNAPSHOTS, ObjectStoreParams::new())?;
+    }
+    Ok(())
+}
+
+/// Waits for `tx` to commit, so the caller may tell the operator "saved".
+pub(crate) async fn commit(tx: Transaction, context: &str) -> Result<(), String> {
+    match tx.commit().map_err(|e| error(context, e))?.await {
+        Ok(TransactionResult::Committed) => Ok(()),
+        Ok(TransactionResult::Aborted) => Err(format!("{context}: the transaction was aborted")),
+        Err(e) => Err(describe(context, e)),
+    }
+}
+
+/// An IndexedDB error in words; a full disk gets its own, since only the operator can act on it.
+pub(crate) fn describe(context: &str, e: idb::Error) -> String {
+    if is_quota_error(&e) {
+        format!("{context}: the tablet's storage is full ({e})")
+    } else {
+        error(context, e)
+    }
+}
+
+pub(crate) fn is_quota_error(e: &idb::Error) -> bool {
+    matches!(e, idb::Error::DomException(d) if d.name() == "QuotaExceededError")
+        || e.to_string().contains("QuotaExceeded")
+}
+
+/// Reads the `settings` value under `key`, decoded.
+pub(crate) async fn read_setting<T: for<'de> Deserialize<'de>>(
+    db: &Database,
+    key: &str,
+) -> Result<Option<T>, String> {
     let tx = db
         .transaction(&[SETTINGS], TransactionMode::ReadOnly)
         .map_err(|e| error("reading settings", e))?;
@@ -47,7 +131,7 @@ pub async fn load_station(db: &Database) -> Result<Option<StationSettings>, Stri
         .object_store(SETTINGS)
         .map_err(|e| error("reading settings", e))?;
     let value: Option<JsValue> = store
-        .get(JsValue::from_str(STATION_KEY))
+        .get(JsValue::from_str(key))
         .map_err(|e| error("reading settings", e))?
         .await
         .map_err(|e| error("reading settings", e))?;
@@ -57,6 +141,10 @@ pub async fn load_station(db: &Database) -> Result<Option<StationSettings>, Stri
                 .map_err(|e| error("stored settings are unreadable", e))
         })
         .transpose()
+}
+
+pub async fn load_station(db: &Database) -> Result<Option<StationSettings>, String> {
+    read_setting(db, STATION_KEY).await
 }
 
 /// Resolves only once the transaction has committed, so the caller may tell the operator "saved".
@@ -74,11 +162,5 @@ pub async fn save_station(db: &Database, settings: &StationSettings) -> Result<(
         .map_err(|e| error("saving settings", e))?
         .await
         .map_err(|e| error("saving settings", e))?;
-    match tx.commit().map_err(|e| error("saving settings", e))?.await {
-        Ok(TransactionResult::Committed) => Ok(()),
-        Ok(TransactionResult::Aborted) => {
-            Err("saving settings: the transaction was aborted".into())
-        }
-        Err(e) => Err(error("saving settings", e)),
-    }
+    commit(tx, "saving settings").await
 }
