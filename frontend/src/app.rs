@@ -103,7 +103,18 @@ pub fn app() -> Html {
     };
 
     {
-        let (settings, save_state, db, live, engine, frame, live_problem, sw_status, counters, update_ready) = (
+        let (
+            settings,
+            save_state,
+            db,
+            live,
+            engine,
+            frame,
+            live_problem,
+            sw_status,
+            counters,
+            update_ready,
+        ) = (
             settings.clone(),
             save_state.clone(),
             db.clone(),
@@ -194,10 +205,7 @@ pub fn app() -> Html {
                         return;
                     }
                 };
-                let remembered = storage::load_backend_choice(&database)
-                    .await
-                    .ok()
-                    .flatten();
+                let remembered = storage::load_backend_choice(&database).await.ok().flatten();
                 let load = ToWorker::Load {
                     url: DEFAULT_MODEL.to_string(),
                     remembered,
@@ -222,13 +230,18 @@ pub fn app() -> Html {
         })
     };
     let on_save = {
-        let (settings, save_state, db, live) =
-            (settings.clone(), save_state.clone(), db.clone(), live.clone());
+        let (settings, save_state, db, live) = (
+            settings.clone(),
+            save_state.clone(),
+            db.clone(),
+            live.clone(),
+        );
         let open_camera = open_camera.clone();
         Callback::from(move |()| {
             let Some(db) = (*db).clone() else { return };
             let settings = (*settings).clone();
-            let (save_state, live, open_camera) = (save_state.clone(), (*live).clone(), open_camera.clone());
+            let (save_state, live, open_camera) =
+                (save_state.clone(), (*live).clone(), open_camera.clone());
             save_state.set(SaveState::Saving);
             wasm_bindgen_futures::spawn_local(async move {
                 match storage::save_station(&db.0, &settings).await {
@@ -236,7 +249,10 @@ pub fn app() -> Html {
                         save_state.set(SaveState::Saved);
                         if let Some(live) = live {
                             let confidence = lowest_threshold(&settings);
-                            let _ = live.0.worker().send(&ToWorker::SetConfidence { confidence });
+                            let _ = live
+                                .0
+                                .worker()
+                                .send(&ToWorker::SetConfidence { confidence });
                             open_camera(live, settings);
                         }
                     }
@@ -277,7 +293,9 @@ pub fn app() -> Html {
         _ => None,
     };
     let problem = match &*engine {
-        EngineState::Loading { loaded, total } => Some(setup::progress_text(texts, *loaded, *total)),
+        EngineState::Loading { loaded, total } => {
+            Some(setup::progress_text(texts, *loaded, *total))
+        }
         EngineState::Failed(e) => Some(format!("{}: {e}", texts.detector_failed)),
         EngineState::Ready(_) if frame.is_none() => Some(texts.waiting_for_frame.to_string()),
         EngineState::Ready(_) => None,

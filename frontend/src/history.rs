@@ -87,7 +87,11 @@ pub fn history(props: &HistoryProps) -> Html {
         let verdict_filter = verdict_filter.clone();
         Callback::from(move |e: Event| {
             verdict_filter.set(
-                match e.target_unchecked_into::<HtmlSelectElement>().value().as_str() {
+                match e
+                    .target_unchecked_into::<HtmlSelectElement>()
+                    .value()
+                    .as_str()
+                {
                     "pass" => Some(Verdict::Pass),
                     "fail" => Some(Verdict::Fail),
                     _ => None,
@@ -114,10 +118,20 @@ pub fn history(props: &HistoryProps) -> Html {
                     }
                     _ => Ok(None),
                 };
-                opened.set(Some(match jpeg.and_then(|j| j.map(|j| overlay::object_url(&j)).transpose()) {
-                    Ok(image_url) => Opened { index, image_url, error: None },
-                    Err(e) => Opened { index, image_url: None, error: Some(e) },
-                }));
+                opened.set(Some(
+                    match jpeg.and_then(|j| j.map(|j| overlay::object_url(&j)).transpose()) {
+                        Ok(image_url) => Opened {
+                            index,
+                            image_url,
+                            error: None,
+                        },
+                        Err(e) => Opened {
+                            index,
+                            image_url: None,
+                            error: Some(e),
+                        },
+                    },
+                ));
             });
         })
     };
@@ -133,7 +147,11 @@ pub fn history(props: &HistoryProps) -> Html {
             SyncState::Synced { .. } => t.sync_done.to_string(),
             SyncState::Rejected { reason } => format!("{}: {reason}", t.sync_rejected),
         };
-        let labels: Vec<String> = r.detections.iter().map(|d| format!("{} {:.0}%", d.label, d.score * 100.0)).collect();
+        let labels: Vec<String> = r
+            .detections
+            .iter()
+            .map(|d| format!("{} {:.0}%", d.label, d.score * 100.0))
+            .collect();
         let detail = opened.as_ref().filter(|o| o.index == index).map(|o| {
             let thresholds = r.detections.iter().map(|d| protocol::threshold_for(&r.thresholds, r.default_threshold, d.class_id)).collect::<Vec<_>>();
             html! {

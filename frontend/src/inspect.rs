@@ -111,9 +111,11 @@ pub fn inspect(props: &InspectProps) -> Html {
         let live = props.live.clone();
         let showing_live = review.is_none();
         use_effect_with(showing_live, move |&showing_live| {
-            if let (true, Some(container), Some(video)) =
-                (showing_live, camera_box.cast::<web_sys::Element>(), live.0.video())
-            {
+            if let (true, Some(container), Some(video)) = (
+                showing_live,
+                camera_box.cast::<web_sys::Element>(),
+                live.0.video(),
+            ) {
                 let _ = container.prepend_with_node_1(&video);
             }
         });
@@ -188,8 +190,12 @@ pub fn inspect(props: &InspectProps) -> Html {
     };
 
     let on_decide = {
-        let (review, save_state, serial, lot) =
-            (review.clone(), save_state.clone(), serial.clone(), lot.clone());
+        let (review, save_state, serial, lot) = (
+            review.clone(),
+            save_state.clone(),
+            serial.clone(),
+            lot.clone(),
+        );
         let settings = props.settings.clone();
         let (db, model, on_saved, close_review) = (
             props.db.clone(),
@@ -206,7 +212,7 @@ pub fn inspect(props: &InspectProps) -> Html {
                 return;
             }
             let record = InspectionRecord {
-                id: random_uuid(),
+                id: records::new_record_id(),
                 // These two are filled in by `records::save_inspection`, in its transaction.
                 device_id: uuid::Uuid::nil(),
                 sequence: 0,
@@ -336,7 +342,8 @@ pub fn inspect(props: &InspectProps) -> Html {
             });
             let document = web_sys::window().and_then(|w| w.document());
             if let Some(d) = &document {
-                let _ = d.add_event_listener_with_callback("keydown", listener.as_ref().unchecked_ref());
+                let _ = d
+                    .add_event_listener_with_callback("keydown", listener.as_ref().unchecked_ref());
             }
             move || {
                 if let Some(d) = document {
@@ -440,7 +447,9 @@ pub fn inspect(props: &InspectProps) -> Html {
         SaveState::Saved(outcome) => html! {
             <span class="ok">{ format!("{} ({})", t.saved, outcome_text(t, *outcome)) }</span>
         },
-        SaveState::Failed(e) => html! { <span class="error">{ format!("{}: {e}", t.not_saved) }</span> },
+        SaveState::Failed(e) => {
+            html! { <span class="error">{ format!("{}: {e}", t.not_saved) }</span> }
+        }
     };
     let c = props.counters;
     html! {
@@ -486,16 +495,4 @@ fn save_state_name(state: &SaveState) -> &'static str {
         SaveState::Saved(_) => "saved",
         SaveState::Failed(_) => "failed",
     }
-}
-
-/// A version-4 UUID from the browser's cryptographic random source.
-pub fn random_uuid() -> uuid::Uuid {
-    let mut bytes = [0u8; 16];
-    let crypto: web_sys::Crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into())
-        .expect("every browser since 2014 has crypto")
-        .unchecked_into();
-    crypto
-        .get_random_values_with_u8_array(&mut bytes)
-        .expect("16 bytes is within getRandomValues' limit");
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }

@@ -10,6 +10,7 @@ mod i18n;
 mod inspect;
 mod live;
 mod overlay;
+mod quota;
 mod records;
 mod service_worker;
 mod setup;

@@ -74,14 +74,19 @@ pub async fn jpeg_of(frame: &ImageBitmap) -> Result<Vec<u8>, String> {
         let reject_encoding = reject.clone();
         let done = Closure::once_into_js(move |blob: JsValue| {
             let _ = if blob.is_null() {
-                reject_encoding.call1(&JsValue::NULL, &"the browser could not encode a JPEG".into())
+                reject_encoding.call1(
+                    &JsValue::NULL,
+                    &"the browser could not encode a JPEG".into(),
+                )
             } else {
                 resolve.call1(&JsValue::NULL, &blob)
             };
         });
-        if let Err(e) =
-            canvas.to_blob_with_type_and_encoder_options(done.unchecked_ref(), "image/jpeg", &0.9.into())
-        {
+        if let Err(e) = canvas.to_blob_with_type_and_encoder_options(
+            done.unchecked_ref(),
+            "image/jpeg",
+            &0.9.into(),
+        ) {
             let _ = reject.call1(&JsValue::NULL, &e);
         }
     }))

@@ -66,7 +66,9 @@ async fn registration_of(window: &web_sys::Window) -> Option<ServiceWorkerRegist
 /// Calls `on_ready` once a new build is installed and waiting, checking now and every
 /// [`UPDATE_CHECK_MS`]. The page decides when to apply it: between parts.
 pub async fn watch_for_update(on_ready: impl Fn() + 'static) {
-    let Some(window) = web_sys::window() else { return };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
     let Some(registration) = registration_of(&window).await else {
         return;
     };
@@ -82,7 +84,9 @@ pub async fn watch_for_update(on_ready: impl Fn() + 'static) {
     let on_update_found = {
         let registration = registration.clone();
         Closure::<dyn Fn()>::new(move || {
-            let Some(installing) = registration.installing() else { return };
+            let Some(installing) = registration.installing() else {
+                return;
+            };
             let (on_ready, has_controller) = (on_ready.clone(), has_controller.clone());
             let worker = installing.clone();
             let on_state = Closure::<dyn Fn()>::new(move || {
@@ -105,7 +109,9 @@ pub async fn watch_for_update(on_ready: impl Fn() + 'static) {
 /// Activates the waiting build and reloads into it. Call only between parts: the reload drops
 /// whatever is on screen (records are already stored by then).
 pub async fn apply_update() {
-    let Some(window) = web_sys::window() else { return };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
     let Some(waiting) = registration_of(&window)
         .await
         .and_then(|registration| registration.waiting())

@@ -72,7 +72,11 @@ pub fn setup(props: &SetupProps) -> Html {
             </>
         }
     };
-    let select = |id: &'static str, label: &'static str, options: Vec<(String, String)>, selected: String, update| {
+    let select = |id: &'static str,
+                  label: &'static str,
+                  options: Vec<(String, String)>,
+                  selected: String,
+                  update| {
         let apply = edit(update);
         let onchange = Callback::from(move |e: Event| {
             apply(e.target_unchecked_into::<HtmlSelectElement>().value())
@@ -95,7 +99,11 @@ pub fn setup(props: &SetupProps) -> Html {
         .collect();
     let cameras = std::iter::once((String::new(), t.rear_camera.to_string()))
         .chain(props.cameras.iter().enumerate().map(|(i, c)| {
-            let label = if c.label.is_empty() { format!("{} {}", t.camera, i + 1) } else { c.label.clone() };
+            let label = if c.label.is_empty() {
+                format!("{} {}", t.camera, i + 1)
+            } else {
+                c.label.clone()
+            };
             (c.id.clone(), label)
         }))
         .collect();
@@ -123,7 +131,10 @@ pub fn setup(props: &SetupProps) -> Html {
                 None => next.default_threshold = threshold,
                 Some(class_id) => {
                     next.thresholds.retain(|t| t.class_id != class_id);
-                    next.thresholds.push(ClassThreshold { class_id, threshold });
+                    next.thresholds.push(ClassThreshold {
+                        class_id,
+                        threshold,
+                    });
                     next.thresholds.sort_by_key(|t| t.class_id);
                 }
             }
@@ -145,7 +156,9 @@ pub fn setup(props: &SetupProps) -> Html {
         SaveState::Idle => html! {},
         SaveState::Saving => html! { <span class="pending">{ t.saving }</span> },
         SaveState::Saved => html! { <span class="ok">{ t.saved_here }</span> },
-        SaveState::Failed(e) => html! { <span class="error">{ format!("{}: {e}", t.not_saved) }</span> },
+        SaveState::Failed(e) => {
+            html! { <span class="error">{ format!("{}: {e}", t.not_saved) }</span> }
+        }
     };
     let on_submit = props.on_save.reform(|e: SubmitEvent| e.prevent_default());
 
@@ -202,7 +215,9 @@ fn save_state_name(state: &SaveState) -> &'static str {
 fn service_worker_view(t: &Texts, status: &ServiceWorkerStatus) -> Html {
     let (state, class, text) = match status {
         ServiceWorkerStatus::Registering => ("registering", "pending", t.sw_installing.to_string()),
-        ServiceWorkerStatus::Active { controlled: true } => ("active", "ok", t.sw_ready.to_string()),
+        ServiceWorkerStatus::Active { controlled: true } => {
+            ("active", "ok", t.sw_ready.to_string())
+        }
         ServiceWorkerStatus::Active { controlled: false } => {
             ("active", "ok", t.sw_next_start.to_string())
         }

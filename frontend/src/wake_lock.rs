@@ -4,7 +4,9 @@
 use wasm_bindgen::{JsCast, prelude::*};
 
 fn request() {
-    let Some(window) = web_sys::window() else { return };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
     let navigator = window.navigator();
     let Ok(wake_lock) = js_sys::Reflect::get(&navigator, &"wakeLock".into()) else {
         return;
@@ -39,7 +41,9 @@ pub fn keep_screen_on() {
             request();
         }
     });
-    let _ = document
-        .add_event_listener_with_callback("visibilitychange", on_visibility.as_ref().unchecked_ref());
+    let _ = document.add_event_listener_with_callback(
+        "visibilitychange",
+        on_visibility.as_ref().unchecked_ref(),
+    );
     on_visibility.forget();
 }

@@ -66,7 +66,10 @@ pub struct EngineInfo {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FromWorker {
     /// Model download progress; `total` is unknown without a Content-Length.
-    Progress { loaded: u64, total: Option<u64> },
+    Progress {
+        loaded: u64,
+        total: Option<u64>,
+    },
     Ready(EngineInfo),
     Detections {
         frame_id: u64,
@@ -75,5 +78,7 @@ pub enum FromWorker {
         /// Frame to boxes inside the worker: pixel read-out, letterbox, network, NMS.
         infer_ms: f64,
     },
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }

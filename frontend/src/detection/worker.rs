@@ -216,9 +216,7 @@ async fn load(
         Err(_) => leak_engine(cpu),
         Ok(gpu) => {
             let gpu: &'static GpuBackend = Box::leak(Box::new(gpu));
-            let prepared = gpu
-                .prepare(detector.network())
-                .map_err(|e| e.to_string())?;
+            let prepared = gpu.prepare(detector.network()).map_err(|e| e.to_string())?;
             let on_gpu = leak_engine(Runner::Gpu(prepared));
             if preferred == Some(BackendKind::Gpu) {
                 on_gpu
