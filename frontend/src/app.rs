@@ -194,7 +194,7 @@ pub fn app() -> Html {
                                 engine.set(EngineState::Failed(reason));
                             }
                         }
-                        FromWorker::Detections { .. } => {}
+                        FromWorker::Started | FromWorker::Detections { .. } => {}
                     }
                 };
                 let on_frame = move |view: FrameView| frame.set(Some(view));

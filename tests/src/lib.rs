@@ -5,6 +5,7 @@
 //! `LINECHECK_DIST`; run alone, the tests fail with a message saying so.
 
 mod camera_video;
+pub mod kiosk;
 
 pub use camera_video::{CameraVideo, FrameTruth, TruthBox, iou};
 
@@ -212,6 +213,15 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css(selector))
+            .await?
+            .click()
+            .await?;
+        Ok(())
     }
 
     pub async fn text(&self, selector: &str) -> anyhow::Result<String> {
