@@ -148,6 +148,24 @@ fn gpu_environment() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tests compiled to wasm32 and run in headless Chromium: wasm-bindgen-test-runner drives it
+/// through chromedriver with the flags in the package's `webdriver.json` (WebGPU on SwiftShader
+/// where the package needs it).
+fn wasm_browser_tests(target: &[&str]) -> anyhow::Result<TestCounts> {
+    let args = [&["test", "--target", "wasm32-unknown-unknown"], target].concat();
+    run_cargo_tests(
+        &args,
+        &[
+            (
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                OsStr::new("wasm-bindgen-test-runner"),
+            ),
+            ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
+            ("WASM_BINDGEN_TEST_TIMEOUT", OsStr::new("300")),
+        ],
+    )
+}
+
 pub fn run_all() -> anyhow::Result<()> {
     tools::ensure(tools::Purpose::Test)?;
     gpu_environment()?;
@@ -203,27 +221,11 @@ pub fn run_all() -> anyhow::Result<()> {
 
     report.tests(
         "engine in the browser (wasm32, WebGPU)",
-        run_cargo_tests(
-            &[
-                "test",
-                "--package",
-                "vision-engine",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--test",
-                "browser",
-            ],
-            &[
-                // wasm-bindgen-test-runner drives Chromium through chromedriver with the flags in
-                // vision-engine/webdriver.json (WebGPU on SwiftShader).
-                (
-                    "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                    OsStr::new("wasm-bindgen-test-runner"),
-                ),
-                ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
-                ("WASM_BINDGEN_TEST_TIMEOUT", OsStr::new("300")),
-            ],
-        ),
+        wasm_browser_tests(&["--package", "vision-engine", "--test", "browser"]),
+    );
+    report.tests(
+        "kiosk storage in the browser (wasm32, IndexedDB)",
+        wasm_browser_tests(&["--package", "linecheck-frontend", "--lib"]),
     );
 
     report.tests("model data generator (Python)", python_tests());
