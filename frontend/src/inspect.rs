@@ -4,7 +4,7 @@
 use crate::{
     Shared,
     i18n::{REASON_CODES, Texts},
-    live::{FrameView, LiveLoop},
+    live::{AnalyzedFrame, FrameView, LiveLoop},
     overlay::{self, BoxOverlay},
     records, sound,
     storage::StationSettings,
@@ -134,13 +134,16 @@ pub fn inspect(props: &InspectProps) -> Html {
             if !ready || review.is_some() || *save_state == SaveState::Saving {
                 return;
             }
-            let Some(analyzed) = live.0.take_latest() else {
-                return;
-            };
             let (review, save_state, reason_for) =
                 (review.clone(), save_state.clone(), reason_for.clone());
-            let settings = settings.clone();
+            let (settings, live) = (settings.clone(), live.clone());
             wasm_bindgen_futures::spawn_local(async move {
+                let Some(analyzed) = next_analyzed_frame(&live.0).await else {
+                    save_state.set(SaveState::Failed(
+                        settings.language.texts().waiting_for_frame.into(),
+                    ));
+                    return;
+                };
                 let jpeg = overlay::jpeg_of(&analyzed.frame).await;
                 let (width, height) = (analyzed.frame.width(), analyzed.frame.height());
                 analyzed.frame.close();
@@ -478,6 +481,18 @@ pub fn inspect(props: &InspectProps) -> Html {
             <p class="hint">{ t.shortcuts }</p>
         </section>
     }
+}
+
+/// The newest analysed frame; right after an inspection took one, the next that arrives.
+async fn next_analyzed_frame(live: &LiveLoop) -> Option<AnalyzedFrame> {
+    // A software GPU can take seconds per frame.
+    for _ in 0..600 {
+        if let Some(analyzed) = live.take_latest() {
+            return Some(analyzed);
+        }
+        gloo_timers::future::TimeoutFuture::new(50).await;
+    }
+    None
 }
 
 fn outcome_text(t: &Texts, outcome: Outcome) -> &'static str {
