@@ -4,7 +4,8 @@
 use linecheck_e2e::{
     Browser, Server,
     kiosk::{
-        LOAD, save_station, show_app_shell, wait_until_detector_ready, wait_until_settings_loaded,
+        LOAD, open_screen, save_station, show_app_shell, wait_until_detector_ready,
+        wait_until_settings_loaded,
     },
 };
 
@@ -16,6 +17,7 @@ async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
 
 /// Waits for the service worker to be active and in control of the page.
 async fn wait_until_controlled(browser: &Browser) -> anyhow::Result<()> {
+    open_screen(browser, "setup").await?;
     let state = browser
         .settled_state("#sw-status", &["registering"], LOAD)
         .await?;
@@ -89,10 +91,7 @@ async fn the_detector_checks_the_webgpu_adapter_and_loads_the_default_model() ->
         ["gpu", "cpu"].contains(&state.as_str()),
         "{state}: {backend}"
     );
-    assert!(
-        backend.contains("SwiftShader") || backend.contains("swiftshader"),
-        "{backend}"
-    );
+    assert!(backend.contains("WebGPU"), "{backend}");
     assert!(
         backend.contains("Gpu ") && backend.contains("Cpu "),
         "{backend}"
