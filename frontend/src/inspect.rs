@@ -2,7 +2,7 @@
 //! the operator's decision, and a record that is in IndexedDB before the screen says "saved".
 
 use crate::{
-    Shared,
+    Shared, barcode,
     i18n::{REASON_CODES, Texts},
     live::{AnalyzedFrame, FrameView, LiveLoop},
     overlay::{self, BoxOverlay},
@@ -359,6 +359,22 @@ pub fn inspect(props: &InspectProps) -> Html {
         }
     });
 
+    let on_scan = {
+        let (serial, live, save_state) = (serial.clone(), props.live.clone(), save_state.clone());
+        let texts = t;
+        Callback::from(move |_| {
+            let Some(video) = live.0.video() else { return };
+            let (serial, save_state) = (serial.clone(), save_state.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match barcode::scan(&video).await {
+                    Ok(Some(code)) => serial.set(code),
+                    Ok(None) => save_state.set(SaveState::Failed(texts.no_barcode.into())),
+                    Err(e) => save_state.set(SaveState::Failed(e)),
+                }
+            });
+        })
+    };
+
     let text_input = |id: &'static str, label: &'static str, state: &UseStateHandle<String>| {
         let value = (**state).clone();
         let state = state.clone();
@@ -474,6 +490,9 @@ pub fn inspect(props: &InspectProps) -> Html {
             { for verdict_banner }
             <div class="part-fields">
                 { text_input("part-serial", t.part_serial, &serial) }
+                if barcode::available() && review.is_none() {
+                    <button id="scan-serial" class="quiet" onclick={on_scan}>{ t.scan }</button>
+                }
                 { text_input("lot", t.lot, &lot) }
             </div>
             { decisions }
