@@ -183,14 +183,16 @@ pub fn history(props: &HistoryProps) -> Html {
                 <div class="filters">
                     <label for="history-verdict">{ t.verdict }</label>
                     <select id="history-verdict" onchange={on_verdict}>
-                        <option value="">{ t.all }</option>
-                        <option value="pass">{ t.pass }</option>
-                        <option value="fail">{ t.fail }</option>
+                        <option value="" selected={verdict_filter.is_none()}>{ t.all }</option>
+                        <option value="pass" selected={*verdict_filter == Some(Verdict::Pass)}>{ t.pass }</option>
+                        <option value="fail" selected={*verdict_filter == Some(Verdict::Fail)}>{ t.fail }</option>
                     </select>
                     <label for="history-class">{ t.defect_class }</label>
                     <select id="history-class" onchange={on_class}>
-                        <option value="">{ t.all }</option>
-                        { for classes.iter().map(|c| html! { <option value={c.clone()}>{ c }</option> }) }
+                        <option value="" selected={class_filter.is_none()}>{ t.all }</option>
+                        { for classes.iter().map(|c| html! {
+                            <option value={c.clone()} selected={class_filter.as_ref() == Some(c)}>{ c }</option>
+                        }) }
                     </select>
                 </div>
                 if shown.is_empty() {
