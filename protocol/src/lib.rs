@@ -5,11 +5,15 @@
 //! functions, so a kiosk and a server can never disagree on a verdict or on validity.
 
 mod record;
+mod supervisor;
 mod sync;
 
 pub use record::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
     SnapshotRef, ValidationError, Verdict, verdict_for,
+};
+pub use supervisor::{
+    EnrollStationRequest, EnrolledStation, LoginRequest, SessionInfo, StationSummary,
 };
 pub use sync::{
     MAX_PUSH_BYTES, MAX_SNAPSHOT_BYTES, PushItemResult, PushRequest, PushResponse, PushStatus,

@@ -2,18 +2,20 @@
 //!
 //! The binary (`main.rs`) only parses flags; everything it runs is here so tests drive the same
 //! router in-process. `sync.rs` is the kiosks' push, `snapshots.rs` their images, `auth.rs` the
-//! station tokens both require, `db.rs` the database (SQLite or PostgreSQL), `tls.rs` HTTPS.
+//! station tokens both require, `supervisors.rs` supervisor accounts and sessions, `db.rs` the database (SQLite or PostgreSQL), `tls.rs` HTTPS.
 
 pub mod auth;
 pub mod db;
 pub mod snapshots;
+pub mod supervisors;
 mod sync;
 pub mod tls;
 
 use anyhow::{Context, bail};
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, OriginalUri, Request, State},
+    body::Bytes,
+    extract::{DefaultBodyLimit, OriginalUri, Request, State, rejection::BytesRejection},
     handler::Handler,
     http::{HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
@@ -27,6 +29,7 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
+use supervisors::LoginThrottle;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// Shared by every request.
@@ -34,6 +37,9 @@ use tower_http::services::{ServeDir, ServeFile};
 pub struct AppState {
     pub db: Database,
     pub snapshots: Arc<dyn SnapshotStore>,
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Session cookies get `Secure` when the server speaks TLS (set by `main`).
+    pub secure_cookies: bool,
 }
 
 impl AppState {
@@ -43,6 +49,8 @@ impl AppState {
         Ok(AppState {
             db: open_database(data_dir, database_url).await?,
             snapshots: Arc::new(LocalSnapshotStore::new(data_dir.join("snapshots"))),
+            login_throttle: Arc::default(),
+            secure_cookies: false,
         })
     }
 }
@@ -101,6 +109,9 @@ impl Endpoint {
     }
 }
 
+/// The body limit of requests that carry a few fields, not records or files.
+const SMALL_JSON_BYTES: usize = 16 * 1024;
+
 /// Every route besides the PWA, in one list: the router is built from it, and the OpenAPI test
 /// checks `openapi.json` against it, so the description cannot miss or invent a route.
 pub fn endpoints() -> Vec<Endpoint> {
@@ -114,6 +125,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             snapshots::put_snapshot,
         )
         .body_limit(protocol::MAX_SNAPSHOT_BYTES),
+        endpoint(Method::POST, "/api/v1/session", supervisors::login).body_limit(SMALL_JSON_BYTES),
+        endpoint(Method::GET, "/api/v1/session", supervisors::whoami),
+        endpoint(Method::DELETE, "/api/v1/session", supervisors::logout),
     ]
 }
 
@@ -197,6 +211,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.reason }))).into_response()
     }
+}
+
+/// A request body parsed as JSON `T`: 413 over the route's body limit, 400 naming what is wrong
+/// (syntax, a missing field, a wrong type) otherwise.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let Json(value) = Json::<T>::from_bytes(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(value)
 }
 
 /// Lower-case hex, the form every hash and token takes in LineCheck.

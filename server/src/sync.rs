@@ -5,7 +5,7 @@
 //! transaction per request, so a failed request leaves nothing behind and a retried one finds
 //! what it already applied.
 
-use crate::{ApiError, AppState, auth::Station, db::Database, now_text, utc_text};
+use crate::{ApiError, AppState, auth::Station, db::Database, now_text, parse_json, utc_text};
 use axum::{
     Json,
     body::Bytes,
@@ -35,13 +35,13 @@ pub(crate) async fn push(
     station: Station,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushResponse>, ApiError> {
-    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    if let Ok(probe) = serde_json::from_slice::<VersionProbe>(&body) {
+    if let Ok(body) = &body
+        && let Ok(probe) = serde_json::from_slice::<VersionProbe>(body)
+    {
         protocol::check_version(probe.protocol_version)
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     }
-    let Json(request) = Json::<PushRequest>::from_bytes(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let request: PushRequest = parse_json(body)?;
 
     let device_id = request.device_id.to_string();
     for record in &request.records {

@@ -6,7 +6,9 @@ use axum::{
     http::{Method, Request, StatusCode},
 };
 use http_body_util::BodyExt;
-use linecheck_server::{AppState, auth::enroll_station, endpoints, router};
+use linecheck_server::{
+    AppState, auth::enroll_station, endpoints, router, supervisors::add_supervisor,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use tower::ServiceExt;
@@ -70,12 +72,47 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
         ["example"];
     let station = push_example["records"][0]["station"].as_str().unwrap();
     let token = enroll_station(&state.db.pool, station).await.unwrap();
+    // The login example's supervisor exists, and each operation that needs a session gets a new
+    // one (the logout example would end a shared one).
+    let login = &doc["paths"]["/api/v1/session"]["post"]["requestBody"]["content"]["application/json"]
+        ["example"];
+    let supervisor = (
+        login["name"].as_str().unwrap(),
+        login["password"].as_str().unwrap(),
+    );
+    add_supervisor(&state.db.pool, supervisor.0, supervisor.1, false)
+        .await
+        .unwrap();
+    let session_cookie = || async {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::post("/api/v1/session")
+                    .header("content-type", "application/json")
+                    .body(Body::from(login.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the login example logs in"
+        );
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    };
 
     for (method, path, operation) in operations(&doc) {
         let uri = example_path(&path, &operation);
         let mut request = Request::builder().method(method.clone()).uri(&uri);
-        if operation.get("security").is_some() {
-            request = request.header("authorization", format!("Bearer {token}"));
+        for scheme in operation["security"].as_array().into_iter().flatten() {
+            let scheme = scheme.as_object().unwrap().keys().next().unwrap();
+            request = match scheme.as_str() {
+                "stationToken" => request.header("authorization", format!("Bearer {token}")),
+                "supervisorSession" => request.header("cookie", session_cookie().await),
+                other => panic!("{method} {path}: no test credentials for {other}"),
+            };
         }
         let content = operation["requestBody"]["content"].as_object();
         let (body, json_example) = match content.and_then(|c| c.iter().next()) {
@@ -114,6 +151,10 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
             operation["responses"].get(status.as_str()).is_some(),
             "{context}: status not documented"
         );
+        if status == StatusCode::NO_CONTENT {
+            assert!(bytes.is_empty(), "{context}");
+            continue;
+        }
         let json: Value = serde_json::from_slice(&bytes).expect(&context);
         if status.is_client_error() || status.is_server_error() {
             assert!(json["error"].is_string(), "{context}: not the error shape");
