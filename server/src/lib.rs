@@ -128,6 +128,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(Method::POST, "/api/v1/session", supervisors::login).body_limit(SMALL_JSON_BYTES),
         endpoint(Method::GET, "/api/v1/session", supervisors::whoami),
         endpoint(Method::DELETE, "/api/v1/session", supervisors::logout),
+        endpoint(Method::POST, "/api/v1/stations", auth::enroll).body_limit(SMALL_JSON_BYTES),
+        endpoint(Method::GET, "/api/v1/stations", auth::list),
     ]
 }
 
@@ -232,6 +234,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// A time as stored in `*_at` columns: fixed-width RFC 3339 in UTC, so text order is time order.
 pub(crate) fn utc_text(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A `*_at` column read back.
+pub(crate) fn parse_utc_text(text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|e| ApiError::internal(format!("a stored time {text:?}: {e}")))
 }
 
 pub(crate) fn now_text() -> String {

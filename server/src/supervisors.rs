@@ -7,7 +7,7 @@
 //! unknown name spends the same argon2 work as a wrong password, so timing does not tell which
 //! names exist.
 
-use crate::{ApiError, AppState, hex, now_text, parse_json, utc_text};
+use crate::{ApiError, AppState, hex, now_text, parse_json, parse_utc_text, utc_text};
 use anyhow::{Context, bail};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use axum::{
@@ -308,9 +308,7 @@ impl FromRequestParts<AppState> for Supervisor {
         if expires_at <= now_text() {
             return Err(unauthorized("the session has expired: log in again"));
         }
-        let expires_at = DateTime::parse_from_rfc3339(&expires_at)
-            .map_err(|e| ApiError::internal(format!("stored session expiry: {e}")))?
-            .with_timezone(&Utc);
+        let expires_at = parse_utc_text(&expires_at)?;
         Ok(Supervisor {
             name,
             token_sha256,
