@@ -16,7 +16,9 @@ pub use supervisor::{
     EnrollStationRequest, EnrolledStation, LoginRequest, SessionInfo, StationSummary,
 };
 pub use sync::{
-    MAX_PUSH_BYTES, MAX_SNAPSHOT_BYTES, PushItemResult, PushRequest, PushResponse, PushStatus,
+    AssignmentRequest, Correction, CorrectionAction, MAX_PULL_CORRECTIONS, MAX_PUSH_BYTES,
+    MAX_SNAPSHOT_BYTES, ModelAssignment, PullResponse, PushItemResult, PushRequest, PushResponse,
+    PushStatus, StationSettings,
 };
 
 /// The version of the record and sync formats. A server answers a kiosk with another major

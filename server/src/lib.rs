@@ -5,7 +5,11 @@
 //! station tokens both require, `supervisors.rs` supervisor accounts and sessions, `db.rs` the database (SQLite or PostgreSQL), `tls.rs` HTTPS.
 
 pub mod auth;
+mod changes;
+mod corrections;
 pub mod db;
+mod pull;
+mod settings;
 pub mod snapshots;
 pub mod supervisors;
 mod sync;
@@ -130,6 +134,19 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(Method::DELETE, "/api/v1/session", supervisors::logout),
         endpoint(Method::POST, "/api/v1/stations", auth::enroll).body_limit(SMALL_JSON_BYTES),
         endpoint(Method::GET, "/api/v1/stations", auth::list),
+        endpoint(
+            Method::PUT,
+            "/api/v1/stations/{station}/assignment",
+            settings::assign,
+        )
+        .body_limit(settings::MAX_ASSIGNMENT_BYTES),
+        endpoint(Method::GET, "/api/v1/sync/pull", pull::pull),
+        endpoint(
+            Method::POST,
+            "/api/v1/inspections/{id}/corrections",
+            corrections::correct,
+        )
+        .body_limit(SMALL_JSON_BYTES),
     ]
 }
 
@@ -224,6 +241,17 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     let Json(value) = Json::<T>::from_bytes(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     Ok(value)
+}
+
+/// Runs a request's database work in its own task, to its end even when the client goes away
+/// and axum drops the handler: dropped while `BEGIN` is in flight, sqlx would hand the connection
+/// back to the pool inside a transaction it does not know about.
+pub(crate) async fn run_to_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
 /// Lower-case hex, the form every hash and token takes in LineCheck.

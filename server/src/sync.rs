@@ -5,7 +5,9 @@
 //! transaction per request, so a failed request leaves nothing behind and a retried one finds
 //! what it already applied.
 
-use crate::{ApiError, AppState, auth::Station, db::Database, now_text, parse_json, utc_text};
+use crate::{
+    ApiError, AppState, auth::Station, db::Database, now_text, parse_json, run_to_end, utc_text,
+};
 use axum::{
     Json,
     body::Bytes,
@@ -66,19 +68,15 @@ pub(crate) async fn push(
         prechecked.push(precheck(&state, record).await?);
     }
 
-    // The transaction runs in its own task, to its end, even when the client goes away and axum
-    // drops this handler. Dropped while `BEGIN` was in flight, sqlx hands the connection back to
-    // the pool still inside a transaction it does not know about, and later statements on it
-    // never commit: on PostgreSQL the simulation lost a station token that way.
-    let results = tokio::spawn(apply_batch(
+    // On PostgreSQL the simulation lost a station token to a push dropped mid-`BEGIN`.
+    let results = run_to_end(apply_batch(
         state.db.clone(),
         station,
         device_id,
         request.records,
         prechecked,
     ))
-    .await
-    .map_err(|e| ApiError::internal(format!("the push's task failed: {e}")))??;
+    .await?;
     Ok(Json(PushResponse { results }))
 }
 
@@ -92,7 +90,7 @@ async fn apply_batch(
 ) -> Result<Vec<PushItemResult>, ApiError> {
     let mut tx = db
         .pool
-        .begin_with(db.dialect.begin_push())
+        .begin_with(db.dialect.begin_write())
         .await
         .map_err(ApiError::database)?;
     lock_station(&mut tx, &station, &device_id).await?;

@@ -42,17 +42,26 @@ fn every_route_is_documented_and_every_documented_route_exists() {
     assert_eq!(documented, routed);
 }
 
-/// `path` with each `{name}` replaced by its parameter's example.
+/// `path` with each `{name}` replaced by its parameter's example, and the query parameters'
+/// examples appended.
 fn example_path(path: &str, operation: &Value) -> String {
     let mut path = path.to_owned();
+    let mut query = vec![];
     for parameter in operation["parameters"].as_array().into_iter().flatten() {
         let name = parameter["name"].as_str().unwrap();
         let example = parameter["example"]
             .as_str()
             .unwrap_or_else(|| panic!("parameter {name} has no example"));
-        path = path.replace(&format!("{{{name}}}"), example);
+        match parameter["in"].as_str() {
+            Some("path") => path = path.replace(&format!("{{{name}}}"), example),
+            Some("query") => query.push(format!("{name}={example}")),
+            other => panic!("parameter {name} is in {other:?}"),
+        }
     }
     assert!(!path.contains('{'), "{path}: a parameter without example");
+    if !query.is_empty() {
+        path = format!("{path}?{}", query.join("&"));
+    }
     path
 }
 
@@ -72,6 +81,25 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
         ["example"];
     let station = push_example["records"][0]["station"].as_str().unwrap();
     let token = enroll_station(&state.db.pool, station).await.unwrap();
+    // Stored before the loop, so operations on the example's inspection find it; the loop's
+    // push then repeats it.
+    let pushed = app
+        .clone()
+        .oneshot(
+            Request::post("/api/v1/sync/push")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(push_example.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), StatusCode::OK);
+    let pushed: Value =
+        serde_json::from_slice(&pushed.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    for result in pushed["results"].as_array().unwrap() {
+        assert_eq!(result["status"], "applied", "{pushed}");
+    }
     // The login example's supervisor exists, and each operation that needs a session gets a new
     // one (the logout example would end a shared one).
     let login = &doc["paths"]["/api/v1/session"]["post"]["requestBody"]["content"]["application/json"]
@@ -166,7 +194,7 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
                 let results = json["results"].as_array().unwrap();
                 assert_eq!(results.len(), records.len(), "{context}");
                 for result in results {
-                    assert_eq!(result["status"], "applied", "{context}");
+                    assert_eq!(result["status"], "already_applied", "{context}");
                 }
             }
         }
