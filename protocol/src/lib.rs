@@ -13,7 +13,7 @@ pub use record::{
     SnapshotRef, ValidationError, Verdict, verdict_for,
 };
 pub use supervisor::{
-    EnrollStationRequest, EnrolledStation, LoginRequest, SessionInfo, StationSummary,
+    EnrollStationRequest, EnrolledStation, LoginRequest, ModelSummary, SessionInfo, StationSummary,
 };
 pub use sync::{
     AssignmentRequest, Correction, CorrectionAction, MAX_PULL_CORRECTIONS, MAX_PUSH_BYTES,

@@ -41,3 +41,18 @@ pub struct StationSummary {
     /// When one of its kiosks last had a record applied; `None` before its first.
     pub last_push_at: Option<DateTime<Utc>>,
 }
+
+/// One uploaded model in `GET /api/v1/models` (and the answer to its upload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// `name@version`, what an assignment names.
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub byte_len: u64,
+    /// The class names the model declares, by class id.
+    pub classes: Vec<String>,
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+}

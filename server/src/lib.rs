@@ -8,6 +8,7 @@ pub mod auth;
 mod changes;
 mod corrections;
 pub mod db;
+pub mod models;
 mod pull;
 mod settings;
 pub mod snapshots;
@@ -41,6 +42,10 @@ use tower_http::services::{ServeDir, ServeFile};
 pub struct AppState {
     pub db: Database,
     pub snapshots: Arc<dyn SnapshotStore>,
+    /// Uploaded ONNX models, content-addressed like snapshots, in a folder of their own.
+    pub models: Arc<dyn SnapshotStore>,
+    /// One model validation at a time: each keeps a CPU core busy.
+    pub model_validation: Arc<tokio::sync::Semaphore>,
     pub login_throttle: Arc<LoginThrottle>,
     /// Session cookies get `Secure` when the server speaks TLS (set by `main`).
     pub secure_cookies: bool,
@@ -53,6 +58,8 @@ impl AppState {
         Ok(AppState {
             db: open_database(data_dir, database_url).await?,
             snapshots: Arc::new(LocalSnapshotStore::new(data_dir.join("snapshots"))),
+            models: Arc::new(LocalSnapshotStore::new(data_dir.join("models"))),
+            model_validation: Arc::new(tokio::sync::Semaphore::new(1)),
             login_throttle: Arc::default(),
             secure_cookies: false,
         })
@@ -141,6 +148,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .body_limit(settings::MAX_ASSIGNMENT_BYTES),
         endpoint(Method::GET, "/api/v1/sync/pull", pull::pull),
+        endpoint(Method::POST, "/api/v1/models", models::upload)
+            .body_limit(models::MAX_MODEL_BYTES),
+        endpoint(Method::GET, "/api/v1/models", models::list),
+        endpoint(Method::GET, "/api/v1/models/{id}/file", models::download),
         endpoint(
             Method::POST,
             "/api/v1/inspections/{id}/corrections",

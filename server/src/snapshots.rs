@@ -24,8 +24,9 @@ use std::{
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where snapshot bytes live. The local folder now; an S3-compatible bucket can implement it
-/// later. Callers have verified that `sha256` is the lower-case hex SHA-256 of `bytes`.
+/// Where snapshot bytes (and, in a store of their own, model files) live. The local folder now;
+/// an S3-compatible bucket can implement it later. Callers have verified that `sha256` is the
+/// lower-case hex SHA-256 of `bytes`.
 pub trait SnapshotStore: Send + Sync {
     /// Stores the bytes durably under their hash, unless they are there already. Returns whether
     /// this call stored them.
@@ -33,6 +34,9 @@ pub trait SnapshotStore: Send + Sync {
 
     /// The length of the stored snapshot, or `None` if it is not stored.
     fn stored_len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>>;
+
+    /// The stored bytes, or `None` if they are not stored.
+    fn get<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<Bytes>>>;
 }
 
 /// Snapshots as files `<root>/<first two hex digits>/<sha256>`, so no folder grows too large.
@@ -102,6 +106,16 @@ impl SnapshotStore for LocalSnapshotStore {
         Box::pin(async move {
             match tokio::fs::metadata(self.path_of(sha256)).await {
                 Ok(meta) => Ok(Some(meta.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn get<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<Bytes>>> {
+        Box::pin(async move {
+            match tokio::fs::read(self.path_of(sha256)).await {
+                Ok(bytes) => Ok(Some(bytes.into())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             }

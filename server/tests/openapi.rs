@@ -158,6 +158,16 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
                     }
                     // Bytes that pass for a JPEG; the path's example hash is of other bytes.
                     "image/jpeg" => (Body::from(vec![0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xD9]), None),
+                    "application/octet-stream" if path == "/api/v1/models" => (
+                        Body::from(
+                            std::fs::read(concat!(
+                                env!("CARGO_MANIFEST_DIR"),
+                                "/../vision-engine/tests/fixtures/detector/mini_detector.onnx"
+                            ))
+                            .unwrap(),
+                        ),
+                        None,
+                    ),
                     other => panic!("{method} {path}: no test body for {other}"),
                 }
             }
@@ -181,6 +191,11 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
         );
         if status == StatusCode::NO_CONTENT {
             assert!(bytes.is_empty(), "{context}");
+            continue;
+        }
+        if path == "/api/v1/models/{id}/file" {
+            // Uploaded by the POST example, which runs first (paths in order).
+            assert_eq!(status, StatusCode::OK, "{method} {uri}: {status}");
             continue;
         }
         let json: Value = serde_json::from_slice(&bytes).expect(&context);

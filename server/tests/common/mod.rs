@@ -96,19 +96,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> (StatusCode, HeaderMap, serde_json::Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .app
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
+        let response = self.raw_request(method, path, headers, body).await;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -123,6 +111,28 @@ impl Server {
             })
         };
         (status, headers, json)
+    }
+
+    /// Sends one request with `headers` (JSON unless they name another content type).
+    pub async fn raw_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> axum::response::Response {
+        let mut request = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(name, _)| *name == "content-type") {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.app
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap()
     }
 
     /// A supervisor account `name` with `password`, logged in: the `cookie` header value.
