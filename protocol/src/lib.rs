@@ -5,12 +5,16 @@
 //! functions, so a kiosk and a server can never disagree on a verdict or on validity.
 
 mod record;
+mod review;
 mod supervisor;
 mod sync;
 
 pub use record::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
     SnapshotRef, ValidationError, Verdict, verdict_for,
+};
+pub use review::{
+    ClassCount, DayYield, Heatmap, InspectionPage, MAX_PAGE_RECORDS, PeriodCount, ShiftCount, Stats,
 };
 pub use supervisor::{
     EnrollStationRequest, EnrolledStation, LoginRequest, ModelSummary, SessionInfo, StationSummary,

@@ -10,6 +10,7 @@ mod corrections;
 pub mod db;
 pub mod models;
 mod pull;
+mod review;
 mod settings;
 pub mod snapshots;
 pub mod supervisors;
@@ -152,6 +153,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             .body_limit(models::MAX_MODEL_BYTES),
         endpoint(Method::GET, "/api/v1/models", models::list),
         endpoint(Method::GET, "/api/v1/models/{id}/file", models::download),
+        endpoint(Method::GET, "/api/v1/inspections", review::inspections),
+        endpoint(
+            Method::GET,
+            "/api/v1/inspections.csv",
+            review::inspections_csv,
+        ),
+        endpoint(Method::GET, "/api/v1/stats", review::stats),
         endpoint(
             Method::POST,
             "/api/v1/inspections/{id}/corrections",

@@ -123,6 +123,36 @@ impl SnapshotStore for LocalSnapshotStore {
     }
 }
 
+/// A JPEG's `(width, height)` from its start-of-frame segment, without decoding it; `None` when
+/// the header holds none (or a zero size).
+pub(crate) fn jpeg_size(bytes: &[u8]) -> Option<(u16, u16)> {
+    let mut at = 2;
+    loop {
+        // Markers are FF xx, optionally preceded by fill bytes FF.
+        while *bytes.get(at)? == 0xFF && *bytes.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        if bytes[at] != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        let length = usize::from(u16::from_be_bytes([
+            *bytes.get(at + 2)?,
+            *bytes.get(at + 3)?,
+        ]));
+        // SOF0..SOF15, less DHT (C4), JPG (C8) and DAC (CC), which share the range.
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            let field = |i: usize| Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
+            let (height, width) = (field(at + 5)?, field(at + 7)?);
+            return (width > 0 && height > 0).then_some((width, height));
+        }
+        if marker == 0xDA || length < 2 {
+            return None;
+        }
+        at += 2 + length;
+    }
+}
+
 pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -162,11 +192,25 @@ pub(crate) async fn put_snapshot(
         ));
     }
     let byte_len = bytes.len();
+    let frame = jpeg_size(&bytes);
     let created = state
         .snapshots
         .put(&sha256, bytes)
         .await
         .map_err(|e| ApiError::internal(format!("cannot store the snapshot: {e}")))?;
+    // On every upload, not only the first: a repeat completes what a failed one left out.
+    if let Some((width, height)) = frame {
+        sqlx::query(
+            "INSERT INTO snapshot_frames (sha256, width, height) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&sha256)
+        .bind(i64::from(width))
+        .bind(i64::from(height))
+        .execute(&state.db.pool)
+        .await
+        .map_err(ApiError::database)?;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -177,4 +221,27 @@ pub(crate) async fn put_snapshot(
         Json(json!({ "sha256": sha256, "byte_len": byte_len })),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jpeg_size;
+
+    #[test]
+    fn the_frame_size_comes_from_the_start_of_frame_segment() {
+        // SOI, an APP0 segment to skip, a fill byte, then SOF2 (progressive) of 640x480.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB, 0xFF];
+        jpeg.extend_from_slice(&[0xFF, 0xC2, 0x00, 0x11, 0x08, 0x01, 0xE0, 0x02, 0x80, 0x03]);
+        assert_eq!(jpeg_size(&jpeg), Some((640, 480)));
+        // DHT shares the SOF range and is skipped.
+        let mut with_dht = vec![0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x03, 0x00];
+        with_dht.extend_from_slice(&jpeg[2..]);
+        assert_eq!(jpeg_size(&with_dht), Some((640, 480)));
+        // Truncated, no frame before the scan, or zero sized: no size.
+        assert_eq!(jpeg_size(&jpeg[..12]), None);
+        assert_eq!(jpeg_size(&[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02]), None);
+        let mut zero = jpeg.clone();
+        zero[16..18].copy_from_slice(&[0, 0]);
+        assert_eq!(jpeg_size(&zero), None);
+    }
 }

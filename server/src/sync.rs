@@ -236,6 +236,7 @@ async fn apply(
     .await
     .map_err(ApiError::database)?;
     if inserted.rows_affected() == 1 {
+        insert_detections(tx, record).await?;
         return Ok(PushStatus::Applied);
     }
 
@@ -274,6 +275,56 @@ async fn apply(
         ),
         false,
     ))
+}
+
+/// The record's detections as rows for the review queries (class filter, Pareto, heat map).
+async fn insert_detections(
+    tx: &mut Transaction<'static, Any>,
+    record: &InspectionRecord,
+) -> Result<(), ApiError> {
+    if record.detections.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..record.detections.len())
+        .map(|i| {
+            let p = i * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO inspection_detections
+           (inspection_id, position, class_id, label, score, centre_x, centre_y)
+         VALUES {}",
+        rows.join(", ")
+    );
+    let id = record.id.to_string();
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (position, d) in record.detections.iter().enumerate() {
+        // Validated: finite coordinates, so the rounded centres fit.
+        let centre = |a: f32, b: f32| ((f64::from(a) + f64::from(b)) / 2.0).round() as i64;
+        insert = insert
+            .bind(id.clone())
+            .bind(position as i32)
+            .bind(i64::from(d.class_id))
+            .bind(d.label.clone())
+            .bind(f64::from(d.score))
+            .bind(centre(d.bbox.x1, d.bbox.x2))
+            .bind(centre(d.bbox.y1, d.bbox.y2));
+    }
+    insert
+        .execute(&mut **tx)
+        .await
+        .map_err(ApiError::database)?;
+    Ok(())
 }
 
 async fn advance_cursor(

@@ -13,6 +13,10 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use tower::ServiceExt;
 
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
 fn openapi() -> Value {
     serde_json::from_str(include_str!("../openapi.json")).expect("openapi.json is JSON")
 }
@@ -54,7 +58,10 @@ fn example_path(path: &str, operation: &Value) -> String {
             .unwrap_or_else(|| panic!("parameter {name} has no example"));
         match parameter["in"].as_str() {
             Some("path") => path = path.replace(&format!("{{{name}}}"), example),
-            Some("query") => query.push(format!("{name}={example}")),
+            Some("query") => query.push(format!(
+                "{name}={}",
+                url::form_urlencoded::byte_serialize(example.as_bytes()).collect::<String>()
+            )),
             other => panic!("parameter {name} is in {other:?}"),
         }
     }
@@ -191,6 +198,25 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
         );
         if status == StatusCode::NO_CONTENT {
             assert!(bytes.is_empty(), "{context}");
+            continue;
+        }
+        if path == "/api/v1/inspections" {
+            // The filter examples all describe the push example's record.
+            let ids: Vec<_> = json_of(&bytes)["records"]
+                .as_array()
+                .expect(&context)
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect();
+            assert_eq!(
+                ids,
+                vec![push_example["records"][0]["id"].clone()],
+                "{context}"
+            );
+        }
+        if path == "/api/v1/inspections.csv" {
+            assert_eq!(status, StatusCode::OK, "{method} {uri}: {status}");
+            assert!(bytes.starts_with(b"id,inspected_at,"), "{context}");
             continue;
         }
         if path == "/api/v1/models/{id}/file" {
