@@ -17,13 +17,10 @@ CREATE TABLE inspection_detections (
 );
 CREATE INDEX inspection_detections_by_label ON inspection_detections (label, inspection_id);
 
--- A snapshot's pixel size, read from its JPEG header on upload: the frame that detection boxes
--- are normalised to for the heat map.
-CREATE TABLE snapshot_frames (
-    sha256 TEXT PRIMARY KEY,
-    width BIGINT NOT NULL,
-    height BIGINT NOT NULL
-);
+-- The pixel size of a record's snapshot, read from its JPEG header when the record is pushed:
+-- the frame that detection boxes are normalised to for the heat map. NULL without a snapshot.
+ALTER TABLE inspections ADD COLUMN snapshot_width BIGINT;
+ALTER TABLE inspections ADD COLUMN snapshot_height BIGINT;
 
 -- History is listed newest first with a keyset (inspected_at, id); each filter a supervisor
 -- narrows by most has an index that serves that order.

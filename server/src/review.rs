@@ -411,15 +411,15 @@ pub(crate) async fn stats(
         .fetch_all(db)
         .await
         .map_err(ApiError::database)?;
-    let cells: Vec<(i64, i64, i64)> = detections
+    let mut framed = detections.clone();
+    framed.add("i.snapshot_width > 0 AND i.snapshot_height > 0", &[]);
+    let cells: Vec<(i64, i64, i64)> = framed
         .query(&format!(
-            "SELECT (d.centre_x * {HEATMAP_BINS}) / f.width, (d.centre_y * {HEATMAP_BINS}) / f.height,
-               COUNT(*)
-             FROM inspection_detections d
-             JOIN inspections i ON i.id = d.inspection_id
-             JOIN snapshot_frames f ON f.sha256 = i.snapshot_sha256 {}
+            "SELECT (d.centre_x * {HEATMAP_BINS}) / i.snapshot_width,
+               (d.centre_y * {HEATMAP_BINS}) / i.snapshot_height, COUNT(*)
+             FROM inspection_detections d JOIN inspections i ON i.id = d.inspection_id {}
              GROUP BY 1, 2",
-            detections.sql()
+            framed.sql()
         ))
         .fetch_all(db)
         .await

@@ -35,6 +35,13 @@ pub trait SnapshotStore: Send + Sync {
     /// The length of the stored snapshot, or `None` if it is not stored.
     fn stored_len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>>;
 
+    /// The first `len` stored bytes (all of them when fewer), or `None` if they are not stored.
+    fn read_head<'a>(
+        &'a self,
+        sha256: &'a str,
+        len: usize,
+    ) -> BoxFuture<'a, io::Result<Option<Bytes>>>;
+
     /// The stored bytes, or `None` if they are not stored.
     fn get<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<Bytes>>>;
 }
@@ -109,6 +116,24 @@ impl SnapshotStore for LocalSnapshotStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
             }
+        })
+    }
+
+    fn read_head<'a>(
+        &'a self,
+        sha256: &'a str,
+        len: usize,
+    ) -> BoxFuture<'a, io::Result<Option<Bytes>>> {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let file = match tokio::fs::File::open(self.path_of(sha256)).await {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut head = Vec::with_capacity(len.min(1 << 20));
+            file.take(len as u64).read_to_end(&mut head).await?;
+            Ok(Some(head.into()))
         })
     }
 
@@ -192,25 +217,11 @@ pub(crate) async fn put_snapshot(
         ));
     }
     let byte_len = bytes.len();
-    let frame = jpeg_size(&bytes);
     let created = state
         .snapshots
         .put(&sha256, bytes)
         .await
         .map_err(|e| ApiError::internal(format!("cannot store the snapshot: {e}")))?;
-    // On every upload, not only the first: a repeat completes what a failed one left out.
-    if let Some((width, height)) = frame {
-        sqlx::query(
-            "INSERT INTO snapshot_frames (sha256, width, height) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&sha256)
-        .bind(i64::from(width))
-        .bind(i64::from(height))
-        .execute(&state.db.pool)
-        .await
-        .map_err(ApiError::database)?;
-    }
     let status = if created {
         StatusCode::CREATED
     } else {
