@@ -142,7 +142,10 @@ async fn boxes_land_on_the_defective_parts_and_each_inspection_is_stored_with_it
         let serial = record["part_serial"].as_str().unwrap_or_default();
         let jpeg = base64_decode(row["jpeg"].as_str().expect("every record has its snapshot"));
         let (truth, likeness) = video.frame_of(&jpeg)?;
-        println!("{serial}: frame {} (correlation {likeness:.4})", truth.frame);
+        println!(
+            "{serial}: frame {} (correlation {likeness:.4})",
+            truth.frame
+        );
         assert!(
             likeness > 0.98,
             "{serial}: the snapshot matches no video frame (best correlation {likeness:.4})"
