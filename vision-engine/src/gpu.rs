@@ -81,9 +81,13 @@ impl GpuContext {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
+        // Timestamps, where the adapter has them, let benchmarks read GPU time; they change nothing
+        // else, and the limits stay the baseline's.
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("linecheck"),
+                required_features,
                 required_limits: wgpu::Limits::default(),
                 ..Default::default()
             })

@@ -34,8 +34,42 @@ pub(super) struct Launch {
     pub output: Binding,
     /// Uniform words, laid out as the kernel's `Params` struct.
     pub params: Vec<u32>,
-    /// Invocations; 0 launches nothing.
-    pub count: usize,
+    pub grid: Grid,
+}
+
+/// How many invocations a launch runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Grid {
+    /// One invocation per element, in workgroups of `ELEMENTWISE_WORKGROUP_SIZE`; 0 runs nothing.
+    Elements(usize),
+    /// Workgroups counted by the kernel's own tiling.
+    Workgroups([u32; 3]),
+}
+
+impl Grid {
+    pub fn is_empty(&self) -> bool {
+        match *self {
+            Grid::Elements(count) => count == 0,
+            Grid::Workgroups(groups) => groups.contains(&0),
+        }
+    }
+
+    /// Workgroup counts within the per-dimension limit: a long one-dimensional grid spills into y.
+    pub fn workgroups(&self, max_per_dimension: u32) -> [u32; 3] {
+        match *self {
+            Grid::Elements(count) => {
+                let groups = count
+                    .div_ceil(kernels::ELEMENTWISE_WORKGROUP_SIZE as usize)
+                    .max(1) as u32;
+                if groups <= max_per_dimension {
+                    [groups, 1, 1]
+                } else {
+                    [max_per_dimension, groups.div_ceil(max_per_dimension), 1]
+                }
+            }
+            Grid::Workgroups(groups) => groups,
+        }
+    }
 }
 
 /// The output shapes of an op and the launches that compute them.
@@ -150,7 +184,7 @@ fn strided_copy(
         inputs: vec![src],
         output: dst,
         params: params.0,
-        count,
+        grid: Grid::Elements(count),
     })
 }
 
@@ -210,8 +244,46 @@ pub(super) fn letterbox(lb: &Letterbox) -> Launch {
         inputs: vec![Binding::Input(0)],
         output: Binding::Output(0),
         params,
-        count,
+        grid: Grid::Elements(count),
     }
+}
+
+/// Which kernels a GPU backend runs its convolutions on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvKernels {
+    /// One invocation per output value (`conv2d.wgsl`): the simple reference.
+    Direct,
+    /// Implicit GEMM (`conv_gemm.wgsl`), its tiling picked per layer shape; depthwise layers
+    /// stay direct.
+    #[default]
+    Tiled,
+    /// Implicit GEMM with one tiling of `kernels::CONV_TILINGS` for every layer (for tests and
+    /// measurements of each tiling).
+    Tiling(usize),
+}
+
+/// Enough workgroups to fill a large GPU (an H100 has 132 multiprocessors); below that, more
+/// workgroups win over bigger tiles.
+const TARGET_WORKGROUPS: usize = 256;
+
+/// The tiling for a layer with `m` output channels per group, `pixels` output pixels and `slices`
+/// (batch x groups) independent products: the one with the most useful work per workgroup among
+/// those that give at least `TARGET_WORKGROUPS` workgroups, or the one that gives the most.
+pub(super) fn choose_tiling(m: usize, pixels: usize, slices: usize) -> kernels::ConvTiling {
+    let workgroups = |t: &kernels::ConvTiling| {
+        pixels.div_ceil(t.tile_n as usize) * m.div_ceil(t.tile_m as usize) * slices
+    };
+    let useful_per_workgroup = |t: &kernels::ConvTiling| (m * pixels * slices) / workgroups(t);
+    let enough = kernels::CONV_TILINGS
+        .iter()
+        .filter(|t| workgroups(t) >= TARGET_WORKGROUPS)
+        .max_by_key(|t| useful_per_workgroup(t));
+    *enough.unwrap_or_else(|| {
+        kernels::CONV_TILINGS
+            .iter()
+            .max_by_key(|t| (workgroups(t), useful_per_workgroup(t)))
+            .expect("at least one tiling")
+    })
 }
 
 fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
@@ -228,6 +300,7 @@ pub(super) fn plan(
     op: &Op,
     inputs: &[&[usize]],
     constants: &[&[usize]],
+    conv_kernels: ConvKernels,
 ) -> Result<OpPlan, EngineError> {
     Ok(match op {
         Op::Activation(kind) => {
@@ -245,7 +318,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count: len,
+                    grid: Grid::Elements(len),
                 },
             )
         }
@@ -276,15 +349,37 @@ pub(super) fn plan(
                     attrs.pads,
                 )?);
             let bias_binding = bias.map_or(Binding::Absent, Binding::Constant);
+            let (m_per_group, c_per_group) = (w[0] / attrs.group, w[1]);
+            let pixels = out[2] * out[3];
+            // Depthwise convolutions have no reduction across channels to tile: direct kernel.
+            let tiling = match conv_kernels {
+                ConvKernels::Direct => None,
+                _ if c_per_group == 1 && m_per_group == 1 => None,
+                ConvKernels::Tiled => {
+                    Some(choose_tiling(m_per_group, pixels, out[0] * attrs.group))
+                }
+                ConvKernels::Tiling(i) => Some(kernels::CONV_TILINGS[i]),
+            };
+            let (kernel, grid) = match tiling {
+                None => (kernels::CONV2D, Grid::Elements(count)),
+                Some(t) => (
+                    t.kernel,
+                    Grid::Workgroups([
+                        to_u32(op, pixels.div_ceil(t.tile_n as usize))?,
+                        to_u32(op, m_per_group.div_ceil(t.tile_m as usize))?,
+                        to_u32(op, out[0] * attrs.group)?,
+                    ]),
+                ),
+            };
             single(
                 out.to_vec(),
                 Launch {
-                    kernel: kernels::CONV2D,
+                    kernel,
                     entry: "main",
                     inputs: vec![Binding::Input(0), Binding::Constant(*weight), bias_binding],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    grid: if count == 0 { Grid::Elements(0) } else { grid },
                 },
             )
         }
@@ -311,7 +406,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -338,7 +433,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -423,7 +518,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Aux(words(op, &resolved)?)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -462,7 +557,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Aux(words(op, &flat)?)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -487,7 +582,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count: rows,
+                    grid: Grid::Elements(rows),
                 },
             )
         }
@@ -523,7 +618,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -560,7 +655,13 @@ mod tests {
 
     #[test]
     fn concat_is_one_copy_per_input_into_its_slice_of_the_output() {
-        let plan = plan(&Op::Concat(1), &[&[1, 2, 3], &[1, 4, 3]], &[]).unwrap();
+        let plan = plan(
+            &Op::Concat(1),
+            &[&[1, 2, 3], &[1, 4, 3]],
+            &[],
+            ConvKernels::Tiled,
+        )
+        .unwrap();
         assert_eq!(plan.outputs, [vec![1, 6, 3]]);
         let offsets: Vec<u32> = plan.launches.iter().map(|l| l.params[3]).collect();
         assert_eq!(
@@ -572,8 +673,19 @@ mod tests {
 
     #[test]
     fn reshape_launches_nothing_and_aliases_its_input() {
-        let plan = plan(&Op::Reshape(vec![6]), &[&[2, 3]], &[]).unwrap();
+        let reshape = |to: usize| plan(&Op::Reshape(vec![to]), &[&[2, 3]], &[], ConvKernels::Tiled);
+        let plan = reshape(6).unwrap();
         assert!(plan.aliases_input && plan.launches.is_empty());
-        assert!(super::plan(&Op::Reshape(vec![5]), &[&[2, 3]], &[]).is_err());
+        assert!(reshape(5).is_err());
+    }
+
+    #[test]
+    fn tilings_fit_the_layer_shape() {
+        let name = |m, pixels| choose_tiling(m, pixels, 1).kernel.name;
+        // YOLOv8n at 640: a 16-channel stem over 320x320 pixels wastes nothing on 16x256 tiles.
+        assert_eq!(name(16, 320 * 320), kernels::CONV_GEMM_16X256.kernel.name);
+        assert_eq!(name(64, 160 * 160), kernels::CONV_GEMM_64X64.kernel.name);
+        // 256 channels over 20x20 pixels: big tiles would leave most of a GPU idle.
+        assert_eq!(name(256, 20 * 20), kernels::CONV_GEMM_32X32.kernel.name);
     }
 }

@@ -110,6 +110,8 @@ pub struct GpuNetwork<'a> {
     pool: Vec<wgpu::Buffer>,
     plan: BufferPlan,
     launches: Vec<PreparedLaunch>,
+    /// For each launch, its step's node and its kernel, for profiles.
+    launch_names: Vec<(String, &'static str)>,
     // Kept alive for the bind groups that read them.
     _constants: Vec<wgpu::Buffer>,
 }
@@ -130,7 +132,7 @@ impl GpuBackend {
                         Operand::Constant(c) => network.constants[c].shape(),
                     })
                     .collect();
-                launch::plan(&step.op, &shapes, &constant_shapes)
+                launch::plan(&step.op, &shapes, &constant_shapes, self.conv_kernels.get())
             })
             .collect::<Result<Vec<_>, _>>()?;
         let aliases: Vec<bool> = plans.iter().map(|p| p.aliases_input).collect();
@@ -139,8 +141,10 @@ impl GpuBackend {
         let constants: Vec<wgpu::Buffer> =
             network.constants.iter().map(|t| self.upload(t)).collect();
         let mut launches = Vec::new();
+        let mut launch_names = Vec::new();
         for (step, op_plan) in network.steps.iter().zip(&plans) {
-            for launch in op_plan.launches.iter().filter(|l| l.count > 0) {
+            for launch in op_plan.launches.iter().filter(|l| !l.grid.is_empty()) {
+                launch_names.push((step.node.clone(), launch.kernel.name));
                 launches.push(self.prepare_launch(launch, |binding| match binding {
                     Binding::Input(i) => match step.inputs[*i] {
                         Operand::Value(v) => &pool[plan.buffer(v)],
@@ -158,6 +162,7 @@ impl GpuBackend {
             pool,
             plan,
             launches,
+            launch_names,
             _constants: constants,
         })
     }
@@ -173,6 +178,99 @@ impl GpuNetwork<'_> {
     pub fn largest_step_bytes(&self) -> u64 {
         self.plan.largest_step_bytes
     }
+
+    /// Kernel launches (dispatches) per inference.
+    pub fn launch_count(&self) -> usize {
+        self.launches.len()
+    }
+
+    /// GPU milliseconds of one inference on the input already in place (every launch in one
+    /// pass, as `execute` runs them), from timestamp queries; `None` where the device has no
+    /// `TIMESTAMP_QUERY`.
+    pub async fn gpu_ms(&self) -> Result<Option<f64>, EngineError> {
+        Ok(self
+            .timed_passes(&[&self.launches])
+            .await?
+            .map(|times| times[0]))
+    }
+
+    /// Where the time goes: each launch in a pass of its own between two timestamps. Separate
+    /// passes serialise the launches, so the sum is above [`GpuNetwork::gpu_ms`].
+    pub async fn profile(&self) -> Result<Option<Vec<LaunchTime>>, EngineError> {
+        let passes: Vec<&[PreparedLaunch]> = self.launches.chunks(1).collect();
+        let Some(times) = self.timed_passes(&passes).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.launch_names
+                .iter()
+                .zip(times)
+                .map(|((node, kernel), ms)| LaunchTime {
+                    node: node.clone(),
+                    kernel,
+                    ms,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Runs `passes` in one submission with timestamps around each; their GPU milliseconds.
+    async fn timed_passes(
+        &self,
+        passes: &[&[PreparedLaunch]],
+    ) -> Result<Option<Vec<f64>>, EngineError> {
+        let ctx = self.backend.context();
+        if !ctx
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            return Ok(None);
+        }
+        let mut times = Vec::with_capacity(passes.len());
+        // A query set holds at most 4,096 timestamps.
+        for chunk in passes.chunks(2048) {
+            let count = 2 * chunk.len() as u32;
+            let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: u64::from(count) * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            for (i, pass) in chunk.iter().enumerate() {
+                self.backend
+                    .record(&mut encoder, pass, Some((&queries, 2 * i as u32)));
+            }
+            encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+            ctx.queue.submit([encoder.finish()]);
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(
+                &ctx.read_back(&resolved, u64::from(count) * 8).await?,
+            );
+            let ns_per_tick = f64::from(ctx.queue.get_timestamp_period());
+            times.extend(
+                ticks
+                    .chunks(2)
+                    .map(|t| t[1].saturating_sub(t[0]) as f64 * ns_per_tick / 1e6),
+            );
+        }
+        Ok(Some(times))
+    }
+}
+
+/// GPU time of one launch of a prepared network.
+#[derive(Debug, Clone)]
+pub struct LaunchTime {
+    /// The ONNX node the launch computes (part of).
+    pub node: String,
+    /// The kernel's name (`Kernel::name`).
+    pub kernel: &'static str,
+    pub ms: f64,
 }
 
 impl Executor for GpuNetwork<'_> {
@@ -251,9 +349,9 @@ impl GpuNetwork<'_> {
         let ctx = self.backend.context();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         if let Some(first) = first {
-            self.backend.record(&mut encoder, &[first]);
+            self.backend.record(&mut encoder, &[first], None);
         }
-        self.backend.record(&mut encoder, &self.launches);
+        self.backend.record(&mut encoder, &self.launches, None);
         ctx.queue.submit([encoder.finish()]);
         let mut outputs = Vec::with_capacity(network.output_operands.len());
         for (operand, (_, shape)) in network.output_operands.iter().zip(&network.outputs) {
