@@ -34,12 +34,13 @@ macro_rules! kernel {
 }
 
 /// A tiling of `conv_gemm.wgsl`: each workgroup computes `tile_m` output channels by `tile_n`
-/// output pixels, taking `TILE_K` values of the reduction at a time.
+/// output pixels, taking `TILE_K` values of the reduction at a time, 4 x 4 values per invocation.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvTiling {
     pub kernel: Kernel,
     pub tile_m: u32,
     pub tile_n: u32,
+    pub tile_k: u32,
 }
 
 macro_rules! conv_gemm {
@@ -63,15 +64,18 @@ macro_rules! conv_gemm {
             },
             tile_m: $m,
             tile_n: $n,
+            tile_k: $k,
         };
     };
 }
 
-// Workgroup memory (TILE_K x (TILE_M + 1) + TILE_K x TILE_N floats) stays within WebGPU's 16 KiB.
+// Workgroup memory (TILE_K x (TILE_M + TILE_N) floats) stays within WebGPU's 16 KiB, and
+// (TILE_M / 4) x (TILE_N / 4) invocations within its 256; the invocations must be a multiple of
+// TILE_N and of TILE_K (each loads whole columns of the tiles): tests below check both.
 conv_gemm!(CONV_GEMM_64X64, 64, 64, 16);
 conv_gemm!(CONV_GEMM_32X128, 32, 128, 16);
 conv_gemm!(CONV_GEMM_16X256, 16, 256, 8);
-conv_gemm!(CONV_GEMM_32X32, 32, 32, 32);
+conv_gemm!(CONV_GEMM_32X32, 32, 32, 16);
 
 /// Every tiling of the implicit-GEMM convolution, the engine picks one per layer.
 pub const CONV_TILINGS: [ConvTiling; 4] = [
@@ -161,6 +165,16 @@ mod tests {
                 "{}: {bytes} bytes of workgroup memory",
                 kernel.name
             );
+        }
+    }
+
+    #[test]
+    fn every_conv_tiling_fits_its_invocations() {
+        for t in CONV_TILINGS {
+            let invocations = (t.tile_m / 4) * (t.tile_n / 4);
+            assert!(invocations <= 256, "{}", t.kernel.name);
+            assert_eq!(invocations % t.tile_n, 0, "{}", t.kernel.name);
+            assert_eq!(invocations % t.tile_k, 0, "{}", t.kernel.name);
         }
     }
 

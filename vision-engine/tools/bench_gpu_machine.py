@@ -96,8 +96,8 @@ def pytorch_rows(model, imgsz, warmup, runs):
     ]
 
 
-def bench(args, model, extra, profile_name=None):
-    cmd = [args.bench, "--model", str(model), "--runs", str(args.runs), "--warmup", str(args.warmup),
+def bench(args, model, extra, profile_name=None, runs=None):
+    cmd = [args.bench, "--model", str(model), "--runs", str(runs or args.runs), "--warmup", str(args.warmup),
            "--peer-script", str(Path(__file__).with_name("ort_peer.py"))] + extra
     if profile_name:
         cmd += ["--profile", "--profile-json", str(args.out / f"profile-{profile_name}.jsonl")]
@@ -137,7 +137,7 @@ def main():
     log(args.out, bench(args, onnx_path, ["--conv", "direct", "--no-peer"], "direct"))
     for i in range(args.tilings):
         log(args.out, f"\n### every tiled convolution on tiling {i}")
-        log(args.out, bench(args, onnx_path, ["--tiling", str(i), "--no-peer", "--runs", "50"], f"tiling{i}"))
+        log(args.out, bench(args, onnx_path, ["--tiling", str(i), "--no-peer"], f"tiling{i}", runs=50))
     for extra in args.model:
         log(args.out, f"\n## {extra.name}")
         log(args.out, bench(args, extra, []))

@@ -103,6 +103,14 @@ pub(crate) fn plan_buffers(network: &Network, aliases: &[bool]) -> BufferPlan {
     }
 }
 
+/// A graph output: a value computed on the GPU, copied into its mappable buffer in the
+/// inference's own submission (made once: creating mappable memory per frame is slow), or a
+/// constant of the network.
+enum OutputSource {
+    Gpu { value: usize, staging: wgpu::Buffer },
+    Constant(usize),
+}
+
 /// A network prepared on one GPU backend. Built by [`GpuBackend::prepare`].
 pub struct GpuNetwork<'a> {
     backend: &'a GpuBackend,
@@ -112,6 +120,8 @@ pub struct GpuNetwork<'a> {
     launches: Vec<PreparedLaunch>,
     /// For each launch, its step's node and its kernel, for profiles.
     launch_names: Vec<(String, &'static str)>,
+    /// Where each graph output comes from.
+    outputs: Vec<OutputSource>,
     // Kept alive for the bind groups that read them.
     _constants: Vec<wgpu::Buffer>,
 }
@@ -156,8 +166,20 @@ impl GpuBackend {
                 }));
             }
         }
+        let outputs = network
+            .output_operands
+            .iter()
+            .map(|o| match *o {
+                Operand::Value(value) => OutputSource::Gpu {
+                    value,
+                    staging: self.ctx.staging(bytes(&network.value_shapes[value])),
+                },
+                Operand::Constant(c) => OutputSource::Constant(c),
+            })
+            .collect();
         Ok(GpuNetwork {
             backend: self,
+            outputs,
             network,
             pool,
             plan,
@@ -340,7 +362,8 @@ impl Executor for GpuNetwork<'_> {
 }
 
 impl GpuNetwork<'_> {
-    /// Records `first` (if any) and the whole network in one submission; reads the outputs back.
+    /// Records `first` (if any), the whole network and the copies of its outputs into their
+    /// readback buffers in one submission; reads the outputs back.
     async fn submit_and_read(
         &self,
         first: Option<PreparedLaunch>,
@@ -352,16 +375,27 @@ impl GpuNetwork<'_> {
             self.backend.record(&mut encoder, &[first], None);
         }
         self.backend.record(&mut encoder, &self.launches, None);
+        for output in &self.outputs {
+            if let OutputSource::Gpu { value, staging } = output {
+                let source = &self.pool[self.plan.buffer(*value)];
+                encoder.copy_buffer_to_buffer(source, 0, staging, 0, staging.size());
+            }
+        }
         ctx.queue.submit([encoder.finish()]);
-        let mut outputs = Vec::with_capacity(network.output_operands.len());
-        for (operand, (_, shape)) in network.output_operands.iter().zip(&network.outputs) {
-            outputs.push(match *operand {
-                Operand::Value(v) => {
-                    self.backend
-                        .download(&self.pool[self.plan.buffer(v)], shape.clone())
-                        .await?
+        let mut outputs = Vec::with_capacity(self.outputs.len());
+        for (output, (_, shape)) in self.outputs.iter().zip(&network.outputs) {
+            outputs.push(match output {
+                OutputSource::Gpu { staging, .. } => {
+                    let len: usize = shape.iter().product();
+                    let data = if len == 0 {
+                        Vec::new()
+                    } else {
+                        let bytes = ctx.read_mapped(staging, (len * 4) as u64).await?;
+                        bytemuck::pod_collect_to_vec(&bytes)
+                    };
+                    Tensor::new(shape.clone(), data)?
                 }
-                Operand::Constant(c) => network.constants[c].clone(),
+                OutputSource::Constant(c) => network.constants[*c].clone(),
             });
         }
         Ok(outputs)
