@@ -20,12 +20,12 @@ struct Params {
     count: u32,
     activation: u32, // 0 none, 1 sigmoid, 2 silu
     has_bias: u32,
-    _pad: u32,
+    out_offset: u32,   // where the output starts in `out` (a slice of a concatenation)
     input: vec4<u32>,  // N, C, H, W
     output: vec4<u32>, // N, M, OH, OW
     kernel: vec4<u32>, // kH, kW, C/group, M/group
     steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
-    pads: vec4<u32>,   // top, left
+    pads: vec4<u32>,   // top, left, the input's offset in `input`
 }
 
 @group(0) @binding(0) var<storage, read> input: array<f32>;
@@ -84,7 +84,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let m0 = wg.y * TILE_M;
     let p0 = wg.x * TILE_N;
     let weight_base = g * m_per_group * k_total;
-    let input_base = (n * params.input.y + g * c_per_group) * h * w;
+    let input_base = params.pads.z + (n * params.input.y + g * c_per_group) * h * w;
     // A 1x1 convolution with unit steps and no padding reads its patches as rows of the input.
     let pointwise = taps == 1u && all(params.steps.xy == vec2<u32>(1u)) && params.pads.x == 0u
         && params.pads.y == 0u;
@@ -145,7 +145,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
     let m = m0 + 4u * tm;
     let oc = g * m_per_group + m;
-    let row = (n * params.output.y + oc) * pixels;
+    let row = params.out_offset + (n * params.output.y + oc) * pixels;
     let q = p0 + 4u * tn;
     store(m, oc, row, q, pixels, acc0);
     store(m + 1u, oc + 1u, row + pixels, q, pixels, acc1);

@@ -34,6 +34,10 @@ pub(super) struct Launch {
     pub output: Binding,
     /// Uniform words, laid out as the kernel's `Params` struct.
     pub params: Vec<u32>,
+    /// Words of `params` that hold an element offset into a binding's buffer: a resident network
+    /// adds the offset at which it placed that value (a slice of a Concat's output). A launch
+    /// reads or writes a placed value only where it lists the binding here.
+    pub offsets: Vec<(Binding, usize)>,
     pub grid: Grid,
 }
 
@@ -181,6 +185,7 @@ fn strided_copy(
     Ok(Launch {
         kernel: kernels::STRIDED_COPY,
         entry: "main",
+        offsets: vec![(src.clone(), 2), (dst.clone(), 3)],
         inputs: vec![src],
         output: dst,
         params: params.0,
@@ -244,9 +249,14 @@ pub(super) fn letterbox(lb: &Letterbox) -> Launch {
         inputs: vec![Binding::Input(0)],
         output: Binding::Output(0),
         params,
+        offsets: Vec::new(),
         grid: Grid::Elements(count),
     }
 }
+
+/// The `pads.z` word of the convolution kernels' `Params`: the input's element offset. (The
+/// output's is word 3.)
+const CONV_INPUT_OFFSET_WORD: usize = 22;
 
 /// Which kernels a GPU backend runs its convolutions on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -268,20 +278,22 @@ const TARGET_WORKGROUPS: usize = 256;
 
 /// The tiling for a layer with `m` output channels per group, `pixels` output pixels and `slices`
 /// (batch x groups) independent products: the one with the most useful work per workgroup among
-/// those that give at least `TARGET_WORKGROUPS` workgroups, or the one that gives the most.
+/// those that give at least `TARGET_WORKGROUPS` workgroups, or the one that gives the most; between
+/// equals, the squarer tile (fewer loads per output).
 pub(super) fn choose_tiling(m: usize, pixels: usize, slices: usize) -> kernels::ConvTiling {
     let workgroups = |t: &kernels::ConvTiling| {
         pixels.div_ceil(t.tile_n as usize) * m.div_ceil(t.tile_m as usize) * slices
     };
     let useful_per_workgroup = |t: &kernels::ConvTiling| (m * pixels * slices) / workgroups(t);
+    let squareness = |t: &kernels::ConvTiling| std::cmp::Reverse(t.tile_m + t.tile_n);
     let enough = kernels::CONV_TILINGS
         .iter()
         .filter(|t| workgroups(t) >= TARGET_WORKGROUPS)
-        .max_by_key(|t| useful_per_workgroup(t));
+        .max_by_key(|t| (useful_per_workgroup(t), squareness(t)));
     *enough.unwrap_or_else(|| {
         kernels::CONV_TILINGS
             .iter()
-            .max_by_key(|t| (workgroups(t), useful_per_workgroup(t)))
+            .max_by_key(|t| (workgroups(t), useful_per_workgroup(t), squareness(t)))
             .expect("at least one tiling")
     })
 }
@@ -318,6 +330,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: Vec::new(),
                     grid: Grid::Elements(len),
                 },
             )
@@ -379,6 +392,10 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Constant(*weight), bias_binding],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: vec![
+                        (Binding::Input(0), CONV_INPUT_OFFSET_WORD),
+                        (Binding::Output(0), 3),
+                    ],
                     grid: if count == 0 { Grid::Elements(0) } else { grid },
                 },
             )
@@ -406,6 +423,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: Vec::new(),
                     grid: Grid::Elements(count),
                 },
             )
@@ -433,6 +451,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: Vec::new(),
                     grid: Grid::Elements(count),
                 },
             )
@@ -518,6 +537,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Aux(words(op, &resolved)?)],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: Vec::new(),
                     grid: Grid::Elements(count),
                 },
             )
@@ -557,6 +577,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Aux(words(op, &flat)?)],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: Vec::new(),
                     grid: Grid::Elements(count),
                 },
             )
@@ -582,6 +603,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: Vec::new(),
                     grid: Grid::Elements(rows),
                 },
             )
@@ -618,6 +640,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
+                    offsets: Vec::new(),
                     grid: Grid::Elements(count),
                 },
             )
