@@ -6,15 +6,22 @@
 // a time, and each step of k reads one vec4 of each. Bias and activation are applied before the
 // one store.
 //
-// The registers are named, never arrays indexed in loops: drivers put such arrays in slow local
-// memory when they do not unroll the loop (measured 3x slower than the direct kernel on an H100).
+// Registers are named, never arrays indexed in loops, and each invocation loads exactly four
+// weights and four patch values per tile, all issued before they are needed: the next tile's
+// loads are in flight while the current one is multiplied. (Measured on an H100: arrays indexed
+// in loops ran 3x slower than the direct kernel, and loads issued one after another in a loop
+// made every tile cost a memory latency per load, whatever the layer's size.)
 //
-// TILE_M, TILE_N and TILE_K come from the variant's preamble (kernels/src/lib.rs): the engine
-// picks a variant per layer shape. Same Params as conv2d.wgsl, so one plan feeds either kernel.
+// TILE_M, TILE_N and TILE_K come from the variant's preamble (kernels/src/lib.rs), with
+// (TILE_M / 4) x (TILE_N / 4) invocations, TILE_M = 4 x invocations / TILE_K and
+// TILE_K = 4 x invocations / TILE_N (four loads of each kind). Same Params as conv2d.wgsl, so one
+// plan feeds either kernel.
 
 const THREADS_M: u32 = TILE_M / 4u;
 const THREADS_N: u32 = TILE_N / 4u;
 const THREADS: u32 = THREADS_M * THREADS_N;
+const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K; // TILE_M / 4
+const PATCH_ROW_STEP: u32 = THREADS / TILE_N;  // TILE_K / 4
 
 struct Params {
     count: u32,
@@ -66,6 +73,44 @@ fn store(m: u32, oc: u32, row: u32, p: u32, pixels: u32, sums: vec4<f32>) {
     }
 }
 
+// What every load of this invocation needs, set once at the start of `main`.
+var<private> weight_base: u32;
+var<private> input_base: u32;
+var<private> k_total: u32;
+var<private> taps: u32;
+var<private> pointwise: bool;
+var<private> patch_pixel: u32;
+var<private> iy0: i32;
+var<private> ix0: i32;
+
+fn load_weight(m: u32, k: u32) -> f32 {
+    if m < params.kernel.w && k < k_total {
+        return weight[weight_base + m * k_total + k];
+    }
+    return 0.0;
+}
+
+// Value k of the patch of this invocation's pixel; zero outside the image (padding).
+fn load_patch(k: u32) -> f32 {
+    let pixels = params.output.z * params.output.w;
+    if patch_pixel >= pixels || k >= k_total {
+        return 0.0;
+    }
+    if pointwise {
+        return input[input_base + k * pixels + patch_pixel];
+    }
+    let h = params.input.z;
+    let w = params.input.w;
+    let ci = k / taps;
+    let tap = k % taps;
+    let y = iy0 + i32((tap / params.kernel.y) * params.steps.z);
+    let x = ix0 + i32((tap % params.kernel.y) * params.steps.w);
+    if y >= 0 && y < i32(h) && x >= 0 && x < i32(w) {
+        return input[input_base + ci * h * w + u32(y) * w + u32(x)];
+    }
+    return 0.0;
+}
+
 // Grid: x over pixel tiles, y over channel tiles of one group, z over batch x groups.
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -73,65 +118,70 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let w = params.input.w;
     let ow = params.output.w;
     let pixels = params.output.z * ow;
-    let kw = params.kernel.y;
     let c_per_group = params.kernel.z;
     let m_per_group = params.kernel.w;
     let groups = params.output.y / m_per_group;
-    let taps = params.kernel.x * kw;
-    let k_total = c_per_group * taps;
+    taps = params.kernel.x * params.kernel.y;
+    k_total = c_per_group * taps;
     let n = wg.z / groups;
     let g = wg.z % groups;
     let m0 = wg.y * TILE_M;
     let p0 = wg.x * TILE_N;
-    let weight_base = g * m_per_group * k_total;
-    let input_base = params.pads.z + (n * params.input.y + g * c_per_group) * h * w;
+    weight_base = g * m_per_group * k_total;
+    input_base = params.pads.z + (n * params.input.y + g * c_per_group) * h * w;
     // A 1x1 convolution with unit steps and no padding reads its patches as rows of the input.
-    let pointwise = taps == 1u && all(params.steps.xy == vec2<u32>(1u)) && params.pads.x == 0u
+    pointwise = taps == 1u && all(params.steps.xy == vec2<u32>(1u)) && params.pads.x == 0u
         && params.pads.y == 0u;
 
-    // The pixel whose patch values this invocation loads, for every step of k.
+    // This invocation loads weights (rows wr + i WEIGHT_ROW_STEP, column kk) and patch values
+    // (rows pr + i PATCH_ROW_STEP of its pixel's column) of every tile.
+    let kk = lid % TILE_K;
+    let wr = lid / TILE_K;
     let col = lid % TILE_N;
-    let p = p0 + col;
-    let iy0 = i32((p / ow) * params.steps.x) - i32(params.pads.x);
-    let ix0 = i32((p % ow) * params.steps.y) - i32(params.pads.y);
+    let pr = lid / TILE_N;
+    patch_pixel = p0 + col;
+    iy0 = i32((patch_pixel / ow) * params.steps.x) - i32(params.pads.x);
+    ix0 = i32((patch_pixel % ow) * params.steps.y) - i32(params.pads.y);
+    let w_slot = kk * THREADS_M + wr / 4u;
+    let w_lane = wr % 4u;
+    let p_slot = pr * THREADS_N + col / 4u;
+    let p_lane = col % 4u;
 
-    let tm = lid / THREADS_N; // this invocation's channels: m0 + 4 tm ..
-    let tn = lid % THREADS_N; // and pixels: p0 + 4 tn ..
+    let tm = lid / THREADS_N; // this invocation's sums: channels m0 + 4 tm ..
+    let tn = lid % THREADS_N; // by pixels p0 + 4 tn ..
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
+    var w0 = load_weight(m0 + wr, kk);
+    var w1 = load_weight(m0 + wr + WEIGHT_ROW_STEP, kk);
+    var w2 = load_weight(m0 + wr + 2u * WEIGHT_ROW_STEP, kk);
+    var w3 = load_weight(m0 + wr + 3u * WEIGHT_ROW_STEP, kk);
+    var x0 = load_patch(pr);
+    var x1 = load_patch(pr + PATCH_ROW_STEP);
+    var x2 = load_patch(pr + 2u * PATCH_ROW_STEP);
+    var x3 = load_patch(pr + 3u * PATCH_ROW_STEP);
     for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
-        let kk = lid % TILE_K;
-        for (var r = lid / TILE_K; r < TILE_M; r += THREADS / TILE_K) {
-            let m = m0 + r;
-            let k = k0 + kk;
-            var v = 0.0;
-            if m < m_per_group && k < k_total {
-                v = weight[weight_base + m * k_total + k];
-            }
-            weight_tile[kk * THREADS_M + r / 4u][r % 4u] = v;
-        }
-        for (var r = lid / TILE_N; r < TILE_K; r += THREADS / TILE_N) {
-            let k = k0 + r;
-            var v = 0.0;
-            if p < pixels && k < k_total {
-                if pointwise {
-                    v = input[input_base + k * pixels + p];
-                } else {
-                    let ci = k / taps;
-                    let tap = k % taps;
-                    let y = iy0 + i32((tap / kw) * params.steps.z);
-                    let x = ix0 + i32((tap % kw) * params.steps.w);
-                    if y >= 0 && y < i32(h) && x >= 0 && x < i32(w) {
-                        v = input[input_base + ci * h * w + u32(y) * w + u32(x)];
-                    }
-                }
-            }
-            patch_tile[r * THREADS_N + col / 4u][col % 4u] = v;
-        }
+        weight_tile[w_slot][w_lane] = w0;
+        weight_tile[w_slot + WEIGHT_ROW_STEP / 4u][w_lane] = w1;
+        weight_tile[w_slot + 2u * WEIGHT_ROW_STEP / 4u][w_lane] = w2;
+        weight_tile[w_slot + 3u * WEIGHT_ROW_STEP / 4u][w_lane] = w3;
+        patch_tile[p_slot][p_lane] = x0;
+        patch_tile[p_slot + PATCH_ROW_STEP * THREADS_N][p_lane] = x1;
+        patch_tile[p_slot + 2u * PATCH_ROW_STEP * THREADS_N][p_lane] = x2;
+        patch_tile[p_slot + 3u * PATCH_ROW_STEP * THREADS_N][p_lane] = x3;
         workgroupBarrier();
+        // The next tile's loads, in flight during the products below.
+        let next = k0 + TILE_K;
+        w0 = load_weight(m0 + wr, next + kk);
+        w1 = load_weight(m0 + wr + WEIGHT_ROW_STEP, next + kk);
+        w2 = load_weight(m0 + wr + 2u * WEIGHT_ROW_STEP, next + kk);
+        w3 = load_weight(m0 + wr + 3u * WEIGHT_ROW_STEP, next + kk);
+        x0 = load_patch(next + pr);
+        x1 = load_patch(next + pr + PATCH_ROW_STEP);
+        x2 = load_patch(next + pr + 2u * PATCH_ROW_STEP);
+        x3 = load_patch(next + pr + 3u * PATCH_ROW_STEP);
         for (var k = 0u; k < TILE_K; k++) {
             let a = weight_tile[k * THREADS_M + tm];
             let b = patch_tile[k * THREADS_N + tn];

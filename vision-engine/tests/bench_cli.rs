@@ -75,7 +75,7 @@ fn the_cpu_backend_alone_and_bad_arguments_fail_clearly() {
     let (ok, _, stderr) = bench(&["--tiling", "9", "--no-peer"]);
     assert!(!ok);
     assert!(
-        stderr.contains("--tiling 9: there are 4 tilings"),
+        stderr.contains("--tiling 9: there are 2 tilings"),
         "{stderr}"
     );
 }

@@ -272,28 +272,30 @@ pub enum ConvKernels {
     Tiling(usize),
 }
 
-/// Enough workgroups to fill a large GPU (an H100 has 132 multiprocessors); below that, more
+/// About one workgroup per multiprocessor of a large GPU (an H100 has 132); below that, more
 /// workgroups win over bigger tiles.
-const TARGET_WORKGROUPS: usize = 256;
+const TARGET_WORKGROUPS: usize = 128;
 
 /// The tiling for a layer with `m` output channels per group, `pixels` output pixels and `slices`
-/// (batch x groups) independent products: the one with the most useful work per workgroup among
-/// those that give at least `TARGET_WORKGROUPS` workgroups, or the one that gives the most; between
-/// equals, the squarer tile (fewer loads per output).
+/// (batch x groups) independent products. Among the tilings that give at least
+/// `TARGET_WORKGROUPS` workgroups: the one that wastes least on tiles running past the layer's
+/// edges, then the bigger tile (fewer loads per value); when none gives that many, the one that
+/// gives the most.
 pub(super) fn choose_tiling(m: usize, pixels: usize, slices: usize) -> kernels::ConvTiling {
     let workgroups = |t: &kernels::ConvTiling| {
         pixels.div_ceil(t.tile_n as usize) * m.div_ceil(t.tile_m as usize) * slices
     };
-    let useful_per_workgroup = |t: &kernels::ConvTiling| (m * pixels * slices) / workgroups(t);
-    let squareness = |t: &kernels::ConvTiling| std::cmp::Reverse(t.tile_m + t.tile_n);
+    let area = |t: &kernels::ConvTiling| (t.tile_m * t.tile_n) as usize;
+    // Per mille of the computed values that are kept.
+    let kept = |t: &kernels::ConvTiling| 1000 * m * pixels * slices / (workgroups(t) * area(t));
     let enough = kernels::CONV_TILINGS
         .iter()
         .filter(|t| workgroups(t) >= TARGET_WORKGROUPS)
-        .max_by_key(|t| (useful_per_workgroup(t), squareness(t)));
+        .max_by_key(|t| (kept(t), area(t)));
     *enough.unwrap_or_else(|| {
         kernels::CONV_TILINGS
             .iter()
-            .max_by_key(|t| (workgroups(t), useful_per_workgroup(t), squareness(t)))
+            .max_by_key(|t| (workgroups(t), kept(t)))
             .expect("at least one tiling")
     })
 }
@@ -705,8 +707,9 @@ mod tests {
     #[test]
     fn tilings_fit_the_layer_shape() {
         let name = |m, pixels| choose_tiling(m, pixels, 1).kernel.name;
-        // YOLOv8n at 640: a 16-channel stem over 320x320 pixels wastes nothing on 16x256 tiles.
-        assert_eq!(name(16, 320 * 320), kernels::CONV_GEMM_16X256.kernel.name);
+        // YOLOv8n at 640: a 16-channel stem over 320x320 pixels wastes less on 32-channel tiles;
+        // 64 channels over 160x160 fill 64x64 tiles and the GPU.
+        assert_eq!(name(16, 320 * 320), kernels::CONV_GEMM_32X32.kernel.name);
         assert_eq!(name(64, 160 * 160), kernels::CONV_GEMM_64X64.kernel.name);
         // 256 channels over 20x20 pixels: big tiles would leave most of a GPU idle.
         assert_eq!(name(256, 20 * 20), kernels::CONV_GEMM_32X32.kernel.name);

@@ -20,13 +20,11 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 14] = [
+const KERNELS: [(Kernel, usize); 12] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
     (kernels::CONV_GEMM_64X64.kernel, 3),
-    (kernels::CONV_GEMM_32X128.kernel, 3),
-    (kernels::CONV_GEMM_16X256.kernel, 3),
     (kernels::CONV_GEMM_32X32.kernel, 3),
     (kernels::GATHER, 2),
     (kernels::LETTERBOX, 1),
