@@ -192,12 +192,24 @@ mod cli {
                      {} launches per inference",
                     prepared.launch_count()
                 );
+                // Runs without the input upload and the output readback: their wall clock
+                // against the GPU time splits the overhead between recording + submission and
+                // the transfers.
                 let mut gpu_times = Vec::with_capacity(args.runs);
+                let mut pass_walls = Vec::with_capacity(args.runs);
                 for _ in 0..args.runs {
+                    let started = Instant::now();
                     match prepared.gpu_ms().await.map_err(|e| e.to_string())? {
                         Some(t) => gpu_times.push(t),
                         None => break,
                     }
+                    pass_walls.push(ms(started));
+                }
+                if !pass_walls.is_empty() {
+                    println!(
+                        "network alone (no input upload, no output readback): wall median {:.3} ms",
+                        Summary::of(pass_walls).median
+                    );
                 }
                 if args.profile || args.profile_json.is_some() {
                     print_profile(&prepared, args).await?;

@@ -272,32 +272,18 @@ pub enum ConvKernels {
     Tiling(usize),
 }
 
-/// About one workgroup per multiprocessor of a large GPU (an H100 has 132); below that, more
-/// workgroups win over bigger tiles.
-const TARGET_WORKGROUPS: usize = 128;
-
-/// The tiling for a layer with `m` output channels per group, `pixels` output pixels and `slices`
-/// (batch x groups) independent products. Among the tilings that give at least
-/// `TARGET_WORKGROUPS` workgroups: the one that wastes least on tiles running past the layer's
-/// edges, then the bigger tile (fewer loads per value); when none gives that many, the one that
-/// gives the most.
-pub(super) fn choose_tiling(m: usize, pixels: usize, slices: usize) -> kernels::ConvTiling {
-    let workgroups = |t: &kernels::ConvTiling| {
-        pixels.div_ceil(t.tile_n as usize) * m.div_ceil(t.tile_m as usize) * slices
-    };
-    let area = |t: &kernels::ConvTiling| (t.tile_m * t.tile_n) as usize;
-    // Per mille of the computed values that are kept.
-    let kept = |t: &kernels::ConvTiling| 1000 * m * pixels * slices / (workgroups(t) * area(t));
-    let enough = kernels::CONV_TILINGS
-        .iter()
-        .filter(|t| workgroups(t) >= TARGET_WORKGROUPS)
-        .max_by_key(|t| (kept(t), area(t)));
-    *enough.unwrap_or_else(|| {
-        kernels::CONV_TILINGS
-            .iter()
-            .max_by_key(|t| (workgroups(t), kept(t)))
-            .expect("at least one tiling")
-    })
+/// The tiling for a layer with `taps` (kH x kW) values per input channel and `k` values summed
+/// per output. Measured per layer on an H100 (BENCHMARKS.md, YOLOv8n at 640): spatial kernels
+/// with long sums won on 64x64 tiles (each loaded patch value serves 64 channels; loading it costs
+/// index arithmetic), pointwise and short ones on 32x32 tiles (more workgroups to spread over the
+/// GPU, cheap loads). The time of a layer followed its number of tiles along k far more than its
+/// number of pixels or channels.
+pub(super) fn choose_tiling(taps: usize, k: usize) -> kernels::ConvTiling {
+    if taps > 1 && k >= 256 {
+        kernels::CONV_GEMM_64X64
+    } else {
+        kernels::CONV_GEMM_32X32
+    }
 }
 
 fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
@@ -370,9 +356,7 @@ pub(super) fn plan(
             let tiling = match conv_kernels {
                 ConvKernels::Direct => None,
                 _ if c_per_group == 1 && m_per_group == 1 => None,
-                ConvKernels::Tiled => {
-                    Some(choose_tiling(m_per_group, pixels, out[0] * attrs.group))
-                }
+                ConvKernels::Tiled => Some(choose_tiling(w[2] * w[3], c_per_group * w[2] * w[3])),
                 ConvKernels::Tiling(i) => Some(kernels::CONV_TILINGS[i]),
             };
             let (kernel, grid) = match tiling {
@@ -705,13 +689,12 @@ mod tests {
     }
 
     #[test]
-    fn tilings_fit_the_layer_shape() {
-        let name = |m, pixels| choose_tiling(m, pixels, 1).kernel.name;
-        // YOLOv8n at 640: a 16-channel stem over 320x320 pixels wastes less on 32-channel tiles;
-        // 64 channels over 160x160 fill 64x64 tiles and the GPU.
-        assert_eq!(name(16, 320 * 320), kernels::CONV_GEMM_32X32.kernel.name);
-        assert_eq!(name(64, 160 * 160), kernels::CONV_GEMM_64X64.kernel.name);
-        // 256 channels over 20x20 pixels: big tiles would leave most of a GPU idle.
-        assert_eq!(name(256, 20 * 20), kernels::CONV_GEMM_32X32.kernel.name);
+    fn tilings_follow_the_measured_layer_classes() {
+        let name = |taps, k| choose_tiling(taps, k).kernel.name;
+        // YOLOv8n: a 3x3 convolution of 64 channels sums 576 values: 64x64 tiles.
+        assert_eq!(name(9, 576), kernels::CONV_GEMM_64X64.kernel.name);
+        // Its 1x1 convolutions and the 3-channel stem (27 values): 32x32.
+        assert_eq!(name(1, 512), kernels::CONV_GEMM_32X32.kernel.name);
+        assert_eq!(name(9, 27), kernels::CONV_GEMM_32X32.kernel.name);
     }
 }
