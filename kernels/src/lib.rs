@@ -70,10 +70,11 @@ macro_rules! conv_gemm {
 }
 
 // Workgroup memory (TILE_K x (TILE_M + TILE_N) floats) stays within WebGPU's 16 KiB, and
-// (TILE_M / 4) x (TILE_N / 4) invocations within its 256; each invocation loads eight values of
-// each tile (tests below check both). Which layers each wins on: `choose_tiling` in the engine.
-conv_gemm!(CONV_GEMM_64X64, 64, 64, 32);
-conv_gemm!(CONV_GEMM_32X32, 32, 32, 16);
+// (TILE_M / 4) x (TILE_N / 4) invocations within its 256; each invocation loads four values of
+// each tile (tests below check both). Measured on an H100 (BENCHMARKS.md), 64x64 won on every
+// layer large enough to fill it; the smaller tile is for layers too small to occupy a GPU.
+conv_gemm!(CONV_GEMM_64X64, 64, 64, 16);
+conv_gemm!(CONV_GEMM_32X32, 32, 32, 8);
 
 /// Every tiling of the implicit-GEMM convolution, the engine picks one per layer.
 pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
@@ -164,9 +165,9 @@ mod tests {
         for t in CONV_TILINGS {
             let invocations = (t.tile_m / 4) * (t.tile_n / 4);
             assert!(invocations <= 256, "{}", t.kernel.name);
-            // Eight weights and eight patch values per invocation, in whole vec4 rows.
-            assert_eq!(invocations * 8, t.tile_m * t.tile_k, "{}", t.kernel.name);
-            assert_eq!(invocations * 8, t.tile_k * t.tile_n, "{}", t.kernel.name);
+            // Four weights and four patch values per invocation, in whole vec4 rows.
+            assert_eq!(invocations * 4, t.tile_m * t.tile_k, "{}", t.kernel.name);
+            assert_eq!(invocations * 4, t.tile_k * t.tile_n, "{}", t.kernel.name);
             assert_eq!((invocations / t.tile_k) % 4, 0, "{}", t.kernel.name);
         }
     }

@@ -6,23 +6,22 @@
 // a time, and each step of k reads one vec4 of each. Bias and activation are applied before the
 // one store.
 //
-// Registers are named, never arrays indexed in loops, and each invocation loads exactly eight
-// weights and eight patch values per tile, all issued before they are needed: the next tile's
+// Registers are named, never arrays indexed in loops, and each invocation loads exactly four
+// weights and four patch values per tile, all issued before they are needed: the next tile's
 // loads are in flight while the current one is multiplied. (Measured on an H100: arrays indexed
-// in loops ran 3x slower than the direct kernel, loads issued one after another in a loop made
-// every tile cost a memory latency per load, and the time of a layer followed its number of
-// tiles along k: hence long tiles.)
+// in loops ran 3x slower than the direct kernel, and loads issued one after another in a loop
+// made every tile cost a memory latency per load, whatever the layer's size.)
 //
 // TILE_M, TILE_N and TILE_K come from the variant's preamble (kernels/src/lib.rs), with
-// (TILE_M / 4) x (TILE_N / 4) invocations, TILE_M = 8 x invocations / TILE_K and
-// TILE_K = 8 x invocations / TILE_N (eight loads of each kind). Same Params as conv2d.wgsl, so one
+// (TILE_M / 4) x (TILE_N / 4) invocations, TILE_M = 4 x invocations / TILE_K and
+// TILE_K = 4 x invocations / TILE_N (four loads of each kind). Same Params as conv2d.wgsl, so one
 // plan feeds either kernel.
 
 const THREADS_M: u32 = TILE_M / 4u;
 const THREADS_N: u32 = TILE_N / 4u;
 const THREADS: u32 = THREADS_M * THREADS_N;
-const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K; // TILE_M / 8
-const PATCH_ROW_STEP: u32 = THREADS / TILE_N;  // TILE_K / 8
+const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K; // TILE_M / 4
+const PATCH_ROW_STEP: u32 = THREADS / TILE_N;  // TILE_K / 4
 
 struct Params {
     count: u32,
@@ -155,58 +154,34 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    var w0 = load_weight(m0 + wr + 0u * WEIGHT_ROW_STEP, kk);
-    var w1 = load_weight(m0 + wr + 1u * WEIGHT_ROW_STEP, kk);
+    var w0 = load_weight(m0 + wr, kk);
+    var w1 = load_weight(m0 + wr + WEIGHT_ROW_STEP, kk);
     var w2 = load_weight(m0 + wr + 2u * WEIGHT_ROW_STEP, kk);
     var w3 = load_weight(m0 + wr + 3u * WEIGHT_ROW_STEP, kk);
-    var w4 = load_weight(m0 + wr + 4u * WEIGHT_ROW_STEP, kk);
-    var w5 = load_weight(m0 + wr + 5u * WEIGHT_ROW_STEP, kk);
-    var w6 = load_weight(m0 + wr + 6u * WEIGHT_ROW_STEP, kk);
-    var w7 = load_weight(m0 + wr + 7u * WEIGHT_ROW_STEP, kk);
-    var x0 = load_patch(pr + 0u * PATCH_ROW_STEP);
-    var x1 = load_patch(pr + 1u * PATCH_ROW_STEP);
+    var x0 = load_patch(pr);
+    var x1 = load_patch(pr + PATCH_ROW_STEP);
     var x2 = load_patch(pr + 2u * PATCH_ROW_STEP);
     var x3 = load_patch(pr + 3u * PATCH_ROW_STEP);
-    var x4 = load_patch(pr + 4u * PATCH_ROW_STEP);
-    var x5 = load_patch(pr + 5u * PATCH_ROW_STEP);
-    var x6 = load_patch(pr + 6u * PATCH_ROW_STEP);
-    var x7 = load_patch(pr + 7u * PATCH_ROW_STEP);
     for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
-        weight_tile[w_slot + 0u * WEIGHT_ROW_STEP / 4u][w_lane] = w0;
-        weight_tile[w_slot + 1u * WEIGHT_ROW_STEP / 4u][w_lane] = w1;
+        weight_tile[w_slot][w_lane] = w0;
+        weight_tile[w_slot + WEIGHT_ROW_STEP / 4u][w_lane] = w1;
         weight_tile[w_slot + 2u * WEIGHT_ROW_STEP / 4u][w_lane] = w2;
         weight_tile[w_slot + 3u * WEIGHT_ROW_STEP / 4u][w_lane] = w3;
-        weight_tile[w_slot + 4u * WEIGHT_ROW_STEP / 4u][w_lane] = w4;
-        weight_tile[w_slot + 5u * WEIGHT_ROW_STEP / 4u][w_lane] = w5;
-        weight_tile[w_slot + 6u * WEIGHT_ROW_STEP / 4u][w_lane] = w6;
-        weight_tile[w_slot + 7u * WEIGHT_ROW_STEP / 4u][w_lane] = w7;
-        patch_tile[p_slot + 0u * PATCH_ROW_STEP * THREADS_N][p_lane] = x0;
-        patch_tile[p_slot + 1u * PATCH_ROW_STEP * THREADS_N][p_lane] = x1;
+        patch_tile[p_slot][p_lane] = x0;
+        patch_tile[p_slot + PATCH_ROW_STEP * THREADS_N][p_lane] = x1;
         patch_tile[p_slot + 2u * PATCH_ROW_STEP * THREADS_N][p_lane] = x2;
         patch_tile[p_slot + 3u * PATCH_ROW_STEP * THREADS_N][p_lane] = x3;
-        patch_tile[p_slot + 4u * PATCH_ROW_STEP * THREADS_N][p_lane] = x4;
-        patch_tile[p_slot + 5u * PATCH_ROW_STEP * THREADS_N][p_lane] = x5;
-        patch_tile[p_slot + 6u * PATCH_ROW_STEP * THREADS_N][p_lane] = x6;
-        patch_tile[p_slot + 7u * PATCH_ROW_STEP * THREADS_N][p_lane] = x7;
         workgroupBarrier();
         // The next tile's loads, in flight during the products below.
         let next = k0 + TILE_K;
-        w0 = load_weight(m0 + wr + 0u * WEIGHT_ROW_STEP, next + kk);
-        w1 = load_weight(m0 + wr + 1u * WEIGHT_ROW_STEP, next + kk);
+        w0 = load_weight(m0 + wr, next + kk);
+        w1 = load_weight(m0 + wr + WEIGHT_ROW_STEP, next + kk);
         w2 = load_weight(m0 + wr + 2u * WEIGHT_ROW_STEP, next + kk);
         w3 = load_weight(m0 + wr + 3u * WEIGHT_ROW_STEP, next + kk);
-        w4 = load_weight(m0 + wr + 4u * WEIGHT_ROW_STEP, next + kk);
-        w5 = load_weight(m0 + wr + 5u * WEIGHT_ROW_STEP, next + kk);
-        w6 = load_weight(m0 + wr + 6u * WEIGHT_ROW_STEP, next + kk);
-        w7 = load_weight(m0 + wr + 7u * WEIGHT_ROW_STEP, next + kk);
-        x0 = load_patch(next + pr + 0u * PATCH_ROW_STEP);
-        x1 = load_patch(next + pr + 1u * PATCH_ROW_STEP);
+        x0 = load_patch(next + pr);
+        x1 = load_patch(next + pr + PATCH_ROW_STEP);
         x2 = load_patch(next + pr + 2u * PATCH_ROW_STEP);
         x3 = load_patch(next + pr + 3u * PATCH_ROW_STEP);
-        x4 = load_patch(next + pr + 4u * PATCH_ROW_STEP);
-        x5 = load_patch(next + pr + 5u * PATCH_ROW_STEP);
-        x6 = load_patch(next + pr + 6u * PATCH_ROW_STEP);
-        x7 = load_patch(next + pr + 7u * PATCH_ROW_STEP);
         for (var k = 0u; k < TILE_K; k++) {
             let a = weight_tile[k * THREADS_M + tm];
             let b = patch_tile[k * THREADS_N + tn];
