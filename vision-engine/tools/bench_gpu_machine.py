@@ -112,7 +112,7 @@ def main():
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--tilings", type=int, default=4, help="also profile each forced tiling 0..N-1")
+    parser.add_argument("--tilings", type=int, default=0, help="also profile each forced tiling 0..N-1 (bench --tiling)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     args = parser.parse_args()
     args.out = args.out.resolve()

@@ -189,8 +189,11 @@ mod cli {
                 println!(
                     "cold start: parse + fold {parse_ms:.1} ms, device + pipelines {pipelines_ms:.1} ms, \
                      weights + bind groups {prepare_ms:.1} ms, first run {first_ms:.1} ms; \
-                     {} launches per inference",
-                    prepared.launch_count()
+                     {} launches per inference; activations {:.1} MB, largest single step \
+                     (inputs + outputs) {:.1} MB",
+                    prepared.launch_count(),
+                    prepared.activation_bytes() as f64 / 1e6,
+                    prepared.largest_step_bytes() as f64 / 1e6,
                 );
                 // Runs without the input upload and the output readback: their wall clock
                 // against the GPU time splits the overhead between recording + submission and
