@@ -73,10 +73,16 @@ fn store(m: u32, oc: u32, row: u32, p: u32, pixels: u32, sums: vec4<f32>) {
     }
 }
 
+// Values summed per output: read from the uniform, so that browsers' uniformity analysis sees the
+// loop around the barriers run the same number of times in every invocation (a private copy
+// would not be seen so, and the pipeline would fail in Chromium).
+fn reduction_length() -> u32 {
+    return params.kernel.z * params.kernel.x * params.kernel.y;
+}
+
 // What every load of this invocation needs, set once at the start of `main`.
 var<private> weight_base: u32;
 var<private> input_base: u32;
-var<private> k_total: u32;
 var<private> taps: u32;
 var<private> pointwise: bool;
 var<private> patch_pixel: u32;
@@ -84,6 +90,7 @@ var<private> iy0: i32;
 var<private> ix0: i32;
 
 fn load_weight(m: u32, k: u32) -> f32 {
+    let k_total = reduction_length();
     if m < params.kernel.w && k < k_total {
         return weight[weight_base + m * k_total + k];
     }
@@ -93,7 +100,7 @@ fn load_weight(m: u32, k: u32) -> f32 {
 // Value k of the patch of this invocation's pixel; zero outside the image (padding).
 fn load_patch(k: u32) -> f32 {
     let pixels = params.output.z * params.output.w;
-    if patch_pixel >= pixels || k >= k_total {
+    if patch_pixel >= pixels || k >= reduction_length() {
         return 0.0;
     }
     if pointwise {
@@ -122,7 +129,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let m_per_group = params.kernel.w;
     let groups = params.output.y / m_per_group;
     taps = params.kernel.x * params.kernel.y;
-    k_total = c_per_group * taps;
+    let k_total = reduction_length();
     let n = wg.z / groups;
     let g = wg.z % groups;
     let m0 = wg.y * TILE_M;
