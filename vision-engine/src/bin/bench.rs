@@ -365,7 +365,13 @@ mod cli {
             .args(["--runs", &args.runs.to_string()])
             .args(["--warmup", &args.warmup.to_string()])
             .output()
-            .map_err(|e| format!("{} {}: {e}", args.python, script.display()))?;
+            .map_err(|e| {
+                format!(
+                    "the ONNX Runtime peer ({} {}) did not start: {e}; --no-peer skips it",
+                    args.python,
+                    script.display()
+                )
+            })?;
         if !output.status.success() {
             return Err(format!(
                 "the ONNX Runtime peer failed ({}); --no-peer skips it:\n{}",
