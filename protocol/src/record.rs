@@ -44,6 +44,28 @@ pub enum OperatorDecision {
     Unsure,
 }
 
+/// A part's final state once the operator has decided: what shift counters and yield count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Nok,
+    Unsure,
+}
+
+impl OperatorDecision {
+    /// The outcome of the automatic `verdict` after this decision.
+    pub fn outcome(&self, verdict: Verdict) -> Outcome {
+        match (self, verdict) {
+            (OperatorDecision::Confirmed, Verdict::Pass)
+            | (OperatorDecision::OverriddenOk { .. }, _) => Outcome::Ok,
+            (OperatorDecision::Confirmed, Verdict::Fail)
+            | (OperatorDecision::OverriddenNok { .. }, _) => Outcome::Nok,
+            (OperatorDecision::Unsure, _) => Outcome::Unsure,
+        }
+    }
+}
+
 /// The model that made the call, so a supervisor can tell which version judged a part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelRef {
@@ -85,21 +107,23 @@ pub struct InspectionRecord {
     pub snapshot: Option<SnapshotRef>,
 }
 
+/// The threshold of `class_id`: its own if listed, else the default.
+pub fn threshold_for(thresholds: &[ClassThreshold], default_threshold: f32, class_id: u32) -> f32 {
+    thresholds
+        .iter()
+        .find(|t| t.class_id == class_id)
+        .map_or(default_threshold, |t| t.threshold)
+}
+
 /// The automatic verdict: FAIL when any detection reaches its class threshold.
 pub fn verdict_for(
     detections: &[Detection],
     thresholds: &[ClassThreshold],
     default_threshold: f32,
 ) -> Verdict {
-    let threshold_of = |class_id| {
-        thresholds
-            .iter()
-            .find(|t| t.class_id == class_id)
-            .map_or(default_threshold, |t| t.threshold)
-    };
     if detections
         .iter()
-        .any(|d| d.score >= threshold_of(d.class_id))
+        .any(|d| d.score >= threshold_for(thresholds, default_threshold, d.class_id))
     {
         Verdict::Fail
     } else {
@@ -115,7 +139,7 @@ pub struct ValidationError {
     pub reason: String,
 }
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ValidationError {
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ValidationError {
     ValidationError {
         field: field.into(),
         reason: reason.into(),
@@ -124,7 +148,7 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ValidationErr
 
 const MAX_TEXT_LEN: usize = 200;
 
-fn check_text(field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
+pub(crate) fn check_text(field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
     if required && value.trim().is_empty() {
         return Err(invalid(field, "must not be empty"));
     }
@@ -137,12 +161,20 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), Validation
     Ok(())
 }
 
-fn check_probability(field: &str, value: f32) -> Result<(), ValidationError> {
+pub(crate) fn check_probability(field: &str, value: f32) -> Result<(), ValidationError> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
         Err(invalid(field, format!("{value} is not within 0..=1")))
     }
+}
+
+pub(crate) fn check_bbox(field: &str, b: BoundingBox) -> Result<(), ValidationError> {
+    let finite = [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite());
+    if !finite || b.x2 < b.x1 || b.y2 < b.y1 {
+        return Err(invalid(field, "must be finite with x1 <= x2 and y1 <= y2"));
+    }
+    Ok(())
 }
 
 impl InspectionRecord {
@@ -163,14 +195,7 @@ impl InspectionRecord {
         for (i, d) in self.detections.iter().enumerate() {
             check_probability(&format!("detections[{i}].score"), d.score)?;
             check_text(&format!("detections[{i}].label"), &d.label, true)?;
-            let b = d.bbox;
-            let finite = [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite());
-            if !finite || b.x2 < b.x1 || b.y2 < b.y1 {
-                return Err(invalid(
-                    format!("detections[{i}].bbox"),
-                    "must be finite with x1 <= x2 and y1 <= y2",
-                ));
-            }
+            check_bbox(&format!("detections[{i}].bbox"), d.bbox)?;
         }
         if let OperatorDecision::OverriddenOk { reason }
         | OperatorDecision::OverriddenNok { reason } = &self.decision
@@ -207,6 +232,34 @@ impl InspectionRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operator_decides_the_outcome_and_confirming_keeps_the_verdict() {
+        let reason = || "false alarm".to_string();
+        let cases = [
+            (OperatorDecision::Confirmed, Verdict::Pass, Outcome::Ok),
+            (OperatorDecision::Confirmed, Verdict::Fail, Outcome::Nok),
+            (
+                OperatorDecision::OverriddenOk { reason: reason() },
+                Verdict::Fail,
+                Outcome::Ok,
+            ),
+            (
+                OperatorDecision::OverriddenNok { reason: reason() },
+                Verdict::Pass,
+                Outcome::Nok,
+            ),
+            (OperatorDecision::Unsure, Verdict::Fail, Outcome::Unsure),
+            (OperatorDecision::Unsure, Verdict::Pass, Outcome::Unsure),
+        ];
+        for (decision, verdict, outcome) in cases {
+            assert_eq!(
+                decision.outcome(verdict),
+                outcome,
+                "{decision:?} on {verdict:?}"
+            );
+        }
+    }
 
     fn detection(class_id: u32, score: f32) -> Detection {
         Detection {
