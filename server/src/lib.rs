@@ -137,6 +137,11 @@ pub fn endpoints() -> Vec<Endpoint> {
             snapshots::put_snapshot,
         )
         .body_limit(protocol::MAX_SNAPSHOT_BYTES),
+        endpoint(
+            Method::GET,
+            "/api/v1/snapshots/{sha256}",
+            snapshots::get_snapshot,
+        ),
         endpoint(Method::POST, "/api/v1/session", supervisors::login).body_limit(SMALL_JSON_BYTES),
         endpoint(Method::GET, "/api/v1/session", supervisors::whoami),
         endpoint(Method::DELETE, "/api/v1/session", supervisors::logout),

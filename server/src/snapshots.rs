@@ -4,12 +4,12 @@
 //! snapshot is not stored yet, so a stored record never points at missing bytes. Snapshots are
 //! never deleted, which is what makes checking for one before the record's transaction sound.
 
-use crate::{ApiError, AppState, auth::Station, hex};
+use crate::{ApiError, AppState, auth::Station, hex, supervisors::Supervisor};
 use axum::{
     Json,
     body::Bytes,
     extract::{Path, State, rejection::BytesRejection},
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use rand::RngCore;
@@ -230,6 +230,32 @@ pub(crate) async fn put_snapshot(
     Ok((
         status,
         Json(json!({ "sha256": sha256, "byte_len": byte_len })),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/snapshots/{sha256}`: a stored snapshot, for a supervisor reviewing the record that
+/// names it.
+pub(crate) async fn get_snapshot(
+    State(state): State<AppState>,
+    _supervisor: Supervisor,
+    Path(sha256): Path<String>,
+) -> Result<Response, ApiError> {
+    if !is_sha256_hex(&sha256) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{sha256:?} is not a SHA-256 in 64 lower-case hex digits"),
+        ));
+    }
+    let bytes = state
+        .snapshots
+        .get(&sha256)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read snapshot {sha256}: {e}")))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no snapshot {sha256}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"))],
+        bytes,
     )
         .into_response())
 }

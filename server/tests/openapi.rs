@@ -72,6 +72,17 @@ fn example_path(path: &str, operation: &Value) -> String {
     path
 }
 
+/// Bytes that pass for a JPEG: the snapshot GET example's hash is theirs.
+const STORED_JPEG: [u8; 6] = [0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xD9];
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[tokio::test]
 async fn documented_operations_answer_documented_statuses_and_accept_their_examples() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,6 +118,13 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
     for result in pushed["results"].as_array().unwrap() {
         assert_eq!(result["status"], "applied", "{pushed}");
     }
+    // The snapshot the GET example names is stored.
+    let stored_sha256 = hex_sha256(&STORED_JPEG);
+    state
+        .snapshots
+        .put(&stored_sha256, STORED_JPEG.to_vec().into())
+        .await
+        .unwrap();
     // The login example's supervisor exists, and each operation that needs a session gets a new
     // one (the logout example would end a shared one).
     let login = &doc["paths"]["/api/v1/session"]["post"]["requestBody"]["content"]["application/json"]
@@ -164,7 +182,7 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
                         )
                     }
                     // Bytes that pass for a JPEG; the path's example hash is of other bytes.
-                    "image/jpeg" => (Body::from(vec![0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xD9]), None),
+                    "image/jpeg" => (Body::from(STORED_JPEG.to_vec()), None),
                     "application/octet-stream" if path == "/api/v1/models" => (
                         Body::from(
                             std::fs::read(concat!(
@@ -222,6 +240,11 @@ async fn documented_operations_answer_documented_statuses_and_accept_their_examp
         if path == "/api/v1/models/{id}/file" {
             // Uploaded by the POST example, which runs first (paths in order).
             assert_eq!(status, StatusCode::OK, "{method} {uri}: {status}");
+            continue;
+        }
+        if path == "/api/v1/snapshots/{sha256}" && method == Method::GET {
+            assert_eq!(status, StatusCode::OK, "{method} {uri}: {status}");
+            assert_eq!(&bytes[..], &STORED_JPEG[..], "{context}");
             continue;
         }
         let json: Value = serde_json::from_slice(&bytes).expect(&context);

@@ -402,9 +402,43 @@ async fn review_queries_refuse_bad_filters_and_strangers(backend: Backend) {
     }
 }
 
+async fn supervisors_read_the_snapshots_records_name(backend: Backend) {
+    let (server, cookie, records) = loaded(backend).await;
+    let named = records[0]
+        .snapshot
+        .as_ref()
+        .expect("ST-01's records have snapshots");
+    let path = format!("/api/v1/snapshots/{}", named.sha256);
+    let response = server
+        .raw_request(Method::GET, &path, &[("cookie", &cookie)], "")
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], &framed_jpeg(1)[..]);
+
+    let missing = format!("/api/v1/snapshots/{}", "0".repeat(64));
+    let (status, json) = server
+        .as_supervisor(&cookie, Method::GET, &missing, "")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    let (status, json) = server
+        .as_supervisor(&cookie, Method::GET, "/api/v1/snapshots/ABC", "")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    let token = server.enroll("ST-09").await;
+    let (status, json) = server.send(Method::GET, &path, Some(&token), "").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a station token is no session: {json}"
+    );
+}
+
 on_both_databases!(
     history_filters_and_pages_match_what_was_pushed,
     csv_export_holds_exactly_the_filtered_rows,
     stats_count_hours_shifts_days_classes_and_locations,
     review_queries_refuse_bad_filters_and_strangers,
+    supervisors_read_the_snapshots_records_name,
 );
