@@ -8,6 +8,7 @@ use crate::{
     inspect::{Inspect, ShiftCounters},
     live::{FrameView, LiveLoop},
     pull, records,
+    review::Review,
     service_worker::{self, ServiceWorkerStatus},
     setup::{self, EngineState, SaveState, Setup},
     storage::{self, StationSettings},
@@ -26,6 +27,7 @@ enum Screen {
     Inspect,
     History,
     Setup,
+    Review,
 }
 
 /// The lowest score any class fails at: the detector need not report boxes below it.
@@ -384,6 +386,7 @@ pub fn app() -> Html {
                     { tab(Screen::Inspect, "nav-inspect", texts.nav_inspect) }
                     { tab(Screen::History, "nav-history", texts.nav_history) }
                     { tab(Screen::Setup, "nav-setup", texts.nav_setup) }
+                    { tab(Screen::Review, "nav-review", texts.review.nav) }
                 </nav>
                 <span id="detector-rate" class="muted"
                     data-frames={frame.as_ref().map(|f| f.stats.frames.to_string())}
@@ -414,6 +417,7 @@ pub fn app() -> Html {
                             cameras={(*cameras).clone()} engine={(*engine).clone()} sw_status={(*sw_status).clone()}
                             {on_change} {on_save} />
                     },
+                    Screen::Review => html! { <Review texts={texts} /> },
                 }
             }
         </div>

@@ -4,7 +4,7 @@
 use crate::{
     Shared,
     i18n::Texts,
-    overlay::{self, BoxOverlay},
+    overlay::{self, SnapshotView},
     records::{self, StoredInspection, SyncState},
     storage,
 };
@@ -156,7 +156,7 @@ pub fn history(props: &HistoryProps) -> Html {
             .map(|d| format!("{} {:.0}%", d.label, d.score * 100.0))
             .collect();
         let detail = opened.as_ref().filter(|o| o.index == index).map(|o| {
-            let thresholds = r.detections.iter().map(|d| protocol::threshold_for(&r.thresholds, r.default_threshold, d.class_id)).collect::<Vec<_>>();
+            let thresholds = overlay::thresholds_of(r);
             html! {
                 <div class="history-detail">
                     if let Some(url) = &o.image_url {
@@ -230,33 +230,5 @@ fn correction_text(action: &CorrectionAction, detections: &[protocol::Detection]
         }
         CorrectionAction::Delete { detection } => format!("deleted {}", name(detection)),
         CorrectionAction::MissedDefect { label, .. } => format!("marked a missed {label}"),
-    }
-}
-
-#[derive(Properties, PartialEq)]
-struct SnapshotViewProps {
-    url: String,
-    detections: Vec<protocol::Detection>,
-    thresholds: Vec<f32>,
-}
-
-/// A stored snapshot with its boxes; the boxes wait for the image's size.
-#[function_component(SnapshotView)]
-fn snapshot_view(props: &SnapshotViewProps) -> Html {
-    let size = use_state(|| None::<(u32, u32)>);
-    let onload = {
-        let size = size.clone();
-        Callback::from(move |e: Event| {
-            let img = e.target_unchecked_into::<web_sys::HtmlImageElement>();
-            size.set(Some((img.natural_width(), img.natural_height())));
-        })
-    };
-    html! {
-        <div class="picture" style={size.map(|(w, h)| format!("aspect-ratio: {w} / {h}"))}>
-            <img class="history-snapshot" src={props.url.clone()} alt="" {onload} />
-            if let Some((width, height)) = *size {
-                <BoxOverlay detections={props.detections.clone()} {width} {height} thresholds={props.thresholds.clone()} />
-            }
-        </div>
     }
 }

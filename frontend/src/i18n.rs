@@ -116,6 +116,8 @@ pub struct Texts {
     pub sync_pending: &'static str,
     pub sync_done: &'static str,
     pub sync_rejected: &'static str,
+
+    pub review: &'static crate::review::texts::ReviewTexts,
 }
 
 pub static ENGLISH: Texts = Texts {
@@ -194,6 +196,7 @@ pub static ENGLISH: Texts = Texts {
     sync_pending: "waiting to sync",
     sync_done: "synced",
     sync_rejected: "rejected by the server",
+    review: &crate::review::texts::ENGLISH,
 };
 
 pub static GERMAN: Texts = Texts {
@@ -272,4 +275,5 @@ pub static GERMAN: Texts = Texts {
     sync_pending: "wartet auf Abgleich",
     sync_done: "abgeglichen",
     sync_rejected: "vom Server abgelehnt",
+    review: &crate::review::texts::GERMAN,
 };

@@ -14,6 +14,7 @@ mod overlay;
 mod pull;
 mod quota;
 mod records;
+mod review;
 mod service_worker;
 mod setup;
 mod sound;

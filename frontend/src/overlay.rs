@@ -2,7 +2,7 @@
 //! frame's pixel size and it is laid out like the picture under it (`object-fit: contain`), so
 //! boxes in frame pixels land on the right spot at any screen size.
 
-use protocol::Detection;
+use protocol::{Detection, InspectionRecord};
 use wasm_bindgen::{JsCast, prelude::*};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{HtmlCanvasElement, ImageBitmap};
@@ -50,6 +50,15 @@ pub fn box_overlay(props: &BoxOverlayProps) -> Html {
             }) }
         </svg>
     }
+}
+
+/// Each of the record's detections' class threshold, as the station judged them.
+pub fn thresholds_of(record: &InspectionRecord) -> Vec<f32> {
+    record
+        .detections
+        .iter()
+        .map(|d| protocol::threshold_for(&record.thresholds, record.default_threshold, d.class_id))
+        .collect()
 }
 
 /// The frame as a JPEG: what an inspection stores and the server receives.
@@ -106,4 +115,33 @@ pub fn object_url(jpeg: &[u8]) -> Result<String, String> {
     let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
         .map_err(|e| format!("{e:?}"))?;
     web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
+}
+
+#[derive(Properties, PartialEq)]
+pub struct SnapshotViewProps {
+    pub url: String,
+    pub detections: Vec<Detection>,
+    /// Each detection's class threshold, as `BoxOverlay` takes them.
+    pub thresholds: Vec<f32>,
+}
+
+/// A stored snapshot (any image URL) with its boxes; the boxes wait for the image's size.
+#[function_component(SnapshotView)]
+pub fn snapshot_view(props: &SnapshotViewProps) -> Html {
+    let size = use_state(|| None::<(u32, u32)>);
+    let onload = {
+        let size = size.clone();
+        Callback::from(move |e: Event| {
+            let img = e.target_unchecked_into::<web_sys::HtmlImageElement>();
+            size.set(Some((img.natural_width(), img.natural_height())));
+        })
+    };
+    html! {
+        <div class="picture" style={size.map(|(w, h)| format!("aspect-ratio: {w} / {h}"))}>
+            <img class="history-snapshot" src={props.url.clone()} alt="" {onload} />
+            if let Some((width, height)) = *size {
+                <BoxOverlay detections={props.detections.clone()} {width} {height} thresholds={props.thresholds.clone()} />
+            }
+        </div>
+    }
 }
