@@ -284,13 +284,15 @@ fn heatmap(t: &ReviewTexts, map: &Heatmap) -> Html {
 pub struct ChartsProps {
     pub texts: &'static ReviewTexts,
     pub stats: Stats,
+    /// The filters' query the statistics answer, shown as `data-query`.
+    pub query: String,
 }
 
 #[function_component(Charts)]
 pub fn charts(props: &ChartsProps) -> Html {
     let (t, stats) = (props.texts, &props.stats);
     if stats.per_hour.is_empty() {
-        return html! { <p id="charts-empty">{ t.no_data }</p> };
+        return html! { <p id="review-charts" data-query={props.query.clone()}>{ t.no_data }</p> };
     }
     let hours: Vec<(String, u64, u64)> = stats
         .per_hour
@@ -310,7 +312,7 @@ pub fn charts(props: &ChartsProps) -> Html {
         })
         .collect();
     html! {
-        <section id="review-charts" class="charts">
+        <section id="review-charts" class="charts" data-query={props.query.clone()}>
             { period_bars("chart-per-hour", t.per_hour, t, &hours) }
             { period_bars("chart-per-shift", t.per_shift, t, &shifts) }
             { yield_trend(t, stats) }

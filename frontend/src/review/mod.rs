@@ -13,6 +13,7 @@ use charts::Charts;
 use protocol::{
     InspectionPage, InspectionRecord, LoginRequest, OperatorDecision, SessionInfo, Stats, Verdict,
 };
+use std::rc::Rc;
 use texts::ReviewTexts;
 use uuid::Uuid;
 use web_sys::HtmlInputElement;
@@ -120,9 +121,10 @@ pub fn review(props: &ReviewProps) -> Html {
     }
 }
 
-/// What the current filters selected: the pages read so far and where the next one starts.
+/// What one query selected: the pages read so far and where the next one starts.
 #[derive(Debug, Clone, PartialEq)]
 struct Loaded {
+    query: String,
     records: Vec<InspectionRecord>,
     next_cursor: Option<String>,
 }
@@ -148,6 +150,23 @@ fn with_query(path: &str, query: &str) -> String {
     }
 }
 
+/// The filters as the inputs edit them: one field at a time, each edit applied to the latest
+/// filters (two edits before a render both count).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct EditedFilters(Filters);
+
+struct SetFilter(fn(&mut Filters) -> &mut String, String);
+
+impl Reducible for EditedFilters {
+    type Action = SetFilter;
+
+    fn reduce(self: Rc<Self>, SetFilter(pick, value): SetFilter) -> Rc<Self> {
+        let mut next = (*self).clone();
+        *pick(&mut next.0) = value;
+        Rc::new(next)
+    }
+}
+
 #[derive(Properties, PartialEq)]
 struct BoardProps {
     texts: &'static Texts,
@@ -157,9 +176,11 @@ struct BoardProps {
 #[function_component(Board)]
 fn board(props: &BoardProps) -> Html {
     let (texts, t) = (props.texts, props.texts.review);
-    let filters = use_state(Filters::default);
+    let edited = use_reducer(EditedFilters::default);
+    let filters = &edited.0;
     let loaded = use_state(|| None::<Result<Loaded, String>>);
-    let stats = use_state(|| None::<Result<Stats, String>>);
+    // The statistics and the query they answer.
+    let stats = use_state(|| None::<(String, Result<Stats, String>)>);
     let opened = use_state(|| None::<Uuid>);
     // The query whose answers are wanted: an answer to an older one arrives too late to show.
     let current = use_mut_ref(String::new);
@@ -171,7 +192,7 @@ fn board(props: &BoardProps) -> Html {
             opened.clone(),
             current.clone(),
         );
-        use_effect_with((*filters).clone(), move |filters| {
+        use_effect_with(filters.clone(), move |filters| {
             let query = filters.query();
             *current.borrow_mut() = query.clone();
             opened.set(None);
@@ -183,6 +204,7 @@ fn board(props: &BoardProps) -> Html {
                 }
                 loaded.set(Some(
                     page.map(|p| Loaded {
+                        query: query.clone(),
                         records: p.records,
                         next_cursor: p.next_cursor,
                     })
@@ -191,7 +213,7 @@ fn board(props: &BoardProps) -> Html {
                 let counted =
                     call::<Stats>("GET", &with_query("api/v1/stats", &query), None::<&()>).await;
                 if *current.borrow() == query {
-                    stats.set(Some(counted.map_err(|e| e.to_string())));
+                    stats.set(Some((query, counted.map_err(|e| e.to_string()))));
                 }
             });
         });
@@ -207,8 +229,8 @@ fn board(props: &BoardProps) -> Html {
                 return;
             };
             let (loaded, current) = (loaded.clone(), current.clone());
-            let query = current.borrow().clone();
             wasm_bindgen_futures::spawn_local(async move {
+                let query = so_far.query;
                 let page =
                     call::<InspectionPage>("GET", &page_url(&query, Some(&cursor)), None::<&()>)
                         .await;
@@ -220,6 +242,7 @@ fn board(props: &BoardProps) -> Html {
                         let mut records = so_far.records;
                         records.extend(page.records);
                         Ok(Loaded {
+                            query,
                             records,
                             next_cursor: page.next_cursor,
                         })
@@ -234,14 +257,14 @@ fn board(props: &BoardProps) -> Html {
                  label: &'static str,
                  kind: &'static str,
                  pick: fn(&mut Filters) -> &mut String| {
-        let filters_handle = filters.clone();
+        let edited = edited.clone();
         let onchange = Callback::from(move |e: Event| {
-            let mut next = (*filters_handle).clone();
-            *pick(&mut next) = e.target_unchecked_into::<HtmlInputElement>().value();
-            filters_handle.set(next);
+            edited.dispatch(SetFilter(
+                pick,
+                e.target_unchecked_into::<HtmlInputElement>().value(),
+            ));
         });
-        let mut current = (*filters).clone();
-        let value = pick(&mut current).clone();
+        let value = pick(&mut filters.clone()).clone();
         let list = (id == "review-class").then_some("review-classes");
         html! {
             <label class="filter">
@@ -251,17 +274,16 @@ fn board(props: &BoardProps) -> Html {
         }
     };
     let on_verdict = {
-        let filters = filters.clone();
+        let edited = edited.clone();
         Callback::from(move |e: Event| {
-            let mut next = (*filters).clone();
-            next.verdict = e
+            let value = e
                 .target_unchecked_into::<web_sys::HtmlSelectElement>()
                 .value();
-            filters.set(next);
+            edited.dispatch(SetFilter(|f| &mut f.verdict, value));
         })
     };
     let known_classes: Vec<String> = match &*stats {
-        Some(Ok(stats)) => stats.pareto.iter().map(|c| c.label.clone()).collect(),
+        Some((_, Ok(stats))) => stats.pareto.iter().map(|c| c.label.clone()).collect(),
         _ => vec![],
     };
     let query = filters.query();
@@ -349,7 +371,7 @@ fn board(props: &BoardProps) -> Html {
                     Some(Ok(loaded)) => html! {
                         <section class="review-history">
                             <table id="review-table" data-count={loaded.records.len().to_string()}
-                                data-query={query.clone()}>
+                                data-query={loaded.query.clone()}>
                                 <thead><tr>
                                     <th>{ t.time }</th><th>{ texts.station }</th><th>{ texts.line }</th>
                                     <th>{ texts.operator }</th><th>{ texts.verdict }</th><th>{ t.detections }</th>
@@ -368,8 +390,10 @@ fn board(props: &BoardProps) -> Html {
             {
                 match &*stats {
                     None => html! {},
-                    Some(Err(e)) => html! { <p class="error">{ e }</p> },
-                    Some(Ok(stats)) => html! { <Charts texts={t} stats={stats.clone()} /> },
+                    Some((_, Err(e))) => html! { <p class="error">{ e }</p> },
+                    Some((query, Ok(stats))) => html! {
+                        <Charts texts={t} stats={stats.clone()} query={query.clone()} />
+                    },
                 }
             }
         </>

@@ -1,0 +1,373 @@
+//! The supervisors' review screen against the real server: a supervisor created with the server's
+//! own command logs in on the page, two stations' inspections are pushed through the sync API
+//! from the page (station tokens from `POST /api/v1/stations`), and then the filters change the
+//! table and the charts, "more" follows the server's cursor, a snapshot opens with its boxes,
+//! and the CSV export holds exactly the filtered rows.
+
+use linecheck_e2e::{
+    Browser, Server,
+    kiosk::{LOAD, open_screen, show_app_shell},
+};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+const PASSWORD: &str = "correct horse battery staple";
+/// ST-01: 6 inspections on 2026-11-23, with snapshots; odd ones have a scratch and fail.
+const ST01_RECORDS: u32 = 6;
+/// ST-02: 54 inspections on 2026-11-24, no snapshots; all but every third have a dent and fail.
+const ST02_RECORDS: u32 = 54;
+const ST02_FAILED: usize = 36;
+
+fn add_supervisor(server: &Server, name: &str) -> anyhow::Result<()> {
+    let status =
+        std::process::Command::new(std::env::var_os("LINECHECK_SERVER_BIN").expect("set by xtask"))
+            .args(["add-supervisor", name, "--data-dir"])
+            .arg(server.data_dir.path())
+            .env("LINECHECK_SUPERVISOR_PASSWORD", PASSWORD)
+            .status()?;
+    anyhow::ensure!(status.success(), "add-supervisor failed: {status}");
+    Ok(())
+}
+
+/// A 640x480 JPEG: the snapshot every ST-01 record names.
+fn snapshot_jpeg() -> anyhow::Result<Vec<u8>> {
+    let pixels: Vec<u8> = (0..640 * 480)
+        .flat_map(|i| {
+            let v = ((i % 640) / 3) as u8;
+            [v, 128, 255 - v]
+        })
+        .collect();
+    let mut jpeg = vec![];
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80).encode(
+        &pixels,
+        640,
+        480,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(jpeg)
+}
+
+/// One station's records as the sync protocol carries them (`snapshot` is added in the page).
+fn records(station: &str, device: u32, count: u32) -> Vec<Value> {
+    (1..=count)
+        .map(|n| {
+            let (start, step_minutes, line, operator) = if station == "ST-01" {
+                ("2026-11-23T06:00:00", 60, "Line 1", "ana")
+            } else {
+                ("2026-11-24T06:00:00", 15, "Line 2", "ben")
+            };
+            let start = chrono_free_add(start, step_minutes * n);
+            let detection = |label: &str, class_id: u32, x: f32| {
+                json!({ "class_id": class_id, "label": label, "score": 0.9,
+                        "bbox": { "x1": x, "y1": 100.0, "x2": x + 80.0, "y2": 160.0 } })
+            };
+            let detections = match station {
+                "ST-01" if n % 2 == 1 => vec![detection("scratch", 0, 40.0 * n as f32)],
+                "ST-02" if n % 3 != 0 => vec![detection("dent", 1, 300.0)],
+                _ => vec![],
+            };
+            json!({
+                "id": format!("00000000-0000-4000-8000-{device:04}{n:08}"),
+                "device_id": format!("00000000-0000-4000-8000-{device:012}"),
+                "sequence": n,
+                "inspected_at": format!("{start}Z"),
+                "local_time": format!("{start}+00:00"),
+                "station": station,
+                "line": line,
+                "operator": operator,
+                "part_serial": format!("SN-{station}-{n:03}"),
+                "lot": format!("LOT-{}", n % 2),
+                "model": { "id": "linecheck-defects", "version": "3" },
+                "default_threshold": 0.5,
+                "thresholds": [],
+                "verdict": if detections.is_empty() { "pass" } else { "fail" },
+                "detections": detections,
+                "decision": { "kind": "confirmed" },
+            })
+        })
+        .collect()
+}
+
+/// `start` (`YYYY-MM-DDTHH:MM:SS`, whole hours) plus `minutes`, within the same day.
+fn chrono_free_add(start: &str, minutes: u32) -> String {
+    let hour: u32 = start[11..13].parse().expect("an hour");
+    let total = hour * 60 + minutes;
+    assert!(total < 24 * 60, "{start} + {minutes} min leaves the day");
+    format!("{}T{:02}:{:02}:00", &start[..10], total / 60, total % 60)
+}
+
+/// Runs `body` (async JS returning a value) in the page; fails on `{error}`.
+async fn page(browser: &Browser, body: &str) -> anyhow::Result<Value> {
+    let value = browser.eval_async(body).await?;
+    if let Some(error) = value.get("error") {
+        anyhow::bail!("{error}");
+    }
+    Ok(value)
+}
+
+/// Sets a filter input as a supervisor's edit would, and lets the app see the change.
+async fn set_filter(browser: &Browser, selector: &str, value: &str) -> anyhow::Result<()> {
+    browser
+        .eval(&format!(
+            "const el = document.querySelector({selector:?});
+             el.value = {value:?};
+             el.dispatchEvent(new Event('change', {{ bubbles: true }}));
+             return true;"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// What the table and charts show: rows (id, station, verdict), whether "more" is offered, and
+/// the charts' numbers.
+async fn shown(browser: &Browser) -> anyhow::Result<Value> {
+    browser
+        .eval(
+            "const table = document.querySelector('#review-table');
+             const chart = (id, name) => { const el = document.querySelector(id); return el ? el.dataset[name] : null; };
+             return {
+                 query: table ? table.dataset.query : null,
+                 rows: table ? Array.from(table.querySelectorAll('tr.review-row'), (tr) => ({
+                     id: tr.dataset.id, station: tr.children[1].textContent, verdict: tr.dataset.verdict })) : [],
+                 more: !!document.querySelector('#review-more'),
+                 chartsQuery: chart('#review-charts', 'query'),
+                 hourInspections: chart('#chart-per-hour', 'inspections'),
+                 hourFailed: chart('#chart-per-hour', 'failed'),
+                 shiftInspections: chart('#chart-per-shift', 'inspections'),
+                 yieldDays: chart('#chart-yield', 'days'),
+                 paretoClasses: chart('#chart-pareto', 'classes'),
+                 paretoDetections: chart('#chart-pareto', 'detections'),
+                 heatmapTotal: chart('#chart-heatmap', 'total'),
+                 csv: document.querySelector('#review-csv').getAttribute('href'),
+             };",
+        )
+        .await
+}
+
+/// Waits until the table and the charts show `query`'s answer, the table with `rows` rows.
+async fn wait_for_rows(browser: &Browser, query: &str, rows: usize) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + LOAD;
+    loop {
+        let state = shown(browser).await?;
+        if state["query"] == query
+            && state["chartsQuery"] == query
+            && state["rows"].as_array().map(Vec::len) == Some(rows)
+        {
+            return Ok(state);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "never showed {rows} rows for {query:?}: {state}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() -> anyhow::Result<()>
+{
+    let server = Server::start()?;
+    add_supervisor(&server, "maria")?;
+    let browser = Browser::start().await?;
+    show_app_shell(&browser, &server.url).await?;
+
+    // Not logged in: the review screen asks for a login; a wrong password is refused.
+    open_screen(&browser, "review").await?;
+    browser
+        .client
+        .wait()
+        .at_most(LOAD)
+        .for_element(fantoccini::Locator::Css("#review-login"))
+        .await?;
+    browser.type_into("#review-name", "maria").await?;
+    browser.type_into("#review-password", "wrong").await?;
+    browser.click("#review-login").await?;
+    let refused = browser
+        .client
+        .wait()
+        .at_most(LOAD)
+        .for_element(fantoccini::Locator::Css("#review-login-error"))
+        .await?
+        .text()
+        .await?;
+    assert!(refused.contains("401"), "{refused}");
+    browser.type_into("#review-password", PASSWORD).await?;
+    browser.click("#review-login").await?;
+    let who = browser
+        .client
+        .wait()
+        .at_most(LOAD)
+        .for_element(fantoccini::Locator::Css("#review-supervisor"))
+        .await?
+        .text()
+        .await?;
+    assert!(who.contains("maria"), "{who}");
+
+    // Two stations push their records, with the session made by that login.
+    let jpeg = snapshot_jpeg()?;
+    let pushed = page(
+        &browser,
+        &format!(
+            "const json = (r) => r.ok ? r.json() : r.text().then((t) => {{ throw new Error(r.status + ' ' + t); }});
+             const enroll = (station) => fetch('api/v1/stations', {{ method: 'POST',
+                 headers: {{ 'content-type': 'application/json' }}, body: JSON.stringify({{ station }}) }}).then(json);
+             const jpeg = new Uint8Array({jpeg});
+             const sha256 = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', jpeg)),
+                 (b) => b.toString(16).padStart(2, '0')).join('');
+             const first = await enroll('ST-01'), second = await enroll('ST-02');
+             await fetch('api/v1/snapshots/' + sha256, {{ method: 'PUT',
+                 headers: {{ 'content-type': 'image/jpeg', authorization: 'Bearer ' + first.token }}, body: jpeg }}).then(json);
+             const push = (token, records) => fetch('api/v1/sync/push', {{ method: 'POST',
+                 headers: {{ 'content-type': 'application/json', authorization: 'Bearer ' + token }},
+                 body: JSON.stringify({{ protocol_version: 1, device_id: records[0].device_id, records }}) }}).then(json);
+             const withSnapshots = {st01}.map((r) => ({{ ...r, snapshot: {{ sha256, byte_len: jpeg.length }} }}));
+             const results = [...(await push(first.token, withSnapshots)).results,
+                              ...(await push(second.token, {st02})).results];
+             return results.map((r) => r.status);",
+            jpeg = serde_json::to_string(&jpeg)?,
+            st01 = Value::Array(records("ST-01", 1, ST01_RECORDS)),
+            st02 = Value::Array(records("ST-02", 2, ST02_RECORDS)),
+        ),
+    )
+    .await?;
+    let statuses = pushed.as_array().expect("push results");
+    assert_eq!(statuses.len(), (ST01_RECORDS + ST02_RECORDS) as usize);
+    assert!(statuses.iter().all(|s| s == "applied"), "{pushed}");
+
+    // Reopening the screen keeps the session and reads the history: one page, then "more".
+    open_screen(&browser, "inspect").await?;
+    open_screen(&browser, "review").await?;
+    let all = wait_for_rows(&browser, "", 50).await?;
+    assert_eq!(all["more"], true, "{all}");
+    assert_eq!(all["hourInspections"], "60", "{all}");
+    assert_eq!(all["hourFailed"], (ST02_FAILED + 3).to_string(), "{all}");
+    assert_eq!(all["shiftInspections"], "60", "{all}");
+    assert_eq!(all["yieldDays"], "2", "{all}");
+    assert_eq!(all["paretoClasses"], "dent scratch", "{all}");
+    assert_eq!(all["paretoDetections"], "36 3", "{all}");
+    // Only ST-01's records have snapshots, so only their 3 scratches are placed on the part.
+    assert_eq!(all["heatmapTotal"], "3", "{all}");
+    browser.click("#review-more").await?;
+    let everything = wait_for_rows(&browser, "", 60).await?;
+    assert_eq!(everything["more"], false, "{everything}");
+    let ids: std::collections::HashSet<&str> = everything["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 60, "the second page repeats none of the first");
+
+    // A station and a verdict: the table, the charts and the export follow.
+    set_filter(&browser, "#review-station", "ST-02").await?;
+    let st02 = wait_for_rows(&browser, "station=ST-02", 50).await?;
+    assert!(
+        st02["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["station"] == "ST-02"),
+        "{st02}"
+    );
+    assert_eq!(st02["hourInspections"], "54", "{st02}");
+    assert_eq!(st02["paretoClasses"], "dent", "{st02}");
+    set_filter(&browser, "#review-verdict", "fail").await?;
+    let failed = wait_for_rows(&browser, "station=ST-02&verdict=fail", ST02_FAILED).await?;
+    assert_eq!(failed["more"], false, "{failed}");
+    assert!(
+        failed["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["station"] == "ST-02" && r["verdict"] == "fail"),
+        "{failed}"
+    );
+    assert_eq!(failed["hourFailed"], ST02_FAILED.to_string(), "{failed}");
+    assert_eq!(failed["yieldDays"], "1", "{failed}");
+
+    // The export link, fetched as the browser would download it, holds exactly those rows.
+    let csv = page(
+        &browser,
+        "const link = document.querySelector('#review-csv');
+         if (!link.hasAttribute('download')) throw new Error('the export is not a download link');
+         const response = await fetch(link.href);
+         if (!response.ok) throw new Error(response.status + ' ' + await response.text());
+         return await response.text();",
+    )
+    .await?;
+    let csv = csv.as_str().expect("CSV text");
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap_or_default().starts_with("id,"), "{csv}");
+    let mut exported: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
+    let mut listed: Vec<&str> = failed["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    exported.sort();
+    listed.sort();
+    assert_eq!(exported, listed, "{csv}");
+
+    // A date range: only ST-01's day; its snapshot opens with the boxes and the decision.
+    set_filter(&browser, "#review-station", "").await?;
+    set_filter(&browser, "#review-verdict", "").await?;
+    set_filter(&browser, "#review-to", "2026-11-23").await?;
+    let first_day = wait_for_rows(&browser, "to=2026-11-24T00%3A00%3A00Z", 6).await?;
+    assert!(
+        first_day["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["station"] == "ST-01"),
+        "{first_day}"
+    );
+    assert_eq!(first_day["paretoClasses"], "scratch", "{first_day}");
+    assert_eq!(first_day["hourInspections"], "6", "{first_day}");
+    browser
+        .click("#review-table tr.review-row[data-verdict='fail']")
+        .await?;
+    let deadline = Instant::now() + LOAD;
+    let opened = loop {
+        let opened = browser
+            .eval(
+                "const detail = document.querySelector('tr.review-detail');
+                 const img = detail && detail.querySelector('img');
+                 const boxes = detail && detail.querySelector('svg.boxes');
+                 return detail && img && img.complete && boxes ? {
+                     width: img.naturalWidth, boxes: boxes.dataset.boxes,
+                     labels: Array.from(boxes.querySelectorAll('g.box'), (g) => g.dataset.label),
+                     text: detail.textContent } : null;",
+            )
+            .await?;
+        if !opened.is_null() {
+            break opened;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the snapshot never opened");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(opened["width"], 640, "{opened}");
+    assert_eq!(opened["boxes"], "1", "{opened}");
+    assert_eq!(opened["labels"], json!(["scratch"]), "{opened}");
+    let text = opened["text"].as_str().unwrap();
+    assert!(
+        text.contains("confirmed") && text.contains("linecheck-defects 3"),
+        "{text}"
+    );
+
+    // Logging out ends the session: the screen asks for a login again.
+    browser.click("#review-logout").await?;
+    browser
+        .client
+        .wait()
+        .at_most(LOAD)
+        .for_element(fantoccini::Locator::Css("#review-login"))
+        .await?;
+    let after = page(
+        &browser,
+        "return (await fetch('api/v1/inspections')).status;",
+    )
+    .await?;
+    assert_eq!(after, 401);
+    browser.close().await
+}
