@@ -138,7 +138,7 @@ async fn shown(browser: &Browser) -> anyhow::Result<Value> {
                  paretoClasses: chart('#chart-pareto', 'classes'),
                  paretoDetections: chart('#chart-pareto', 'detections'),
                  heatmapTotal: chart('#chart-heatmap', 'total'),
-                 csv: document.querySelector('#review-csv').getAttribute('href'),
+                 csv: document.querySelector('#review-csv') && document.querySelector('#review-csv').getAttribute('href'),
              };",
         )
         .await
