@@ -214,7 +214,10 @@ pub fn history(props: &HistoryProps) -> Html {
 }
 
 /// A supervisor's correction in words, naming the detection it concerns.
-fn correction_text(action: &CorrectionAction, detections: &[protocol::Detection]) -> String {
+pub(crate) fn correction_text(
+    action: &CorrectionAction,
+    detections: &[protocol::Detection],
+) -> String {
     let name = |i: &u32| {
         detections.get(*i as usize).map_or_else(
             || format!("#{i}"),

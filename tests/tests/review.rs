@@ -2,7 +2,8 @@
 //! own command logs in on the page, two stations' inspections are pushed through the sync API
 //! from the page (station tokens from `POST /api/v1/stations`), and then the filters change the
 //! table and the charts, "more" follows the server's cursor, a snapshot opens with its boxes,
-//! and the CSV export holds exactly the filtered rows.
+//! the CSV export holds exactly the filtered rows, and a correction made on the snapshot reaches
+//! the station's pull.
 
 use linecheck_e2e::{
     Browser, Server,
@@ -223,14 +224,18 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
              const withSnapshots = {st01}.map((r) => ({{ ...r, snapshot: {{ sha256, byte_len: jpeg.length }} }}));
              const results = [...(await push(first.token, withSnapshots)).results,
                               ...(await push(second.token, {st02})).results];
-             return results.map((r) => r.status);",
+             return {{ st01Token: first.token, statuses: results.map((r) => r.status) }};",
             jpeg = serde_json::to_string(&jpeg)?,
             st01 = Value::Array(records("ST-01", 1, ST01_RECORDS)),
             st02 = Value::Array(records("ST-02", 2, ST02_RECORDS)),
         ),
     )
     .await?;
-    let statuses = pushed.as_array().expect("push results");
+    let statuses = pushed["statuses"].as_array().expect("push results");
+    let st01_token = pushed["st01Token"]
+        .as_str()
+        .expect("ST-01's token")
+        .to_string();
     assert_eq!(statuses.len(), (ST01_RECORDS + ST02_RECORDS) as usize);
     assert!(statuses.iter().all(|s| s == "applied"), "{pushed}");
 
@@ -354,6 +359,42 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
         text.contains("confirmed") && text.contains("linecheck-defects 3"),
         "{text}"
     );
+
+    // The supervisor says the scratch is not a defect: the server records it, and the station
+    // that made the inspection pulls the correction.
+    let inspection = browser
+        .eval("return document.querySelector('tr.review-detail').dataset.id;")
+        .await?;
+    browser.click("tr.review-detail .correct-delete").await?;
+    let recorded = browser
+        .client
+        .wait()
+        .at_most(LOAD)
+        .for_element(fantoccini::Locator::Css("tr.review-detail li.correction"))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        recorded.contains("maria: deleted scratch 90%"),
+        "{recorded}"
+    );
+    let pulled = page(
+        &browser,
+        &format!(
+            "const r = await fetch('api/v1/sync/pull?protocol_version=1&since=0', {{ headers: {{ authorization: 'Bearer {st01_token}' }} }});
+             if (!r.ok) throw new Error(r.status + ' ' + await r.text());
+             return (await r.json()).corrections;"
+        ),
+    )
+    .await?;
+    assert_eq!(pulled.as_array().map(Vec::len), Some(1), "{pulled}");
+    assert_eq!(pulled[0]["inspection_id"], inspection, "{pulled}");
+    assert_eq!(
+        pulled[0]["action"],
+        json!({ "kind": "delete", "detection": 0 }),
+        "{pulled}"
+    );
+    assert_eq!(pulled[0]["supervisor"], "maria", "{pulled}");
 
     // Logging out ends the session: the screen asks for a login again.
     browser.click("#review-logout").await?;

@@ -5,11 +5,13 @@
 
 mod api;
 mod charts;
+mod corrections;
 pub mod texts;
 
 use crate::{i18n::Texts, overlay};
 use api::{Failure, Filters, call};
 use charts::Charts;
+use corrections::Corrections;
 use protocol::{
     InspectionPage, InspectionRecord, LoginRequest, OperatorDecision, SessionInfo, Stats, Verdict,
 };
@@ -287,6 +289,18 @@ fn board(props: &BoardProps) -> Html {
         _ => vec![],
     };
     let query = filters.query();
+    // Every class seen in the loaded history, by id: what a detection may be relabelled as.
+    let classes: Vec<(u32, String)> = match &*loaded {
+        Some(Ok(loaded)) => {
+            let seen: std::collections::BTreeMap<u32, String> = loaded
+                .records
+                .iter()
+                .flat_map(|r| r.detections.iter().map(|d| (d.class_id, d.label.clone())))
+                .collect();
+            seen.into_iter().collect()
+        }
+        _ => vec![],
+    };
 
     let row = |r: &InspectionRecord| {
         let id = r.id;
@@ -314,6 +328,7 @@ fn board(props: &BoardProps) -> Html {
                     }
                     <p class="review-decision">{ format!("{}: {}", t.decision, decision_text(t, &r.decision)) }</p>
                     <p class="review-model">{ format!("{}: {} {}", t.model, r.model.id, r.model.version) }</p>
+                    <Corrections texts={t} record={r.clone()} classes={classes.clone()} />
                 </td>
             </tr>
         });

@@ -33,6 +33,9 @@ pub struct ReviewTexts {
     pub cumulative: &'static str,
     pub heatmap: &'static str,
     pub no_data: &'static str,
+    pub confirm_detection: &'static str,
+    pub delete_detection: &'static str,
+    pub relabel_as: &'static str,
 }
 
 pub static ENGLISH: ReviewTexts = ReviewTexts {
@@ -67,6 +70,9 @@ pub static ENGLISH: ReviewTexts = ReviewTexts {
     cumulative: "cumulative share",
     heatmap: "Where defects are on the part",
     no_data: "No data under these filters.",
+    confirm_detection: "Right",
+    delete_detection: "Not a defect",
+    relabel_as: "Relabel as…",
 };
 
 pub static GERMAN: ReviewTexts = ReviewTexts {
@@ -101,4 +107,7 @@ pub static GERMAN: ReviewTexts = ReviewTexts {
     cumulative: "kumulierter Anteil",
     heatmap: "Wo die Fehler am Teil liegen",
     no_data: "Keine Daten unter diesen Filtern.",
+    confirm_detection: "Stimmt",
+    delete_detection: "Kein Fehler",
+    relabel_as: "Umbenennen in…",
 };
