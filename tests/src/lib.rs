@@ -6,6 +6,7 @@
 
 mod camera_video;
 pub mod kiosk;
+pub mod supervisor;
 
 pub use camera_video::{CameraVideo, FrameTruth, TruthBox, iou};
 

@@ -8,27 +8,16 @@
 use linecheck_e2e::{
     Browser, Server,
     kiosk::{LOAD, open_screen, show_app_shell},
+    supervisor::{PASSWORD, add_supervisor, page},
 };
 use serde_json::{Value, json};
 use std::time::Instant;
 
-const PASSWORD: &str = "correct horse battery staple";
 /// ST-01: 6 inspections on 2026-11-23, with snapshots; odd ones have a scratch and fail.
 const ST01_RECORDS: u32 = 6;
 /// ST-02: 54 inspections on 2026-11-24, no snapshots; all but every third have a dent and fail.
 const ST02_RECORDS: u32 = 54;
 const ST02_FAILED: usize = 36;
-
-fn add_supervisor(server: &Server, name: &str) -> anyhow::Result<()> {
-    let status =
-        std::process::Command::new(std::env::var_os("LINECHECK_SERVER_BIN").expect("set by xtask"))
-            .args(["add-supervisor", name, "--data-dir"])
-            .arg(server.data_dir.path())
-            .env("LINECHECK_SUPERVISOR_PASSWORD", PASSWORD)
-            .status()?;
-    anyhow::ensure!(status.success(), "add-supervisor failed: {status}");
-    Ok(())
-}
 
 /// A 640x480 JPEG: the snapshot every ST-01 record names.
 fn snapshot_jpeg() -> anyhow::Result<Vec<u8>> {
@@ -57,7 +46,7 @@ fn records(station: &str, device: u32, count: u32) -> Vec<Value> {
             } else {
                 ("2026-11-24T06:00:00", 15, "Line 2", "ben")
             };
-            let start = chrono_free_add(start, step_minutes * n);
+            let start = add_minutes(start, step_minutes * n);
             let detection = |label: &str, class_id: u32, x: f32| {
                 json!({ "class_id": class_id, "label": label, "score": 0.9,
                         "bbox": { "x1": x, "y1": 100.0, "x2": x + 80.0, "y2": 160.0 } })
@@ -90,20 +79,38 @@ fn records(station: &str, device: u32, count: u32) -> Vec<Value> {
 }
 
 /// `start` (`YYYY-MM-DDTHH:MM:SS`, whole hours) plus `minutes`, within the same day.
-fn chrono_free_add(start: &str, minutes: u32) -> String {
+fn add_minutes(start: &str, minutes: u32) -> String {
     let hour: u32 = start[11..13].parse().expect("an hour");
     let total = hour * 60 + minutes;
     assert!(total < 24 * 60, "{start} + {minutes} min leaves the day");
     format!("{}T{:02}:{:02}:00", &start[..10], total / 60, total % 60)
 }
 
-/// Runs `body` (async JS returning a value) in the page; fails on `{error}`.
-async fn page(browser: &Browser, body: &str) -> anyhow::Result<Value> {
-    let value = browser.eval_async(body).await?;
-    if let Some(error) = value.get("error") {
-        anyhow::bail!("{error}");
+/// The table rows of a `shown` state.
+fn rows(state: &Value) -> &[Value] {
+    state["rows"].as_array().expect("rows")
+}
+
+/// Asserts that every row shown is of `station`, and of `verdict` when given.
+fn assert_rows_of(state: &Value, station: &str, verdict: Option<&str>) {
+    for row in rows(state) {
+        assert_eq!(row["station"], station, "{state}");
+        if let Some(verdict) = verdict {
+            assert_eq!(row["verdict"], verdict, "{state}");
+        }
     }
-    Ok(value)
+}
+
+/// Waits for `selector` and returns its text.
+async fn wait_text(browser: &Browser, selector: &str) -> anyhow::Result<String> {
+    Ok(browser
+        .client
+        .wait()
+        .at_most(LOAD)
+        .for_element(fantoccini::Locator::Css(selector))
+        .await?
+        .text()
+        .await?)
 }
 
 /// Sets a filter input as a supervisor's edit would, and lets the app see the change.
@@ -174,34 +181,15 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
 
     // Not logged in: the review screen asks for a login; a wrong password is refused.
     open_screen(&browser, "review").await?;
-    browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("#review-login"))
-        .await?;
+    wait_text(&browser, "#review-login").await?;
     browser.type_into("#review-name", "maria").await?;
     browser.type_into("#review-password", "wrong").await?;
     browser.click("#review-login").await?;
-    let refused = browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("#review-login-error"))
-        .await?
-        .text()
-        .await?;
+    let refused = wait_text(&browser, "#review-login-error").await?;
     assert!(refused.contains("401"), "{refused}");
     browser.type_into("#review-password", PASSWORD).await?;
     browser.click("#review-login").await?;
-    let who = browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("#review-supervisor"))
-        .await?
-        .text()
-        .await?;
+    let who = wait_text(&browser, "#review-supervisor").await?;
     assert!(who.contains("maria"), "{who}");
 
     // Two stations push their records, with the session made by that login.
@@ -255,9 +243,7 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     browser.click("#review-more").await?;
     let everything = wait_for_rows(&browser, "", 60).await?;
     assert_eq!(everything["more"], false, "{everything}");
-    let ids: std::collections::HashSet<&str> = everything["rows"]
-        .as_array()
-        .unwrap()
+    let ids: std::collections::HashSet<&str> = rows(&everything)
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
@@ -266,27 +252,13 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     // A station and a verdict: the table, the charts and the export follow.
     set_filter(&browser, "#review-station", "ST-02").await?;
     let st02 = wait_for_rows(&browser, "station=ST-02", 50).await?;
-    assert!(
-        st02["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["station"] == "ST-02"),
-        "{st02}"
-    );
+    assert_rows_of(&st02, "ST-02", None);
     assert_eq!(st02["hourInspections"], "54", "{st02}");
     assert_eq!(st02["paretoClasses"], "dent", "{st02}");
     set_filter(&browser, "#review-verdict", "fail").await?;
     let failed = wait_for_rows(&browser, "station=ST-02&verdict=fail", ST02_FAILED).await?;
     assert_eq!(failed["more"], false, "{failed}");
-    assert!(
-        failed["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["station"] == "ST-02" && r["verdict"] == "fail"),
-        "{failed}"
-    );
+    assert_rows_of(&failed, "ST-02", Some("fail"));
     assert_eq!(failed["hourFailed"], ST02_FAILED.to_string(), "{failed}");
     assert_eq!(failed["yieldDays"], "1", "{failed}");
 
@@ -304,9 +276,7 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     let mut lines = csv.lines();
     assert!(lines.next().unwrap_or_default().starts_with("id,"), "{csv}");
     let mut exported: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
-    let mut listed: Vec<&str> = failed["rows"]
-        .as_array()
-        .unwrap()
+    let mut listed: Vec<&str> = rows(&failed)
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
@@ -319,14 +289,7 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     set_filter(&browser, "#review-verdict", "").await?;
     set_filter(&browser, "#review-to", "2026-11-23").await?;
     let first_day = wait_for_rows(&browser, "to=2026-11-24T00%3A00%3A00Z", 6).await?;
-    assert!(
-        first_day["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["station"] == "ST-01"),
-        "{first_day}"
-    );
+    assert_rows_of(&first_day, "ST-01", None);
     assert_eq!(first_day["paretoClasses"], "scratch", "{first_day}");
     assert_eq!(first_day["hourInspections"], "6", "{first_day}");
     browser
@@ -366,14 +329,7 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
         .eval("return document.querySelector('tr.review-detail').dataset.id;")
         .await?;
     browser.click("tr.review-detail .correct-delete").await?;
-    let recorded = browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("tr.review-detail li.correction"))
-        .await?
-        .text()
-        .await?;
+    let recorded = wait_text(&browser, "tr.review-detail li.correction").await?;
     assert!(
         recorded.contains("maria: deleted scratch 90%"),
         "{recorded}"
@@ -398,12 +354,7 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
 
     // Logging out ends the session: the screen asks for a login again.
     browser.click("#review-logout").await?;
-    browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("#review-login"))
-        .await?;
+    wait_text(&browser, "#review-login").await?;
     let after = page(
         &browser,
         "return (await fetch('api/v1/inspections')).status;",

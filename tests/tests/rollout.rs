@@ -5,32 +5,9 @@
 use linecheck_e2e::{
     Browser, Server,
     kiosk::{LOAD, open_screen, save_station, show_app_shell, wait_until_detector_ready},
+    supervisor::{PASSWORD, add_supervisor, page},
 };
-use serde_json::Value;
 use std::time::{Duration, Instant};
-
-const PASSWORD: &str = "correct horse battery staple";
-
-/// Creates the supervisor account with the server's own command.
-fn add_supervisor(server: &Server, name: &str) -> anyhow::Result<()> {
-    let status =
-        std::process::Command::new(std::env::var_os("LINECHECK_SERVER_BIN").expect("set by xtask"))
-            .args(["add-supervisor", name, "--data-dir"])
-            .arg(server.data_dir.path())
-            .env("LINECHECK_SUPERVISOR_PASSWORD", PASSWORD)
-            .status()?;
-    anyhow::ensure!(status.success(), "add-supervisor failed: {status}");
-    Ok(())
-}
-
-/// Runs `body` (async JS returning a value) in the page; fails on `{error}`.
-async fn page(browser: &Browser, body: &str) -> anyhow::Result<Value> {
-    let value = browser.eval_async(body).await?;
-    if let Some(error) = value.get("error") {
-        anyhow::bail!("{error}");
-    }
-    Ok(value)
-}
 
 #[tokio::test]
 async fn a_model_and_thresholds_assigned_to_a_station_reach_its_kiosk() -> anyhow::Result<()> {
