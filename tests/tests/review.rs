@@ -113,8 +113,34 @@ async fn wait_text(browser: &Browser, selector: &str) -> anyhow::Result<String> 
         .await?)
 }
 
-/// Sets a filter input as a supervisor's edit would, and lets the app see the change.
-async fn set_filter(browser: &Browser, selector: &str, value: &str) -> anyhow::Result<()> {
+/// Waits until the models section reports success naming `expected`; fails on its error.
+async fn wait_for_message(browser: &Browser, expected: &str) -> anyhow::Result<()> {
+    // The server loads and runs an uploaded model once before it answers.
+    let deadline = Instant::now() + std::time::Duration::from_secs(240);
+    loop {
+        let message = browser
+            .eval(
+                "const el = document.querySelector('#models-message');
+                 return el ? { text: el.textContent, error: el.classList.contains('error') } : null;",
+            )
+            .await?;
+        if message["error"] == true {
+            anyhow::bail!("{}", message["text"]);
+        }
+        if message["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(expected))
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no {expected:?} in {message}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Sets an input's or a select's value as a supervisor's edit would, and lets the app see the
+/// change.
+async fn set_value(browser: &Browser, selector: &str, value: &str) -> anyhow::Result<()> {
     browser
         .eval(&format!(
             "const el = document.querySelector({selector:?});
@@ -250,12 +276,12 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     assert_eq!(ids.len(), 60, "the second page repeats none of the first");
 
     // A station and a verdict: the table, the charts and the export follow.
-    set_filter(&browser, "#review-station", "ST-02").await?;
+    set_value(&browser, "#review-station", "ST-02").await?;
     let st02 = wait_for_rows(&browser, "station=ST-02", 50).await?;
     assert_rows_of(&st02, "ST-02", None);
     assert_eq!(st02["hourInspections"], "54", "{st02}");
     assert_eq!(st02["paretoClasses"], "dent", "{st02}");
-    set_filter(&browser, "#review-verdict", "fail").await?;
+    set_value(&browser, "#review-verdict", "fail").await?;
     let failed = wait_for_rows(&browser, "station=ST-02&verdict=fail", ST02_FAILED).await?;
     assert_eq!(failed["more"], false, "{failed}");
     assert_rows_of(&failed, "ST-02", Some("fail"));
@@ -285,9 +311,9 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     assert_eq!(exported, listed, "{csv}");
 
     // A date range: only ST-01's day; its snapshot opens with the boxes and the decision.
-    set_filter(&browser, "#review-station", "").await?;
-    set_filter(&browser, "#review-verdict", "").await?;
-    set_filter(&browser, "#review-to", "2026-11-23").await?;
+    set_value(&browser, "#review-station", "").await?;
+    set_value(&browser, "#review-verdict", "").await?;
+    set_value(&browser, "#review-to", "2026-11-23").await?;
     let first_day = wait_for_rows(&browser, "to=2026-11-24T00%3A00%3A00Z", 6).await?;
     assert_rows_of(&first_day, "ST-01", None);
     assert_eq!(first_day["paretoClasses"], "scratch", "{first_day}");
@@ -351,6 +377,49 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
         "{pulled}"
     );
     assert_eq!(pulled[0]["supervisor"], "maria", "{pulled}");
+
+    // A model is uploaded (the server checks it by running it) and assigned with thresholds to
+    // ST-01, whose next pull carries them.
+    let model = std::path::Path::new(&std::env::var_os("LINECHECK_DIST").expect("set by xtask"))
+        .join("linecheck-defects-320-fp16.onnx");
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#model-file"))
+        .await?
+        .send_keys(&model.canonicalize()?.to_string_lossy())
+        .await?;
+    browser.type_into("#model-name", "line1-defects").await?;
+    browser.type_into("#model-version", "9").await?;
+    browser.click("#model-upload").await?;
+    wait_for_message(&browser, "line1-defects@9").await?;
+    wait_text(&browser, "#assign-model option[value='line1-defects@9']").await?;
+    set_value(&browser, "#assign-station", "ST-01").await?;
+    set_value(&browser, "#assign-model", "line1-defects@9").await?;
+    let first_class = wait_text(&browser, "label[for^='assign-threshold-']").await?;
+    set_value(&browser, "#assign-default", "40").await?;
+    set_value(&browser, "input[id^='assign-threshold-']", "60").await?;
+    browser.click("#assign-model-button").await?;
+    wait_for_message(&browser, "ST-01").await?;
+    let settings = page(
+        &browser,
+        &format!(
+            "const r = await fetch('api/v1/sync/pull?protocol_version=1&since=0', {{ headers: {{ authorization: 'Bearer {st01_token}' }} }});
+             if (!r.ok) throw new Error(r.status + ' ' + await r.text());
+             return (await r.json()).settings;"
+        ),
+    )
+    .await?;
+    assert_eq!(settings["model"]["name"], "line1-defects", "{settings}");
+    assert_eq!(settings["model"]["version"], "9", "{settings}");
+    assert_eq!(settings["default_threshold"], 0.4f32 as f64, "{settings}");
+    assert_eq!(
+        settings["thresholds"][0]["class_id"], 0,
+        "{first_class}: {settings}"
+    );
+    assert_eq!(
+        settings["thresholds"][0]["threshold"], 0.6f32 as f64,
+        "{settings}"
+    );
 
     // Logging out ends the session: the screen asks for a login again.
     browser.click("#review-logout").await?;

@@ -91,8 +91,12 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Sends one request (a JSON body if given); the answer's status and text.
-async fn send(method: &str, url: &str, json: Option<String>) -> Result<(u16, String), Failure> {
+/// Sends one request (a body of its content type, if given); the answer's status and text.
+async fn send(
+    method: &str,
+    url: &str,
+    body: Option<(&str, JsValue)>,
+) -> Result<(u16, String), Failure> {
     let unreachable = |e: JsValue| Failure {
         status: 0,
         reason: e
@@ -103,13 +107,13 @@ async fn send(method: &str, url: &str, json: Option<String>) -> Result<(u16, Str
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     init.set_cache(web_sys::RequestCache::NoStore);
-    if let Some(json) = json {
+    if let Some((content_type, body)) = body {
         let headers = web_sys::Headers::new().map_err(unreachable)?;
         headers
-            .set("Content-Type", "application/json")
+            .set("Content-Type", content_type)
             .map_err(unreachable)?;
         init.set_headers(&headers);
-        init.set_body(&json.into());
+        init.set_body(&body);
     }
     let window = web_sys::window().ok_or_else(|| unreachable("no window".into()))?;
     let response: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
@@ -124,8 +128,7 @@ async fn send(method: &str, url: &str, json: Option<String>) -> Result<(u16, Str
     Ok((response.status(), text))
 }
 
-/// Sends a request and reads a JSON answer of type `T`; an error status is a `Failure` with the
-/// server's `{"error": reason}`.
+/// Sends a request with a JSON body, if given, and reads a JSON answer of type `T`.
 pub async fn call<T: DeserializeOwned>(
     method: &str,
     url: &str,
@@ -138,7 +141,22 @@ pub async fn call<T: DeserializeOwned>(
             status: 0,
             reason: e.to_string(),
         })?;
-    let (status, text) = send(method, url, json).await?;
+    call_with(
+        method,
+        url,
+        json.map(|json| ("application/json", JsValue::from(json))),
+    )
+    .await
+}
+
+/// Sends a request with a body of its content type, if given, and reads a JSON answer of type
+/// `T`; an error status is a `Failure` with the server's `{"error": reason}`.
+pub async fn call_with<T: DeserializeOwned>(
+    method: &str,
+    url: &str,
+    body: Option<(&str, JsValue)>,
+) -> Result<T, Failure> {
+    let (status, text) = send(method, url, body).await?;
     if !(200..300).contains(&status) {
         let reason = serde_json::from_str::<serde_json::Value>(&text)
             .ok()

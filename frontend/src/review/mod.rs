@@ -6,12 +6,14 @@
 mod api;
 mod charts;
 mod corrections;
+mod models;
 pub mod texts;
 
 use crate::{i18n::Texts, overlay};
 use api::{Failure, Filters, call};
 use charts::Charts;
 use corrections::Corrections;
+use models::Models;
 use protocol::{
     InspectionPage, InspectionRecord, LoginRequest, OperatorDecision, SessionInfo, Stats, Verdict,
 };
@@ -118,6 +120,7 @@ pub fn review(props: &ReviewProps) -> Html {
                     <button id="review-logout" onclick={on_logout}>{ t.log_out }</button>
                 </p>
                 <Board texts={props.texts} />
+                <Models texts={t} />
             </main>
         },
     }
