@@ -1,11 +1,5 @@
-//! The LineCheck kiosk, a Yew progressive web app.
-
-mod app;
-mod gpu_check;
-mod model;
-mod service_worker;
-mod storage;
+//! The LineCheck kiosk page.
 
 fn main() {
-    yew::Renderer::<app::App>::new().render();
+    linecheck_frontend::run_app();
 }

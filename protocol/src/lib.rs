@@ -10,8 +10,8 @@ mod supervisor;
 mod sync;
 
 pub use record::{
-    BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
-    SnapshotRef, ValidationError, Verdict, verdict_for,
+    BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision, Outcome,
+    SnapshotRef, ValidationError, Verdict, threshold_for, verdict_for,
 };
 pub use review::{
     ClassCount, DayYield, Heatmap, InspectionPage, MAX_PAGE_RECORDS, PeriodCount, ShiftCount, Stats,

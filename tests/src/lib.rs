@@ -4,6 +4,11 @@
 //! `cargo xtask test` builds both and passes their paths in `LINECHECK_SERVER_BIN` and
 //! `LINECHECK_DIST`; run alone, the tests fail with a message saying so.
 
+mod camera_video;
+pub mod kiosk;
+
+pub use camera_video::{CameraVideo, FrameTruth, TruthBox, iou};
+
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -89,7 +94,7 @@ impl Drop for Server {
 }
 
 /// Chromium flags that work headless on a machine with no GPU and no internet (shared/TOOLCHAIN.md).
-fn chromium_args(profile: &std::path::Path) -> Vec<String> {
+fn chromium_args(profile: &std::path::Path, camera_video: Option<&std::path::Path>) -> Vec<String> {
     [
         "--headless",
         "--no-sandbox",
@@ -107,6 +112,7 @@ fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .chain([format!("--user-data-dir={}", profile.display())])
+    .chain(camera_video.map(|v| format!("--use-file-for-fake-video-capture={}", v.display())))
     .collect()
 }
 
@@ -124,7 +130,13 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Browser {
+    /// A browser whose camera shows Chromium's built-in test pattern.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with_camera(None).await
+    }
+
+    /// A browser whose camera plays `video` (y4m) in a loop.
+    pub async fn start_with_camera(video: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut driver = Command::new(env_or("CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
@@ -148,7 +160,7 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({
                 "binary": env_or("CHROMIUM", "/usr/lib/chromium/chromium"),
-                "args": chromium_args(profile.path()),
+                "args": chromium_args(profile.path(), video),
             }),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -201,6 +213,15 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css(selector))
+            .await?
+            .click()
+            .await?;
+        Ok(())
     }
 
     pub async fn text(&self, selector: &str) -> anyhow::Result<String> {

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check and test of the project, ending in one summary line.
 
-use crate::{cargo, cargo_command, pwa, target_dir, tools, workspace_root};
+use crate::{cargo, cargo_command, check_status, pwa, target_dir, tools, workspace_root};
 use anyhow::{Context, bail};
 use std::{
     ffi::OsStr,
@@ -95,11 +95,11 @@ fn run_cargo_tests(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<Test
     Ok(counts)
 }
 
-/// The model's Python tests (synthetic data generator), counted like cargo's.
+/// The model's Python tests (synthetic image and video generators), counted like cargo's.
 fn python_tests() -> anyhow::Result<TestCounts> {
     let python = tools::ensure_python()?;
     let output = std::process::Command::new(python)
-        .args(["-m", "unittest", "synth.test_synth"])
+        .args(["-m", "unittest", "synth.test_synth", "synth.test_video"])
         .current_dir(workspace_root().join("models"))
         .output()
         .context("cannot run the Python tests")?;
@@ -111,6 +111,20 @@ fn python_tests() -> anyhow::Result<TestCounts> {
         failed,
         success: output.status.success(),
     })
+}
+
+/// The conveyor video the browser tests' fake camera plays, with its ground truth beside it
+/// (`parts.json`); generated from its seed, never committed.
+fn camera_video() -> anyhow::Result<std::path::PathBuf> {
+    let video = target_dir().join("camera/parts.y4m");
+    check_status(
+        std::process::Command::new(tools::ensure_python()?)
+            .args(["-m", "synth.video", "--seed", "1", "--out"])
+            .arg(&video)
+            .current_dir(workspace_root().join("models")),
+        "generating the camera video",
+    )?;
+    Ok(video)
 }
 
 /// Tests run and failed in unittest's report: "Ran 6 tests in 6.2s", then "OK" or
@@ -146,6 +160,24 @@ fn gpu_environment() -> anyhow::Result<()> {
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", dir) };
     }
     Ok(())
+}
+
+/// Tests compiled to wasm32 and run in headless Chromium: wasm-bindgen-test-runner drives it
+/// through chromedriver with the flags in the package's `webdriver.json` (WebGPU on SwiftShader
+/// where the package needs it).
+fn wasm_browser_tests(target: &[&str]) -> anyhow::Result<TestCounts> {
+    let args = [&["test", "--target", "wasm32-unknown-unknown"], target].concat();
+    run_cargo_tests(
+        &args,
+        &[
+            (
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                OsStr::new("wasm-bindgen-test-runner"),
+            ),
+            ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
+            ("WASM_BINDGEN_TEST_TIMEOUT", OsStr::new("300")),
+        ],
+    )
 }
 
 pub fn run_all() -> anyhow::Result<()> {
@@ -203,27 +235,11 @@ pub fn run_all() -> anyhow::Result<()> {
 
     report.tests(
         "engine in the browser (wasm32, WebGPU)",
-        run_cargo_tests(
-            &[
-                "test",
-                "--package",
-                "vision-engine",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--test",
-                "browser",
-            ],
-            &[
-                // wasm-bindgen-test-runner drives Chromium through chromedriver with the flags in
-                // vision-engine/webdriver.json (WebGPU on SwiftShader).
-                (
-                    "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                    OsStr::new("wasm-bindgen-test-runner"),
-                ),
-                ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
-                ("WASM_BINDGEN_TEST_TIMEOUT", OsStr::new("300")),
-            ],
-        ),
+        wasm_browser_tests(&["--package", "vision-engine", "--test", "browser"]),
+    );
+    report.tests(
+        "kiosk storage in the browser (wasm32, IndexedDB)",
+        wasm_browser_tests(&["--package", "linecheck-frontend", "--lib"]),
     );
 
     report.tests("model data generator (Python)", python_tests());
@@ -234,8 +250,9 @@ pub fn run_all() -> anyhow::Result<()> {
         cargo(&["build", "--package", "linecheck-server"])
             .map(|_| target_dir().join("debug/linecheck-server")),
     );
-    match (dist, server) {
-        (Some(dist), Some(server)) => report.tests(
+    let camera_video = report.step("fake camera video (models/synth/video.py)", camera_video());
+    match (dist, server, camera_video) {
+        (Some(dist), Some(server), Some(camera_video)) => report.tests(
             "browser tests",
             run_cargo_tests(
                 &[
@@ -248,6 +265,7 @@ pub fn run_all() -> anyhow::Result<()> {
                 &[
                     ("LINECHECK_DIST", dist.as_os_str()),
                     ("LINECHECK_SERVER_BIN", server.as_os_str()),
+                    ("LINECHECK_CAMERA_VIDEO", camera_video.as_os_str()),
                     ("CHROMIUM", OsStr::new(CHROMIUM)),
                     ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
                 ],
@@ -257,7 +275,7 @@ pub fn run_all() -> anyhow::Result<()> {
             .step::<()>(
                 "browser tests",
                 Err(anyhow::anyhow!(
-                    "not run: the PWA or the server did not build"
+                    "not run: the PWA, the server or the camera video was not built"
                 )),
             )
             .unwrap_or_default(),
