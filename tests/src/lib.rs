@@ -44,8 +44,14 @@ impl Server {
 
     /// Starts on a fresh port with an existing data directory (e.g. after a crash).
     pub fn start_with_data(data_dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        Self::start_at("127.0.0.1:0", data_dir)
+    }
+
+    /// Starts on `addr` (`host:port`) with an existing data directory: a server coming back
+    /// where its kiosks' pages were loaded from.
+    pub fn start_at(addr: &str, data_dir: tempfile::TempDir) -> anyhow::Result<Self> {
         let mut child = Command::new(required_path("LINECHECK_SERVER_BIN"))
-            .args(["--addr", "127.0.0.1:0", "--static-dir"])
+            .args(["--addr", addr, "--static-dir"])
             .arg(required_path("LINECHECK_DIST"))
             .arg("--data-dir")
             .arg(data_dir.path())
@@ -72,6 +78,22 @@ impl Server {
         })
     }
 
+    /// Kills the server (SIGKILL) and starts it again on the same address with the same data, so
+    /// a page loaded from it reaches the new process as the same origin.
+    pub fn crash_and_restart(self) -> anyhow::Result<Self> {
+        let addr = self.addr();
+        let data_dir = self.kill();
+        Self::start_at(&addr, data_dir)
+    }
+
+    /// `host:port` it listens on.
+    pub fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     /// Kills the process as a power cut would (SIGKILL) and waits for it to be gone.
     pub fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
@@ -81,11 +103,38 @@ impl Server {
     }
 }
 
+/// Enrolls `station` in the database of `data_dir` with the server's own CLI
+/// (`linecheck-server enroll-station`) and returns the token it prints.
+pub fn enroll_station(data_dir: &std::path::Path, station: &str) -> anyhow::Result<String> {
+    let output = Command::new(required_path("LINECHECK_SERVER_BIN"))
+        .args(["enroll-station", "--station", station, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .context("running enroll-station")?;
+    if !output.status.success() {
+        bail!(
+            "enroll-station failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How long the app shell and IndexedDB may take to answer.
+pub const LOAD: Duration = Duration::from_secs(30);
+
+/// A fresh browser showing the kiosk that `server` serves.
+pub async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
+    let browser = Browser::start().await?;
+    browser.show_app_shell(&server.url).await?;
+    Ok(browser)
 }
 
 /// Chromium flags that work headless on a machine with no GPU and no internet (shared/TOOLCHAIN.md).
@@ -161,6 +210,52 @@ impl Browser {
             driver,
             _profile: profile,
         })
+    }
+
+    /// Goes to `url` and waits for the app shell to render.
+    pub async fn show_app_shell(&self, url: &str) -> anyhow::Result<()> {
+        self.client.goto(url).await?;
+        self.client
+            .wait()
+            .at_most(LOAD)
+            .for_element(Locator::Css("#app-shell"))
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the station settings have been read from IndexedDB.
+    pub async fn wait_until_settings_loaded(&self) -> anyhow::Result<()> {
+        let state = self
+            .settled_state("#save-status", &["loading"], LOAD)
+            .await?;
+        assert_eq!(state, "idle", "{}", self.text("#save-status").await?);
+        Ok(())
+    }
+
+    /// Fills in the setup form (`(selector, text)` pairs), saves it, and waits until it is stored.
+    pub async fn save_setup(&self, fields: &[(&str, &str)]) -> anyhow::Result<()> {
+        // Loaded, and perhaps saved before.
+        let state = self
+            .settled_state("#save-status", &["loading"], LOAD)
+            .await?;
+        assert!(
+            ["idle", "saved"].contains(&state.as_str()),
+            "{}",
+            self.text("#save-status").await?
+        );
+        for (selector, text) in fields {
+            self.type_into(selector, text).await?;
+        }
+        self.client
+            .find(Locator::Css("#save-station"))
+            .await?
+            .click()
+            .await?;
+        let state = self
+            .settled_state("#save-status", &["idle", "saving"], LOAD)
+            .await?;
+        assert_eq!(state, "saved", "{}", self.text("#save-status").await?);
+        Ok(())
     }
 
     /// Runs `script` (a function body that returns a value) in the page.

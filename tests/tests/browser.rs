@@ -1,41 +1,13 @@
 //! The kiosk in a real headless Chromium against the real server: app shell, service worker,
 //! WebGPU through vision-engine, IndexedDB across reloads, and a start with the server gone.
 
-use linecheck_e2e::{Browser, Server};
+use linecheck_e2e::{Browser, LOAD, Server, open_kiosk};
 use std::time::Duration;
 
-const LOAD: Duration = Duration::from_secs(30);
 /// SwiftShader compiles WGSL on the CPU: the first pipeline can take a while on 2 cores.
 const GPU_CHECK: Duration = Duration::from_secs(120);
 /// Fetching, loading and one frame of the 3 M-parameter default model on SwiftShader.
 const MODEL_LOAD: Duration = Duration::from_secs(300);
-
-/// Goes to `url` and waits for the app shell to render.
-async fn show_app_shell(browser: &Browser, url: &str) -> anyhow::Result<()> {
-    browser.client.goto(url).await?;
-    browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("#app-shell"))
-        .await?;
-    Ok(())
-}
-
-async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
-    let browser = Browser::start().await?;
-    show_app_shell(&browser, &server.url).await?;
-    Ok(browser)
-}
-
-/// Waits until the station settings have been read from IndexedDB.
-async fn wait_until_settings_loaded(browser: &Browser) -> anyhow::Result<()> {
-    let state = browser
-        .settled_state("#save-status", &["loading"], LOAD)
-        .await?;
-    assert_eq!(state, "idle", "{}", browser.text("#save-status").await?);
-    Ok(())
-}
 
 /// Waits for the service worker to be active and in control of the page.
 async fn wait_until_controlled(browser: &Browser) -> anyhow::Result<()> {
@@ -65,21 +37,13 @@ async fn save_station(
     line: &str,
     operator: &str,
 ) -> anyhow::Result<()> {
-    wait_until_settings_loaded(browser).await?;
-    browser.type_into("#station", station).await?;
-    browser.type_into("#line", line).await?;
-    browser.type_into("#operator", operator).await?;
     browser
-        .client
-        .find(fantoccini::Locator::Css("#save-station"))
-        .await?
-        .click()
-        .await?;
-    let state = browser
-        .settled_state("#save-status", &["idle", "saving"], LOAD)
-        .await?;
-    assert_eq!(state, "saved", "{}", browser.text("#save-status").await?);
-    Ok(())
+        .save_setup(&[
+            ("#station", station),
+            ("#line", line),
+            ("#operator", operator),
+        ])
+        .await
 }
 
 async fn assert_station_shown(
@@ -88,7 +52,7 @@ async fn assert_station_shown(
     line: &str,
     operator: &str,
 ) -> anyhow::Result<()> {
-    wait_until_settings_loaded(browser).await?;
+    browser.wait_until_settings_loaded().await?;
     assert_eq!(browser.value("#station").await?, station);
     assert_eq!(browser.value("#line").await?, line);
     assert_eq!(browser.value("#operator").await?, operator);
@@ -169,7 +133,7 @@ async fn the_kiosk_starts_with_the_server_gone_after_one_visit() -> anyhow::Resu
         .eval_async("try { await fetch('healthz'); return true; } catch { return false; }")
         .await?;
     assert_eq!(reachable, false, "the server should be down");
-    show_app_shell(&browser, &url).await?;
+    browser.show_app_shell(&url).await?;
     assert_station_shown(&browser, "ST-09", "Paint", "Jana").await?;
     browser.close().await
 }

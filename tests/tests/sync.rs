@@ -1,0 +1,248 @@
+//! The kiosk's sync against the real server binary: inspections made in a headless Chromium
+//! while the server is down, and while it is SIGKILLed and restarted, all reach its database
+//! exactly once, with their snapshots; a kiosk without a valid token keeps everything and says so.
+
+use fantoccini::Locator;
+use linecheck_e2e::{Browser, LOAD, Server, enroll_station, open_kiosk};
+use serde_json::Value;
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+const STATION: &str = "ST-07";
+/// The kiosk's longest backoff is 30 s (with jitter): a restarted server is found within it.
+const SYNC: Duration = Duration::from_secs(120);
+/// An inspection goes through the detector, which may run on SwiftShader or the CPU here.
+const INSPECTION: Duration = Duration::from_secs(300);
+
+/// Inspects one part through the operator screen and confirms it, as an operator would, and
+/// waits until the kiosk's IndexedDB holds one inspection more.
+async fn inspect_and_confirm(browser: &Browser, serial: &str) -> anyhow::Result<()> {
+    let before = kiosk_inspections(browser).await?.len();
+    browser.type_into("#part-serial", serial).await?;
+    browser.type_into("#lot", "LOT-9").await?;
+    browser
+        .client
+        .find(Locator::Css("#inspect"))
+        .await?
+        .click()
+        .await?;
+    let confirm = browser
+        .client
+        .wait()
+        .at_most(INSPECTION)
+        .for_element(Locator::Css("#confirm:enabled"))
+        .await?;
+    confirm.click().await?;
+    let deadline = Instant::now() + LOAD;
+    while kiosk_inspections(browser).await?.len() != before + 1 {
+        if Instant::now() > deadline {
+            anyhow::bail!("inspection {serial} was not saved within {LOAD:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// The indicator's state and pending count.
+async fn sync_status(browser: &Browser) -> anyhow::Result<(String, u64)> {
+    let status = browser
+        .eval(
+            "const el = document.querySelector('#sync-status');
+             return el ? [el.dataset.state, Number(el.dataset.pending)] : null;",
+        )
+        .await?;
+    let state = status[0].as_str().unwrap_or_default().to_string();
+    Ok((state, status[1].as_u64().unwrap_or(u64::MAX)))
+}
+
+/// Waits until the indicator shows `state` with `pending` records in the outbox.
+async fn wait_for_sync_status(
+    browser: &Browser,
+    state: &str,
+    pending: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = sync_status(browser).await?;
+        if now == (state.to_string(), pending) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "#sync-status is {now:?} after {timeout:?}, not ({state:?}, {pending}): {}",
+                browser.text("#sync-status").await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the kiosk's IndexedDB holds: each inspection's id and sync state.
+async fn kiosk_inspections(browser: &Browser) -> anyhow::Result<Vec<(String, String)>> {
+    let rows = browser
+        .eval_async(
+            "const db = await new Promise((resolve, reject) => {
+                 const request = indexedDB.open('linecheck');
+                 request.onsuccess = () => resolve(request.result);
+                 request.onerror = () => reject(request.error);
+             });
+             const rows = await new Promise((resolve, reject) => {
+                 const request = db.transaction('inspections').objectStore('inspections').getAll();
+                 request.onsuccess = () => resolve(request.result);
+                 request.onerror = () => reject(request.error);
+             });
+             db.close();
+             return rows.map((row) => [row.record.id,
+                 typeof row.sync === 'string' ? row.sync : Object.keys(row.sync)[0]]);",
+        )
+        .await?;
+    let rows = rows
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("reading IndexedDB failed: {rows}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (text(&row[0]), text(&row[1]))
+        })
+        .collect())
+}
+
+/// One inspection as the server stored it.
+#[derive(Debug, PartialEq)]
+struct ServerInspection {
+    id: String,
+    device_id: String,
+    sequence: i64,
+    snapshot_sha256: String,
+}
+
+async fn server_inspections(server: &Server) -> anyhow::Result<Vec<ServerInspection>> {
+    let db = linecheck_server::open_database(server.data_dir.path(), None).await?;
+    let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, device_id, sequence, snapshot_sha256 FROM inspections ORDER BY sequence",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    db.close().await;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, device_id, sequence, snapshot_sha256)| ServerInspection {
+                id,
+                device_id,
+                sequence,
+                snapshot_sha256: snapshot_sha256.unwrap_or_default(),
+            },
+        )
+        .collect())
+}
+
+/// A server with `STATION` enrolled, and its token.
+fn enrolled_server() -> anyhow::Result<(Server, String)> {
+    let data_dir = tempfile::tempdir()?;
+    let token = enroll_station(data_dir.path(), STATION)?;
+    Ok((Server::start_with_data(data_dir)?, token))
+}
+
+async fn set_up_station(browser: &Browser, token: &str) -> anyhow::Result<()> {
+    browser
+        .save_setup(&[
+            ("#station", STATION),
+            ("#line", "Assembly 1"),
+            ("#operator", "badge 4410"),
+            ("#station-token", token),
+        ])
+        .await
+}
+
+/// Asks the kiosk to sync now, as the browser does when the network comes back.
+async fn announce_online(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .eval("window.dispatchEvent(new Event('online')); return null;")
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backlog_reaches_the_server_exactly_once_across_server_crashes() -> anyhow::Result<()> {
+    let (server, token) = enrolled_server()?;
+    let browser = open_kiosk(&server).await?;
+    set_up_station(&browser, &token).await?;
+
+    inspect_and_confirm(&browser, "SN-0").await?;
+    wait_for_sync_status(&browser, "synced", 0, SYNC).await?;
+    assert_eq!(server_inspections(&server).await?.len(), 1);
+
+    // The server dies as in a power cut; the line goes on inspecting.
+    let addr = server.addr();
+    let data_dir = server.kill();
+    let serials = ["SN-1", "SN-2", "SN-3", "SN-4", "SN-5"];
+    for serial in serials {
+        inspect_and_confirm(&browser, serial).await?;
+    }
+    wait_for_sync_status(&browser, "offline", serials.len() as u64, SYNC).await?;
+
+    // Back on the same address; then killed again just as the kiosk starts sending, so a push
+    // may be cut off before or after its commit; then back for good.
+    let server = Server::start_at(&addr, data_dir)?;
+    announce_online(&browser).await?;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let server = server.crash_and_restart()?;
+    announce_online(&browser).await?;
+    wait_for_sync_status(&browser, "synced", 0, SYNC).await?;
+
+    let stored = server_inspections(&server).await?;
+    let kiosk = kiosk_inspections(&browser).await?;
+    assert_eq!(stored.len(), 1 + serials.len(), "{stored:#?}");
+    let sequences: Vec<i64> = stored.iter().map(|s| s.sequence).collect();
+    assert_eq!(sequences, [1, 2, 3, 4, 5, 6]);
+    let device_ids: BTreeSet<&str> = stored.iter().map(|s| s.device_id.as_str()).collect();
+    assert_eq!(device_ids.len(), 1, "one kiosk, one device id");
+    let server_ids: BTreeSet<&str> = stored.iter().map(|s| s.id.as_str()).collect();
+    let kiosk_ids: BTreeSet<&str> = kiosk.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(server_ids, kiosk_ids);
+    assert!(
+        kiosk.iter().all(|(_, state)| state == "Synced"),
+        "{kiosk:?}"
+    );
+    for inspection in &stored {
+        let sha = &inspection.snapshot_sha256;
+        let path = server
+            .data_dir
+            .path()
+            .join("snapshots")
+            .join(&sha[..2])
+            .join(sha);
+        assert!(
+            path.is_file(),
+            "snapshot {sha} of {inspection:?} is missing"
+        );
+    }
+    browser.close().await
+}
+
+#[tokio::test]
+async fn without_a_valid_token_the_kiosk_keeps_its_inspections_and_says_why() -> anyhow::Result<()>
+{
+    let (server, token) = enrolled_server()?;
+    let browser = open_kiosk(&server).await?;
+    set_up_station(&browser, "").await?;
+    inspect_and_confirm(&browser, "SN-1").await?;
+    wait_for_sync_status(&browser, "no-token", 1, SYNC).await?;
+
+    set_up_station(&browser, "not-a-token").await?;
+    announce_online(&browser).await?;
+    wait_for_sync_status(&browser, "error", 1, SYNC).await?;
+    let text = browser.text("#sync-status").await?;
+    assert!(text.contains("401") && text.contains("token"), "{text}");
+
+    set_up_station(&browser, &token).await?;
+    announce_online(&browser).await?;
+    wait_for_sync_status(&browser, "synced", 0, SYNC).await?;
+    assert_eq!(server_inspections(&server).await?.len(), 1);
+    browser.close().await
+}
