@@ -156,7 +156,7 @@ pub async fn device_id(db: &idb::Database) -> Result<Uuid, String> {
 /// Stores the inspection and its JPEG snapshot in ONE IndexedDB transaction together with the
 /// device's sequence counter: fills in `device_id`, `sequence` (strictly increasing per device),
 /// and `snapshot` (SHA-256 + length of `jpeg`; `None` when `jpeg` is empty). Resolves only after
-/// the transaction committed, with the record as stored.
+/// the transaction committed (with strict durability: on disk), with the record as stored.
 ///
 /// A record that fails `InspectionRecord::validate` (such as a station not set up) is refused
 /// with the reason, since the server would refuse it forever. When the tablet's storage is full,
@@ -216,10 +216,7 @@ async fn save_once(
     mut record: InspectionRecord,
     jpeg: &Uint8Array,
 ) -> Result<InspectionRecord, SaveError> {
-    let tx = db.transaction(
-        &[SETTINGS, INSPECTIONS, SNAPSHOTS],
-        TransactionMode::ReadWrite,
-    )?;
+    let tx = storage::strict_transaction(db, &[SETTINGS, INSPECTIONS, SNAPSHOTS])?;
     let settings = tx.object_store(SETTINGS)?;
     let mut counter = read_counter(&settings).await?;
     counter.last_sequence += 1;
@@ -626,6 +623,31 @@ mod tests {
             .collect();
         sequences.sort();
         assert_eq!(sequences, [1, 2, 3, 4, 5]);
+    }
+
+    #[wasm_bindgen_test]
+    async fn saves_run_in_transactions_with_strict_durability() {
+        let t = TestDb::new().await;
+        let tx: web_sys::IdbTransaction = storage::strict_transaction(&t.db, &[SETTINGS])
+            .unwrap()
+            .into();
+        let durability = js_sys::Reflect::get(&tx, &"durability".into()).unwrap();
+        assert_eq!(durability.as_string().as_deref(), Some("strict"));
+        assert_eq!(tx.mode().unwrap(), web_sys::IdbTransactionMode::Readwrite);
+    }
+
+    #[wasm_bindgen_test]
+    fn pruning_starts_above_the_high_water_mark_and_aims_for_the_low_one() {
+        use crate::quota::Estimate;
+        let at = |usage| Estimate { usage, quota: 1000 };
+        assert_eq!(at(800).bytes_to_free(), 0);
+        assert_eq!(at(801).bytes_to_free(), 101);
+        assert_eq!(at(1000).bytes_to_free(), 300);
+        assert_eq!(
+            Estimate { usage: 5, quota: 0 }.bytes_to_free(),
+            0,
+            "no quota known"
+        );
     }
 
     #[wasm_bindgen_test]
