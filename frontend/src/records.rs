@@ -158,6 +158,8 @@ pub async fn device_id(db: &idb::Database) -> Result<Uuid, String> {
 /// and `snapshot` (SHA-256 + length of `jpeg`; `None` when `jpeg` is empty). Resolves only after
 /// the transaction committed (with strict durability: on disk), with the record as stored.
 ///
+/// Then wakes the sync loop, so the record heads for the server at once when online.
+///
 /// A record that fails `InspectionRecord::validate` (such as a station not set up) is refused
 /// with the reason, since the server would refuse it forever. When the tablet's storage is full,
 /// snapshots the server already holds are pruned and the save is tried once more; if it still
@@ -172,7 +174,7 @@ pub async fn save_inspection(
         .validate()
         .map_err(|e| format!("the inspection cannot be saved: {e}"))?;
     let bytes = Uint8Array::from(jpeg.as_slice());
-    match save_once(db, record.clone(), &bytes).await {
+    let saved = match save_once(db, record.clone(), &bytes).await {
         Err(SaveError::Db(e)) if storage::is_quota_error(&e) => {
             // Room for this save, with margin for the record and the indexes.
             let wanted = 2 * jpeg.len() as u64 + 1024 * 1024;
@@ -182,7 +184,9 @@ pub async fn save_inspection(
                 .map_err(SaveError::into_message)
         }
         other => other.map_err(SaveError::into_message),
-    }
+    }?;
+    crate::sync::wake();
+    Ok(saved)
 }
 
 enum SaveError {

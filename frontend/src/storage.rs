@@ -185,5 +185,8 @@ pub async fn save_station(db: &Database, settings: &StationSettings) -> Result<(
         .map_err(|e| error("saving settings", e))?
         .await
         .map_err(|e| error("saving settings", e))?;
-    commit(tx, "saving settings").await
+    commit(tx, "saving settings").await?;
+    // A new or corrected token: the outbox can go now instead of at the next period.
+    crate::sync::wake();
+    Ok(())
 }
