@@ -254,21 +254,22 @@ async fn save_once(
     }
 }
 
+/// `index` of the inspections, in a read-only transaction of its own.
+fn inspections_index(db: &idb::Database, index: &str, context: &str) -> Result<idb::Index, String> {
+    db.transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
+        .and_then(|tx| tx.object_store(INSPECTIONS))
+        .and_then(|store| store.index(index))
+        .map_err(|e| error(context, e))
+}
+
 /// Newest first.
 pub async fn recent_inspections(
     db: &idb::Database,
     limit: u32,
 ) -> Result<Vec<StoredInspection>, String> {
     const CONTEXT: &str = "reading the history";
-    let tx = db
-        .transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
-        .map_err(|e| error(CONTEXT, e))?;
-    let index = tx
-        .object_store(INSPECTIONS)
-        .and_then(|store| store.index(BY_SEQUENCE))
-        .map_err(|e| error(CONTEXT, e))?;
     let mut found = Vec::new();
-    let cursor = index
+    let cursor = inspections_index(db, BY_SEQUENCE, CONTEXT)?
         .open_cursor(None, Some(CursorDirection::Prev))
         .map_err(|e| error(CONTEXT, e))?
         .await
@@ -307,12 +308,7 @@ pub async fn snapshot_jpeg(db: &idb::Database, sha256: &str) -> Result<Option<Ve
 /// How many inspections wait for the server.
 pub async fn pending_count(db: &idb::Database) -> Result<u32, String> {
     const CONTEXT: &str = "counting the outbox";
-    let tx = db
-        .transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
-        .map_err(|e| error(CONTEXT, e))?;
-    tx.object_store(INSPECTIONS)
-        .and_then(|store| store.index(OUTBOX))
-        .map_err(|e| error(CONTEXT, e))?
+    inspections_index(db, OUTBOX, CONTEXT)?
         .count(None)
         .map_err(|e| error(CONTEXT, e))?
         .await
@@ -327,13 +323,7 @@ pub async fn outbox_batch(
     max_bytes: usize,
 ) -> Result<Vec<InspectionRecord>, String> {
     const CONTEXT: &str = "reading the outbox";
-    let tx = db
-        .transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
-        .map_err(|e| error(CONTEXT, e))?;
-    let values = tx
-        .object_store(INSPECTIONS)
-        .and_then(|store| store.index(OUTBOX))
-        .map_err(|e| error(CONTEXT, e))?
+    let values = inspections_index(db, OUTBOX, CONTEXT)?
         .get_all(None, Some(max_records))
         .map_err(|e| error(CONTEXT, e))?
         .await
