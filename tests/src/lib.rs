@@ -163,7 +163,7 @@ fn chromium_args(profile: &std::path::Path) -> Vec<String> {
 pub struct Browser {
     pub client: Client,
     driver: Child,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -174,6 +174,11 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Browser {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with_profile(tempfile::tempdir()?).await
+    }
+
+    /// Starts on an existing profile: the same browser coming back after `crash`.
+    pub async fn start_with_profile(profile: tempfile::TempDir) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut driver = Command::new(env_or("CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
@@ -191,7 +196,6 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = tempfile::tempdir()?;
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -208,7 +212,7 @@ impl Browser {
         Ok(Self {
             client,
             driver,
-            _profile: profile,
+            profile,
         })
     }
 
@@ -325,6 +329,35 @@ impl Browser {
             .to_string())
     }
 
+    /// Kills the browser and chromedriver (SIGKILL), as a crash or a tablet running out of battery
+    /// would, and returns the profile with everything the page stored.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        self.kill_process_group();
+        let profile = tempfile::TempDir::new().expect("tempdir");
+        std::mem::replace(&mut self.profile, profile)
+    }
+
+    fn kill_process_group(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        // Until every process is gone, Chromium's profile lock still names a live process.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && Command::new("kill")
+                .args(["-s", "0", "--", &group])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Ends the WebDriver session cleanly; Drop then stops chromedriver.
     pub async fn close(self) -> anyhow::Result<()> {
         self.client.clone().close().await?;
@@ -335,10 +368,6 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Kills chromedriver and the Chromium it started, even when a test panicked.
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.kill_process_group();
     }
 }

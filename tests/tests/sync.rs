@@ -82,6 +82,32 @@ async fn wait_for_sync_status(
     }
 }
 
+#[tokio::test]
+async fn an_unsent_inspection_survives_the_browser_killed_right_after_confirming()
+-> anyhow::Result<()> {
+    let (server, token) = enrolled_server()?;
+    let browser = open_kiosk(&server).await?;
+    set_up_station(&browser, &token).await?;
+    // The server is down, so the inspection is still in the outbox when the browser dies.
+    let addr = server.addr();
+    let data_dir = server.kill();
+    inspect_and_confirm(&browser, "SN-1").await?;
+    let saved = kiosk_inspections(&browser).await?;
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].1, "Pending");
+    let profile = browser.crash();
+
+    let server = Server::start_at(&addr, data_dir)?;
+    let browser = Browser::start_with_profile(profile).await?;
+    browser.show_app_shell(&server.url).await?;
+    assert_eq!(kiosk_inspections(&browser).await?[0].0, saved[0].0);
+    wait_for_sync_status(&browser, "synced", 0, WOKEN).await?;
+    let stored = server_inspections(&server).await?;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id, saved[0].0);
+    browser.close().await
+}
+
 /// What the kiosk's IndexedDB holds: each inspection's id and sync state.
 async fn kiosk_inspections(browser: &Browser) -> anyhow::Result<Vec<(String, String)>> {
     let rows = browser
