@@ -1,241 +1,368 @@
+//! The kiosk's top level: opens the database, the camera and the detection worker once, keeps
+//! them for the page's life, and switches between the inspection, history and setup screens.
+
 use crate::{
-    gpu_check::{self, GpuStatus},
-    model::{self, ModelStatus},
+    Shared, camera,
+    detection::{BackendChoice, DEFAULT_MODEL, FromWorker, ToWorker},
+    history::History,
+    inspect::{Inspect, ShiftCounters},
+    live::{FrameView, LiveLoop},
+    records,
     service_worker::{self, ServiceWorkerStatus},
+    setup::{self, EngineState, SaveState, Setup},
     storage::{self, StationSettings},
     sync,
     sync_status::SyncStatus,
+    wake_lock,
 };
-use web_sys::HtmlInputElement;
+use chrono::{DateTime, Utc};
+use idb::Database;
+use protocol::Outcome;
+use std::rc::Rc;
 use yew::prelude::*;
 
-#[derive(Debug, Clone, PartialEq)]
-enum SaveState {
-    Loading,
-    Idle,
-    Saving,
-    Saved,
-    Failed(String),
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Screen {
+    Inspect,
+    History,
+    Setup,
+}
+
+/// The lowest score any class fails at: the detector need not report boxes below it.
+fn lowest_threshold(settings: &StationSettings) -> f32 {
+    settings
+        .thresholds
+        .iter()
+        .map(|t| t.threshold)
+        .fold(settings.default_threshold, f32::min)
+}
+
+/// Counts the stored records of the current shift (newest first, so it stops at the first older).
+async fn shift_counters(db: &Database, since: DateTime<Utc>) -> Result<ShiftCounters, String> {
+    let mut counters = ShiftCounters::default();
+    for stored in records::recent_inspections(db, 100_000).await? {
+        if stored.record.inspected_at < since {
+            break;
+        }
+        counters.add(stored.record.decision.outcome(stored.record.verdict));
+    }
+    Ok(counters)
 }
 
 #[function_component(App)]
 pub fn app() -> Html {
     let settings = use_state(StationSettings::default);
     let save_state = use_state(|| SaveState::Loading);
+    let db = use_state(|| None::<Shared<Database>>);
+    let live = use_state(|| None::<Shared<LiveLoop>>);
+    let engine = use_state(|| EngineState::Loading {
+        loaded: 0,
+        total: None,
+    });
+    let frame = use_state(|| None::<FrameView>);
+    let live_problem = use_state(|| None::<String>);
+    let cameras = use_state(Vec::new);
     let sw_status = use_state(|| ServiceWorkerStatus::Registering);
-    let gpu_status = use_state(|| GpuStatus::Checking);
-    let model_status = use_state(|| ModelStatus::Loading);
+    let screen = use_state(|| Screen::Inspect);
+    let counters = use_state(ShiftCounters::default);
+    let update_ready = use_state(|| false);
+    let generation = use_state(|| 0u64);
+    // The camera settings the running camera was opened with.
+    let opened_camera = use_mut_ref(|| None::<(Option<String>, (u32, u32))>);
+
+    let open_camera = {
+        let (live_problem, cameras, opened_camera) =
+            (live_problem.clone(), cameras.clone(), opened_camera.clone());
+        move |live: Shared<LiveLoop>, settings: StationSettings| {
+            let wanted = (settings.camera_id.clone(), settings.resolution);
+            if opened_camera.borrow().as_ref() == Some(&wanted) {
+                return;
+            }
+            *opened_camera.borrow_mut() = Some(wanted);
+            let (live_problem, cameras) = (live_problem.clone(), cameras.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(old) = live.0.video() {
+                    camera::close(&old);
+                }
+                match camera::open(settings.camera_id.as_deref(), settings.resolution).await {
+                    Ok(video) => {
+                        live_problem.set(None);
+                        live.0.start(video);
+                        // Labels are only listed once the camera was allowed.
+                        if let Ok(list) = camera::list().await {
+                            cameras.set(list);
+                        }
+                    }
+                    Err(e) => {
+                        let texts = settings.language.texts();
+                        live_problem.set(Some(format!("{}: {e}", texts.camera_failed)));
+                    }
+                }
+            });
+        }
+    };
 
     {
-        let (settings, save_state, sw_status, gpu_status, model_status) = (
+        let (
+            settings,
+            save_state,
+            db,
+            live,
+            engine,
+            frame,
+            live_problem,
+            sw_status,
+            counters,
+            update_ready,
+        ) = (
             settings.clone(),
             save_state.clone(),
+            db.clone(),
+            live.clone(),
+            engine.clone(),
+            frame.clone(),
+            live_problem.clone(),
             sw_status.clone(),
-            gpu_status.clone(),
-            model_status.clone(),
+            counters.clone(),
+            update_ready.clone(),
         );
+        let open_camera = open_camera.clone();
         use_effect_with((), move |_| {
+            wake_lock::keep_screen_on();
             wasm_bindgen_futures::spawn_local(async move {
-                let loaded = match storage::open().await {
-                    Ok(db) => {
-                        let loaded = storage::load_station(&db).await;
-                        sync::start(db);
-                        loaded
+                sw_status.set(service_worker::register().await);
+                service_worker::watch_for_update(move || update_ready.set(true)).await;
+            });
+            wasm_bindgen_futures::spawn_local(async move {
+                let database = match storage::open().await {
+                    Ok(database) => Rc::new(database),
+                    Err(e) => {
+                        save_state.set(SaveState::Failed(e));
+                        return;
                     }
-                    Err(e) => Err(e),
                 };
-                match loaded {
+                let stored = match storage::load_station(&database).await {
                     Ok(stored) => {
-                        settings.set(stored.unwrap_or_default());
                         save_state.set(SaveState::Idle);
+                        stored.unwrap_or_default()
+                    }
+                    Err(e) => {
+                        save_state.set(SaveState::Failed(e));
+                        StationSettings::default()
+                    }
+                };
+                settings.set(stored.clone());
+                db.set(Some(Shared(database.clone())));
+                // The sync loop keeps a connection of its own for the page's life.
+                match storage::open().await {
+                    Ok(own) => sync::start(own),
+                    Err(e) => web_sys::console::error_1(&format!("sync not started: {e}").into()),
+                }
+                if let Ok(since) = storage::shift_started_at(&database).await
+                    && let Ok(counted) = shift_counters(&database, since).await
+                {
+                    counters.set(counted);
+                }
+
+                let on_engine = {
+                    let (engine, live_problem, database) =
+                        (engine.clone(), live_problem.clone(), database.clone());
+                    // A handle's value is fixed when it was made: remember readiness here.
+                    let ready = std::cell::Cell::new(false);
+                    move |reply: FromWorker| match reply {
+                        FromWorker::Progress { loaded, total } => {
+                            engine.set(EngineState::Loading { loaded, total })
+                        }
+                        FromWorker::Ready(info) => {
+                            if !info.measured_ms.is_empty() {
+                                let choice = BackendChoice {
+                                    model_version: info.model.version.clone(),
+                                    backend: info.backend,
+                                };
+                                let database = database.clone();
+                                wasm_bindgen_futures::spawn_local(async move {
+                                    let _ = storage::save_backend_choice(&database, &choice).await;
+                                });
+                            }
+                            ready.set(true);
+                            engine.set(EngineState::Ready(info));
+                        }
+                        FromWorker::Failed { reason } => {
+                            if ready.get() {
+                                live_problem.set(Some(reason));
+                            } else {
+                                engine.set(EngineState::Failed(reason));
+                            }
+                        }
+                        FromWorker::Detections { .. } => {}
+                    }
+                };
+                let on_frame = move |view: FrameView| frame.set(Some(view));
+                let spawned = match LiveLoop::spawn(on_engine, on_frame) {
+                    Ok(spawned) => Shared(spawned),
+                    Err(e) => {
+                        engine.set(EngineState::Failed(e));
+                        return;
+                    }
+                };
+                let remembered = storage::load_backend_choice(&database).await.ok().flatten();
+                let load = ToWorker::Load {
+                    url: DEFAULT_MODEL.to_string(),
+                    remembered,
+                    confidence: lowest_threshold(&stored),
+                };
+                if let Err(e) = spawned.0.worker().send(&load) {
+                    engine.set(EngineState::Failed(e));
+                }
+                live.set(Some(spawned.clone()));
+                open_camera(spawned, stored);
+            });
+        });
+    }
+
+    let texts = settings.language.texts();
+
+    let on_change = {
+        let (settings, save_state) = (settings.clone(), save_state.clone());
+        Callback::from(move |next: StationSettings| {
+            settings.set(next);
+            save_state.set(SaveState::Idle);
+        })
+    };
+    let on_save = {
+        let (settings, save_state, db, live) = (
+            settings.clone(),
+            save_state.clone(),
+            db.clone(),
+            live.clone(),
+        );
+        let open_camera = open_camera.clone();
+        Callback::from(move |()| {
+            let Some(db) = (*db).clone() else { return };
+            let settings = (*settings).clone();
+            let (save_state, live, open_camera) =
+                (save_state.clone(), (*live).clone(), open_camera.clone());
+            save_state.set(SaveState::Saving);
+            wasm_bindgen_futures::spawn_local(async move {
+                match storage::save_station(&db.0, &settings).await {
+                    Ok(()) => {
+                        save_state.set(SaveState::Saved);
+                        if let Some(live) = live {
+                            let confidence = lowest_threshold(&settings);
+                            let _ = live
+                                .0
+                                .worker()
+                                .send(&ToWorker::SetConfidence { confidence });
+                            open_camera(live, settings);
+                        }
                     }
                     Err(e) => save_state.set(SaveState::Failed(e)),
                 }
             });
-            wasm_bindgen_futures::spawn_local(async move {
-                sw_status.set(service_worker::register().await);
-            });
-            wasm_bindgen_futures::spawn_local(async move {
-                let (status, gpu) = gpu_check::check().await;
-                gpu_status.set(status);
-                model_status.set(model::load(gpu.as_ref()).await);
-            });
-        });
-    }
-
-    let field = |name: &'static str, label: &'static str, value: String| {
-        let settings = settings.clone();
-        let save_state = save_state.clone();
-        let oninput = Callback::from(move |e: InputEvent| {
-            let value = e.target_unchecked_into::<HtmlInputElement>().value();
-            let mut next = (*settings).clone();
-            match name {
-                "station" => next.station = value,
-                "line" => next.line = value,
-                _ => next.operator = value,
-            }
-            settings.set(next);
-            save_state.set(SaveState::Idle);
-        });
-        html! {
-            <>
-                <label for={name}>{ label }</label>
-                <input id={name} name={name} {value} {oninput} autocomplete="off" />
-            </>
-        }
+        })
     };
-
-    let on_save = {
-        let settings = settings.clone();
-        let save_state = save_state.clone();
-        Callback::from(move |e: SubmitEvent| {
-            e.prevent_default();
-            let settings = (*settings).clone();
-            let save_state = save_state.clone();
-            save_state.set(SaveState::Saving);
+    let on_saved = {
+        let (counters, generation, update_ready) =
+            (counters.clone(), generation.clone(), update_ready.clone());
+        Callback::from(move |outcome: Outcome| {
+            let mut next = *counters;
+            next.add(outcome);
+            counters.set(next);
+            generation.set(*generation + 1);
+            // Between two parts, the one moment a new version may take over.
+            if *update_ready {
+                wasm_bindgen_futures::spawn_local(service_worker::apply_update());
+            }
+        })
+    };
+    let on_new_shift = {
+        let (counters, db) = (counters.clone(), db.clone());
+        Callback::from(move |()| {
+            let Some(db) = (*db).clone() else { return };
+            let counters = counters.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                let result = match storage::open().await {
-                    Ok(db) => storage::save_station(&db, &settings).await,
-                    Err(e) => Err(e),
-                };
-                save_state.set(match result {
-                    Ok(()) => SaveState::Saved,
-                    Err(e) => SaveState::Failed(e),
-                });
+                if storage::start_shift(&db.0, Utc::now()).await.is_ok() {
+                    counters.set(ShiftCounters::default());
+                }
             });
         })
     };
 
-    let save_message = match &*save_state {
-        SaveState::Loading => html! { <span class="pending">{ "Loading…" }</span> },
-        SaveState::Idle => html! {},
-        SaveState::Saving => html! { <span class="pending">{ "Saving…" }</span> },
-        SaveState::Saved => html! { <span class="ok">{ "Saved on this tablet" }</span> },
-        SaveState::Failed(e) => html! { <span class="error">{ format!("Not saved: {e}") }</span> },
+    let model = match &*engine {
+        EngineState::Ready(info) => Some(info.model.clone()),
+        _ => None,
+    };
+    let problem = match &*engine {
+        EngineState::Loading { loaded, total } => {
+            Some(setup::progress_text(texts, *loaded, *total))
+        }
+        EngineState::Failed(e) => Some(format!("{}: {e}", texts.detector_failed)),
+        EngineState::Ready(_) if frame.is_none() => Some(texts.waiting_for_frame.to_string()),
+        EngineState::Ready(_) => None,
+    }
+    .or_else(|| (*live_problem).clone());
+    let rate = match (&*engine, &*frame) {
+        (EngineState::Ready(info), Some(f)) => format!(
+            "{} · {:.1}{} · {:.0} ms",
+            match info.backend {
+                crate::detection::BackendKind::Gpu => texts.on_gpu,
+                crate::detection::BackendKind::Cpu => "CPU",
+            },
+            f.stats.rate_hz,
+            texts.per_second,
+            f.stats.latency_ms
+        ),
+        _ => String::new(),
+    };
+    let tab = |which: Screen, id: &'static str, label: &'static str| {
+        let screen = screen.clone();
+        html! {
+            <button {id} class={if *screen == which { "tab active" } else { "tab" }}
+                onclick={Callback::from(move |_| screen.set(which))}>{ label }</button>
+        }
     };
 
     html! {
-        <div id="app-shell">
+        <div id="app-shell" lang={settings.language.code()}>
             <header>
                 <h1>{ "LineCheck" }</h1>
-                <span>{ station_title(&settings) }</span>
+                <span id="station-title">{
+                    if settings.station.is_empty() { texts.station_not_set_up.to_string() }
+                    else { format!("{} · {} · {}", settings.station, settings.line, settings.operator) }
+                }</span>
+                <nav>
+                    { tab(Screen::Inspect, "nav-inspect", texts.nav_inspect) }
+                    { tab(Screen::History, "nav-history", texts.nav_history) }
+                    { tab(Screen::Setup, "nav-setup", texts.nav_setup) }
+                </nav>
+                <span id="detector-rate" class="muted">{ rate }</span>
                 <SyncStatus />
             </header>
-            <main>
-                <section>
-                    <h2>{ "Station setup" }</h2>
-                    <form onsubmit={on_save}>
-                        { field("station", "Station", settings.station.clone()) }
-                        { field("line", "Line", settings.line.clone()) }
-                        { field("operator", "Operator (name or badge)", settings.operator.clone()) }
-                        <button id="save-station" type="submit"
-                            disabled={matches!(*save_state, SaveState::Loading | SaveState::Saving)}>
-                            { "Save" }
-                        </button>
-                        <p id="save-status" data-state={save_state_name(&save_state)}>{ save_message }</p>
-                    </form>
-                </section>
-                <section>
-                    <h2>{ "This tablet" }</h2>
-                    <dl>
-                        <dt>{ "Offline app" }</dt>
-                        { service_worker_view(&sw_status) }
-                        <dt>{ "Detector" }</dt>
-                        { gpu_view(&gpu_status) }
-                        <dt>{ "Defect model" }</dt>
-                        { model_view(&model_status) }
-                    </dl>
-                </section>
-            </main>
+            if *update_ready {
+                <p class="banner" id="update-ready">{ texts.update_ready }</p>
+            }
+            {
+                match *screen {
+                    Screen::Inspect => match &*live {
+                        Some(live) => html! {
+                            <main class="inspect-screen">
+                                <Inspect texts={texts} settings={(*settings).clone()} db={(*db).clone()}
+                                    live={live.clone()} {model} frame={(*frame).clone()} {problem}
+                                    counters={*counters} {on_saved} {on_new_shift} />
+                            </main>
+                        },
+                        None => html! { <main><p class="pending">{ problem.unwrap_or_else(|| texts.loading.to_string()) }</p></main> },
+                    },
+                    Screen::History => html! {
+                        <History texts={texts} db={(*db).clone()} generation={*generation} />
+                    },
+                    Screen::Setup => html! {
+                        <Setup texts={texts} settings={(*settings).clone()} save_state={(*save_state).clone()}
+                            cameras={(*cameras).clone()} engine={(*engine).clone()} sw_status={(*sw_status).clone()}
+                            {on_change} {on_save} />
+                    },
+                }
+            }
         </div>
     }
-}
-
-fn station_title(settings: &StationSettings) -> String {
-    if settings.station.is_empty() {
-        "Station not set up".into()
-    } else {
-        format!("{} · {}", settings.station, settings.line)
-    }
-}
-
-fn save_state_name(state: &SaveState) -> &'static str {
-    match state {
-        SaveState::Loading => "loading",
-        SaveState::Idle => "idle",
-        SaveState::Saving => "saving",
-        SaveState::Saved => "saved",
-        SaveState::Failed(_) => "failed",
-    }
-}
-
-fn service_worker_view(status: &ServiceWorkerStatus) -> Html {
-    let (state, class, text) = match status {
-        ServiceWorkerStatus::Registering => ("registering", "pending", "Installing…".to_string()),
-        ServiceWorkerStatus::Active { controlled: true } => {
-            ("active", "ok", "Ready: works without network".to_string())
-        }
-        ServiceWorkerStatus::Active { controlled: false } => (
-            "active",
-            "ok",
-            "Installed: works without network from the next start".to_string(),
-        ),
-        ServiceWorkerStatus::Unsupported => (
-            "unsupported",
-            "error",
-            "Unavailable: open LineCheck over HTTPS or on localhost".to_string(),
-        ),
-        ServiceWorkerStatus::Failed(e) => ("failed", "error", format!("Failed: {e}")),
-    };
-    html! { <dd id="sw-status" data-state={state} class={class}>{ text }</dd> }
-}
-
-fn gpu_view(status: &GpuStatus) -> Html {
-    let (state, class, text) = match status {
-        GpuStatus::Checking => ("checking", "pending", "Checking the GPU…".to_string()),
-        GpuStatus::Ready {
-            adapter,
-            max_abs_error,
-        } => (
-            "ready",
-            "ok",
-            format!("GPU: {adapter} (self-test passed, max error {max_abs_error:.1e})"),
-        ),
-        GpuStatus::Unavailable(reason) => (
-            "unavailable",
-            "error",
-            format!("CPU (no usable GPU: {reason})"),
-        ),
-    };
-    html! { <dd id="gpu-status" data-state={state} class={class}>{ text }</dd> }
-}
-
-fn model_view(status: &ModelStatus) -> Html {
-    let (state, class, text) = match status {
-        ModelStatus::Loading => (
-            "loading",
-            "pending",
-            "Loading the defect model…".to_string(),
-        ),
-        ModelStatus::Ready {
-            labels,
-            input,
-            gpu_frame_ms,
-        } => (
-            "ready",
-            "ok",
-            format!(
-                "{} ({}x{}); {}",
-                labels.join(", "),
-                input.0,
-                input.1,
-                match gpu_frame_ms {
-                    Some(ms) => format!("first frame {ms:.0} ms on the GPU"),
-                    None => "runs on the CPU".to_string(),
-                }
-            ),
-        ),
-        ModelStatus::Failed(reason) => ("failed", "error", format!("Not loaded: {reason}")),
-    };
-    html! { <dd id="model-status" data-state={state} class={class}>{ text }</dd> }
 }

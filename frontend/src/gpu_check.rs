@@ -3,17 +3,6 @@
 
 use vision_engine::{Activation, Backend, CpuBackend, GpuBackend, Tensor};
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum GpuStatus {
-    Checking,
-    Ready {
-        adapter: String,
-        max_abs_error: f32,
-    },
-    /// No usable adapter: detection will run on the CPU backend.
-    Unavailable(String),
-}
-
 /// Deterministic inputs in [-8, 8): the check must give the same verdict on every start.
 fn test_input(len: usize) -> Tensor {
     let mut state: u32 = 0x9e37_79b9;
@@ -29,20 +18,18 @@ fn test_input(len: usize) -> Tensor {
 /// Largest difference the check accepts between GPU and CPU results of SiLU on [-8, 8).
 const TOLERANCE: f32 = 1e-4;
 
-/// Opens the GPU and checks it; returns the backend too when it can be trusted.
-pub async fn check() -> (GpuStatus, Option<GpuBackend>) {
-    let gpu = match GpuBackend::new().await {
-        Ok(gpu) => gpu,
-        Err(e) => return (GpuStatus::Unavailable(e.to_string()), None),
-    };
+/// Opens the GPU and checks it: the backend when it can be trusted, or why not.
+pub async fn check() -> Result<GpuBackend, String> {
+    let gpu = GpuBackend::new().await.map_err(|e| e.to_string())?;
     let input = test_input(4096);
-    let (gpu_out, cpu_out) = match (
-        gpu.activation(Activation::Silu, &input).await,
-        CpuBackend.activation(Activation::Silu, &input).await,
-    ) {
-        (Ok(g), Ok(c)) => (g, c),
-        (Err(e), _) | (_, Err(e)) => return (GpuStatus::Unavailable(e.to_string()), None),
-    };
+    let gpu_out = gpu
+        .activation(Activation::Silu, &input)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cpu_out = CpuBackend
+        .activation(Activation::Silu, &input)
+        .await
+        .map_err(|e| e.to_string())?;
     let max_abs_error = gpu_out
         .data()
         .iter()
@@ -50,16 +37,11 @@ pub async fn check() -> (GpuStatus, Option<GpuBackend>) {
         .map(|(g, c)| (g - c).abs())
         .fold(0.0, f32::max);
     if max_abs_error <= TOLERANCE {
-        let status = GpuStatus::Ready {
-            adapter: gpu.name(),
-            max_abs_error,
-        };
-        (status, Some(gpu))
+        Ok(gpu)
     } else {
-        let reason = format!(
-            "{} gives wrong results (error {max_abs_error:e}); using the CPU",
+        Err(format!(
+            "{} gives wrong results (error {max_abs_error:e})",
             gpu.name()
-        );
-        (GpuStatus::Unavailable(reason), None)
+        ))
     }
 }

@@ -1,6 +1,8 @@
 //! Registration of `sw.js`, which caches the app so the kiosk starts with no network.
 
+use wasm_bindgen::{JsCast, prelude::*};
 use wasm_bindgen_futures::JsFuture;
+use web_sys::{ServiceWorkerRegistration, ServiceWorkerState};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServiceWorkerStatus {
@@ -44,4 +46,89 @@ pub async fn register() -> ServiceWorkerStatus {
     ServiceWorkerStatus::Active {
         controlled: container.controller().is_some(),
     }
+}
+
+/// How often a kiosk that never navigates asks the server for a new build.
+const UPDATE_CHECK_MS: u32 = 15 * 60 * 1000;
+
+/// This page's registration, if service workers exist here and one is registered.
+async fn registration_of(window: &web_sys::Window) -> Option<ServiceWorkerRegistration> {
+    let navigator = window.navigator();
+    if !js_sys::Reflect::has(&navigator, &"serviceWorker".into()).unwrap_or(false) {
+        return None;
+    }
+    let found = JsFuture::from(navigator.service_worker().get_registration())
+        .await
+        .ok()?;
+    (!found.is_undefined()).then(|| found.unchecked_into())
+}
+
+/// Calls `on_ready` once a new build is installed and waiting, checking now and every
+/// [`UPDATE_CHECK_MS`]. The page decides when to apply it: between parts.
+pub async fn watch_for_update(on_ready: impl Fn() + 'static) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Some(registration) = registration_of(&window).await else {
+        return;
+    };
+    let on_ready = std::rc::Rc::new(on_ready);
+    // A page that was never controlled gets its first version, not an update.
+    let has_controller = {
+        let window = window.clone();
+        move || window.navigator().service_worker().controller().is_some()
+    };
+    if registration.waiting().is_some() && has_controller() {
+        on_ready();
+    }
+    let on_update_found = {
+        let registration = registration.clone();
+        Closure::<dyn Fn()>::new(move || {
+            let Some(installing) = registration.installing() else {
+                return;
+            };
+            let (on_ready, has_controller) = (on_ready.clone(), has_controller.clone());
+            let worker = installing.clone();
+            let on_state = Closure::<dyn Fn()>::new(move || {
+                if worker.state() == ServiceWorkerState::Installed && has_controller() {
+                    on_ready();
+                }
+            });
+            installing.set_onstatechange(Some(on_state.as_ref().unchecked_ref()));
+            on_state.forget();
+        })
+    };
+    registration.set_onupdatefound(Some(on_update_found.as_ref().unchecked_ref()));
+    on_update_found.forget();
+    gloo_timers::callback::Interval::new(UPDATE_CHECK_MS, move || {
+        let _ = registration.update();
+    })
+    .forget();
+}
+
+/// Activates the waiting build and reloads into it. Call only between parts: the reload drops
+/// whatever is on screen (records are already stored by then).
+pub async fn apply_update() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Some(waiting) = registration_of(&window)
+        .await
+        .and_then(|registration| registration.waiting())
+    else {
+        return;
+    };
+    let reload = Closure::<dyn Fn()>::new(move || {
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().reload();
+        }
+    });
+    window
+        .navigator()
+        .service_worker()
+        .set_oncontrollerchange(Some(reload.as_ref().unchecked_ref()));
+    reload.forget();
+    let message = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&message, &"type".into(), &"apply-update".into());
+    let _ = waiting.post_message(&message);
 }

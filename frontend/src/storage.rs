@@ -9,11 +9,14 @@
 //!   (the snapshot's SHA-256, to see every record sharing one JPEG).
 //! - `snapshots`: JPEG bytes (`Uint8Array`) keyed by their lower-case hex SHA-256.
 
+use crate::{detection::BackendChoice, i18n::Language};
+use chrono::{DateTime, Utc};
 use idb::request::Request;
 use idb::{
     Database, DatabaseEvent, Event, Factory, IndexParams, KeyPath, ObjectStoreParams, Transaction,
     TransactionMode, TransactionResult,
 };
+use protocol::ClassThreshold;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -28,17 +31,58 @@ pub(crate) const OUTBOX: &str = "outbox";
 pub(crate) const PRUNABLE: &str = "prunable";
 pub(crate) const BY_SNAPSHOT: &str = "snapshot";
 const STATION_KEY: &str = "station";
+const BACKEND_KEY: &str = "backend";
+const SHIFT_KEY: &str = "shift_started_at";
 
-/// Who and where this kiosk is, and the token it syncs with.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Who and where this kiosk is, how it inspects, and the token it syncs with. Fields added later
+/// get their defaults when older stored settings are read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StationSettings {
     pub station: String,
     pub line: String,
     pub operator: String,
-    /// The station token `linecheck-server enroll-station` printed; empty until a supervisor
-    /// enrolls the station. Without it the kiosk keeps every record and does not push.
-    #[serde(default)]
+    /// The station token a supervisor's enrollment gave; empty until then. Without it the kiosk
+    /// keeps every record and does not push.
     pub token: String,
+    pub language: Language,
+    /// A `deviceId` from `enumerateDevices`; `None` asks for the rear camera.
+    pub camera_id: Option<String>,
+    /// Requested camera resolution; the camera may deliver the nearest it has.
+    pub resolution: (u32, u32),
+    /// A detection at or above its class threshold fails the part.
+    pub default_threshold: f32,
+    pub thresholds: Vec<ClassThreshold>,
+}
+
+impl Default for StationSettings {
+    fn default() -> Self {
+        Self {
+            station: String::new(),
+            line: String::new(),
+            operator: String::new(),
+            token: String::new(),
+            language: Language::default(),
+            camera_id: None,
+            resolution: (1280, 720),
+            // The shipped model's operating point (models/MODEL_CARD.md).
+            default_threshold: 0.25,
+            thresholds: Vec::new(),
+        }
+    }
+}
+
+impl StationSettings {
+    pub fn threshold_of(&self, class_id: u32) -> f32 {
+        protocol::threshold_for(&self.thresholds, self.default_threshold, class_id)
+    }
+
+    /// Station, line and operator: what every record must name.
+    pub fn is_complete(&self) -> bool {
+        [&self.station, &self.line, &self.operator]
+            .iter()
+            .all(|v| !v.trim().is_empty())
+    }
 }
 
 pub(crate) fn error(context: &str, e: impl std::fmt::Display) -> String {
@@ -170,10 +214,37 @@ pub async fn load_station(db: &Database) -> Result<Option<StationSettings>, Stri
     read_setting(db, STATION_KEY).await
 }
 
-/// Resolves only once the transaction has committed, so the caller may tell the operator "saved".
 pub async fn save_station(db: &Database, settings: &StationSettings) -> Result<(), String> {
-    let value =
-        serde_wasm_bindgen::to_value(settings).map_err(|e| error("encoding settings", e))?;
+    write_setting(db, STATION_KEY, settings).await
+}
+
+pub async fn load_backend_choice(db: &Database) -> Result<Option<BackendChoice>, String> {
+    read_setting(db, BACKEND_KEY).await
+}
+
+pub async fn save_backend_choice(db: &Database, choice: &BackendChoice) -> Result<(), String> {
+    write_setting(db, BACKEND_KEY, choice).await
+}
+
+/// When the current shift began; the first start on a tablet begins one.
+pub async fn shift_started_at(db: &Database) -> Result<DateTime<Utc>, String> {
+    match read_setting(db, SHIFT_KEY).await? {
+        Some(at) => Ok(at),
+        None => {
+            let now = Utc::now();
+            start_shift(db, now).await?;
+            Ok(now)
+        }
+    }
+}
+
+pub async fn start_shift(db: &Database, at: DateTime<Utc>) -> Result<(), String> {
+    write_setting(db, SHIFT_KEY, &at).await
+}
+
+/// Resolves only once the transaction has committed, so the caller may tell the operator "saved".
+async fn write_setting<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), String> {
+    let value = serde_wasm_bindgen::to_value(value).map_err(|e| error("encoding settings", e))?;
     let tx = db
         .transaction(&[SETTINGS], TransactionMode::ReadWrite)
         .map_err(|e| error("saving settings", e))?;
@@ -181,7 +252,7 @@ pub async fn save_station(db: &Database, settings: &StationSettings) -> Result<(
         .object_store(SETTINGS)
         .map_err(|e| error("saving settings", e))?;
     store
-        .put(&value, Some(&JsValue::from_str(STATION_KEY)))
+        .put(&value, Some(&JsValue::from_str(key)))
         .map_err(|e| error("saving settings", e))?
         .await
         .map_err(|e| error("saving settings", e))?;

@@ -32,8 +32,8 @@ def smooth_noise(rng, h, w, cells):
 
 
 @functools.lru_cache(maxsize=4)
-def grid(s):
-    yy, xx = np.mgrid[0:s, 0:s].astype(F32)
+def grid(h, w):
+    yy, xx = np.mgrid[0:h, 0:w].astype(F32)
     return yy, xx
 
 
@@ -265,43 +265,44 @@ def defect(rng, cls, s, c, scale, albedo, relief):
 # ---------------------------------------------------------------- backgrounds and camera
 
 
-def background(rng, kind, s):
-    fine = rng.standard_normal((s, s), dtype=F32)
+def background(rng, kind, h, w):
+    fine = rng.standard_normal((h, w), dtype=F32)
     if kind == "conveyor":
         base = rng.uniform(0.12, 0.25)
-        yy = np.arange(s, dtype=F32)[:, None]
-        ribs = 0.03 * np.sin(yy * rng.uniform(0.8, 1.6)) * np.ones((1, s), F32)
-        lum = base * (1 + 0.15 * smooth_noise(rng, s, s, 8) + 0.08 * fine) + ribs
+        yy = np.arange(h, dtype=F32)[:, None]
+        ribs = 0.03 * np.sin(yy * rng.uniform(0.8, 1.6)) * np.ones((1, w), F32)
+        lum = base * (1 + 0.15 * smooth_noise(rng, h, w, 8) + 0.08 * fine) + ribs
         img = np.repeat(lum[..., None], 3, 2)
-        for y0 in (0, s - int(s * rng.uniform(0.04, 0.08))):  # side rails sometimes in view
+        for y0 in (0, h - int(h * rng.uniform(0.04, 0.08))):  # side rails sometimes in view
             if rng.random() < 0.4:
-                img[y0:y0 + int(s * 0.06)] = rng.uniform(0.45, 0.6)
+                img[y0:y0 + int(h * 0.06)] = rng.uniform(0.45, 0.6)
         return img
     if kind == "fixture":
         lum = rng.uniform(0.35, 0.55) * (1 + 0.05 * cv2.blur(fine, (31, 1)) + 0.04 * fine)
         img = np.repeat(lum[..., None], 3, 2) * np.asarray((1.0, 1.0, 0.97), F32)
-        pitch = int(s * rng.uniform(0.12, 0.2))
+        pitch = int(h * rng.uniform(0.12, 0.2))
         off = rng.integers(0, pitch, 2)
-        for y in range(int(off[1]), s, pitch):
-            for x in range(int(off[0]), s, pitch):
+        for y in range(int(off[1]), h, pitch):
+            for x in range(int(off[0]), w, pitch):
                 cv2.circle(img, (x, y), max(2, pitch // 9), (0.08, 0.08, 0.08), -1, cv2.LINE_AA)
         return img
     if kind == "esd_mat":
         col = np.asarray([(0.25, 0.45, 0.28), (0.55, 0.4, 0.3)][rng.integers(2)], F32)
-        lum = 1 + 0.1 * smooth_noise(rng, s, s, 6) + 0.1 * fine
+        lum = 1 + 0.1 * smooth_noise(rng, h, w, 6) + 0.1 * fine
         return lum[..., None] * col
     raise ValueError(kind)
 
 
-def render(seed, index, size=320, shifted=False, p_clean=0.25, defects=True, camera=True):
-    """Returns (BGR uint8 image, labels float32 [k, 5] as class, x1, y1, x2, y2 in pixels).
+class Part:
+    """A lit part in its own square canvas, centred: colour (float BGR), coverage mask, label map
+    (defect i has value i + 1) and what the scene around it needs to match its light."""
 
-    Defects draw from their own random stream, so `defects=False` renders the same scene without
-    them (its clean twin); `camera=False` leaves out blur, noise and JPEG. Both serve the checks.
-    """
-    rng = np.random.default_rng([int(seed), int(index), int(shifted)])
-    drng = np.random.default_rng([int(seed), int(index), int(shifted), 1])
-    s = size
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def lit_part(rng, drng, s, shifted, p_clean=0.25, defects=True):
+    """Draws shape, material, defects (from drng) and light (from rng) into an s x s canvas."""
     scale = s / 320
     shape = SHAPES[shifted][rng.integers(len(SHAPES[shifted]))]
     mat = MATERIALS[shifted][rng.integers(len(MATERIALS[shifted]))]
@@ -342,7 +343,7 @@ def render(seed, index, size=320, shifted=False, p_clean=0.25, defects=True, cam
     gx = cv2.Sobel(relief, cv2.CV_32F, 1, 0, ksize=3) / 8
     gy = cv2.Sobel(relief, cv2.CV_32F, 0, 1, ksize=3) / 8
     diffuse = np.clip(0.85 + 0.9 * (gx * ldir[0] + gy * ldir[1]) / scale, 0.15, 1.8)
-    yy, xx = grid(s)
+    yy, xx = grid(s, s)
     grad = 1 + rng.uniform(0.1, 0.45 if shifted else 0.3) * ((xx - s / 2) * ldir[0] + (yy - s / 2) * ldir[1]) / s
     hc = np.asarray(c) + rng.uniform(-0.5, 0.5, 2) * r
     sx, sy = (r * 0.35, r * 1.2) if mat in ("brushed", "anodized") else (r * 0.35, r * 0.35)
@@ -354,54 +355,90 @@ def render(seed, index, size=320, shifted=False, p_clean=0.25, defects=True, cam
     light = (np.asarray((0.85, 1.0, 1.2), F32) if shifted else np.asarray((1.0, 1.0, 1.0), F32)) * exposure
     if shifted:
         light = light[rng.permutation(3)] if rng.random() < 0.5 else light
-    part = (albedo * (diffuse * grad)[..., None] + spec[..., None] * 0.8) * light
+    image = (albedo * (diffuse * grad)[..., None] + spec[..., None] * 0.8) * light
+    return Part(image=image, mask=mask, label=label, classes=classes, shape=shape, material=mat, r=r, c=c,
+                ldir=ldir, grad=grad, light=light)
+
+
+def cast_shadow(rng, mask, ldir, scale):
+    """Soft shadow coverage (0..1) of a part's mask, thrown away from the light."""
+    off = -ldir * rng.uniform(3, 10) * scale
+    h, w = mask.shape
+    shadow = cv2.warpAffine(mask, np.float32([[1, 0, off[0]], [0, 1, off[1]]]), (w, h))
+    return cv2.GaussianBlur(shadow, (0, 0), 3 * scale) * rng.uniform(0.3, 0.6)
+
+
+class Camera:
+    """One camera's vignetting, focus blur, sensor noise and JPEG quality."""
+
+    def __init__(self, rng, scale):
+        self.vignette = rng.uniform(0.1, 0.3)
+        self.sigma, self.shot, self.read, self.quality, self.noise_seed = (
+            rng.uniform(0, 1.0) * scale, rng.uniform(0.0002, 0.0015), rng.uniform(1e-5, 2e-4),
+            int(rng.integers(55, 96)), int(rng.integers(2**31)))
+
+    def shoot(self, img, effects=True, frame=0):
+        """float BGR scene (0..1) -> uint8 BGR image; `effects=False` keeps only the vignetting.
+        Each frame index gets its own sensor noise."""
+        h, w = img.shape[:2]
+        yy, xx = grid(h, w)
+        img = img * (1 - self.vignette * (((xx - w / 2) ** 2 + (yy - h / 2) ** 2) / (h * w / 2)))[..., None]
+        if effects and self.sigma > 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), self.sigma)
+        img = np.clip(img, 0, 1)
+        if effects:
+            # OpenCV's generator is several times faster than numpy's for a full-frame draw; seeding it
+            # from rng keeps the image a pure function of (seed, index).
+            cv2.setRNGSeed((self.noise_seed + frame) % 2**31)
+            noise = np.empty(img.shape, F32)
+            cv2.randn(noise, 0.0, 1.0)
+            img = img + noise * np.sqrt(img * self.shot + self.read)
+        img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if effects:
+            img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])[1], cv2.IMREAD_COLOR)
+        return img
+
+
+def boxes_of(label, classes):
+    """[k, 5] class, x1, y1, x2, y2 of each labelled defect with at least 4 visible pixels."""
+    boxes = []
+    for i, cls in enumerate(classes):
+        ys, xs = np.nonzero(label == i + 1)
+        if len(xs) >= 4:
+            boxes.append((cls, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    return np.asarray(boxes, F32).reshape(-1, 5)
+
+
+def render(seed, index, size=320, shifted=False, p_clean=0.25, defects=True, camera=True):
+    """Returns (BGR uint8 image, labels float32 [k, 5] as class, x1, y1, x2, y2 in pixels).
+
+    Defects draw from their own random stream, so `defects=False` renders the same scene without
+    them (its clean twin); `camera=False` leaves out blur, noise and JPEG. Both serve the checks.
+    """
+    rng = np.random.default_rng([int(seed), int(index), int(shifted)])
+    drng = np.random.default_rng([int(seed), int(index), int(shifted), 1])
+    s = size
+    scale = s / 320
+    part = lit_part(rng, drng, s, shifted, p_clean, defects)
 
     # Place the part: rotation, scale, translation kept inside the frame, and corner jitter for
     # a camera that is not quite square to the belt.
     ang = rng.uniform(-180, 180)
     sc = rng.uniform(0.85, 1.15)
-    room = max(0.0, s / 2 - r * 1.05 * sc * 1.1)
+    room = max(0.0, s / 2 - part.r * 1.05 * sc * 1.1)
     tx, ty = rng.uniform(-room, room, 2)
-    M = cv2.getRotationMatrix2D(c, ang, sc)
+    M = cv2.getRotationMatrix2D(part.c, ang, sc)
     M[:, 2] += (tx, ty)
     src = np.float32([[0, 0], [s, 0], [s, s], [0, s]])
     dst = cv2.transform(src[None], M)[0] + rng.uniform(-0.04, 0.04, (4, 2)).astype(F32) * s
     H = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     warp = lambda a, interp: cv2.warpPerspective(a, H, (s, s), flags=interp, borderValue=0)
-    part_w = warp(part, cv2.INTER_LINEAR)
-    mask_w = warp(mask, cv2.INTER_LINEAR)
-    label_w = warp(label, cv2.INTER_NEAREST)
+    part_w = warp(part.image, cv2.INTER_LINEAR)
+    mask_w = warp(part.mask, cv2.INTER_LINEAR)
+    label_w = warp(part.label, cv2.INTER_NEAREST)
 
-    bg = background(rng, BACKGROUNDS[shifted][rng.integers(len(BACKGROUNDS[shifted]))], s)
-    bg *= (grad[..., None] * light * 0.9)
-    off = -ldir * rng.uniform(3, 10) * scale
-    shadow = cv2.warpAffine(mask_w, np.float32([[1, 0, off[0]], [0, 1, off[1]]]), (s, s))
-    shadow = cv2.GaussianBlur(shadow, (0, 0), 3 * scale)
-    bg *= (1 - rng.uniform(0.3, 0.6) * shadow)[..., None]
+    bg = background(rng, BACKGROUNDS[shifted][rng.integers(len(BACKGROUNDS[shifted]))], s, s)
+    bg *= (part.grad[..., None] * part.light * 0.9)
+    bg *= (1 - cast_shadow(rng, mask_w, part.ldir, scale))[..., None]
     img = bg * (1 - mask_w[..., None]) + part_w * mask_w[..., None]
-
-    # Camera: vignetting, focus blur, sensor noise (shot + read), 8-bit quantisation, JPEG.
-    vig = 1 - rng.uniform(0.1, 0.3) * (((xx - s / 2) ** 2 + (yy - s / 2) ** 2) / (s * s / 2))
-    img *= vig[..., None]
-    sigma, shot, read, quality, cv_seed = (rng.uniform(0, 1.0) * scale, rng.uniform(0.0002, 0.0015),
-                                           rng.uniform(1e-5, 2e-4), int(rng.integers(55, 96)), int(rng.integers(2**31)))
-    if camera and sigma > 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), sigma)
-    img = np.clip(img, 0, 1)
-    if camera:
-        # OpenCV's generator is several times faster than numpy's for a full-frame draw; seeding it
-        # from rng keeps the image a pure function of (seed, index).
-        cv2.setRNGSeed(cv_seed)
-        noise = np.empty(img.shape, F32)
-        cv2.randn(noise, 0.0, 1.0)
-        img = img + noise * np.sqrt(img * shot + read)
-    img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if camera:
-        img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_COLOR)
-
-    boxes = []
-    for i, cls in enumerate(classes):
-        ys, xs = np.nonzero(label_w == i + 1)
-        if len(xs) >= 4:
-            boxes.append((cls, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
-    return img, np.asarray(boxes, F32).reshape(-1, 5)
+    return Camera(rng, scale).shoot(img, camera), boxes_of(label_w, part.classes)

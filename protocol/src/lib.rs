@@ -8,8 +8,8 @@ mod record;
 mod sync;
 
 pub use record::{
-    BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
-    SnapshotRef, ValidationError, Verdict, verdict_for,
+    BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision, Outcome,
+    SnapshotRef, ValidationError, Verdict, threshold_for, verdict_for,
 };
 pub use sync::{
     MAX_PUSH_BYTES, MAX_SNAPSHOT_BYTES, PushItemResult, PushRequest, PushResponse, PushStatus,

@@ -44,6 +44,28 @@ pub enum OperatorDecision {
     Unsure,
 }
 
+/// A part's final state once the operator has decided: what shift counters and yield count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Nok,
+    Unsure,
+}
+
+impl OperatorDecision {
+    /// The outcome of the automatic `verdict` after this decision.
+    pub fn outcome(&self, verdict: Verdict) -> Outcome {
+        match (self, verdict) {
+            (OperatorDecision::Confirmed, Verdict::Pass)
+            | (OperatorDecision::OverriddenOk { .. }, _) => Outcome::Ok,
+            (OperatorDecision::Confirmed, Verdict::Fail)
+            | (OperatorDecision::OverriddenNok { .. }, _) => Outcome::Nok,
+            (OperatorDecision::Unsure, _) => Outcome::Unsure,
+        }
+    }
+}
+
 /// The model that made the call, so a supervisor can tell which version judged a part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelRef {
@@ -85,21 +107,23 @@ pub struct InspectionRecord {
     pub snapshot: Option<SnapshotRef>,
 }
 
+/// The threshold of `class_id`: its own if listed, else the default.
+pub fn threshold_for(thresholds: &[ClassThreshold], default_threshold: f32, class_id: u32) -> f32 {
+    thresholds
+        .iter()
+        .find(|t| t.class_id == class_id)
+        .map_or(default_threshold, |t| t.threshold)
+}
+
 /// The automatic verdict: FAIL when any detection reaches its class threshold.
 pub fn verdict_for(
     detections: &[Detection],
     thresholds: &[ClassThreshold],
     default_threshold: f32,
 ) -> Verdict {
-    let threshold_of = |class_id| {
-        thresholds
-            .iter()
-            .find(|t| t.class_id == class_id)
-            .map_or(default_threshold, |t| t.threshold)
-    };
     if detections
         .iter()
-        .any(|d| d.score >= threshold_of(d.class_id))
+        .any(|d| d.score >= threshold_for(thresholds, default_threshold, d.class_id))
     {
         Verdict::Fail
     } else {
@@ -207,6 +231,34 @@ impl InspectionRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operator_decides_the_outcome_and_confirming_keeps_the_verdict() {
+        let reason = || "false alarm".to_string();
+        let cases = [
+            (OperatorDecision::Confirmed, Verdict::Pass, Outcome::Ok),
+            (OperatorDecision::Confirmed, Verdict::Fail, Outcome::Nok),
+            (
+                OperatorDecision::OverriddenOk { reason: reason() },
+                Verdict::Fail,
+                Outcome::Ok,
+            ),
+            (
+                OperatorDecision::OverriddenNok { reason: reason() },
+                Verdict::Pass,
+                Outcome::Nok,
+            ),
+            (OperatorDecision::Unsure, Verdict::Fail, Outcome::Unsure),
+            (OperatorDecision::Unsure, Verdict::Pass, Outcome::Unsure),
+        ];
+        for (decision, verdict, outcome) in cases {
+            assert_eq!(
+                decision.outcome(verdict),
+                outcome,
+                "{decision:?} on {verdict:?}"
+            );
+        }
+    }
 
     fn detection(class_id: u32, score: f32) -> Detection {
         Detection {

@@ -4,6 +4,10 @@
 //! `cargo xtask test` builds both and passes their paths in `LINECHECK_SERVER_BIN` and
 //! `LINECHECK_DIST`; run alone, the tests fail with a message saying so.
 
+mod camera_video;
+
+pub use camera_video::{CameraVideo, FrameTruth, TruthBox, iou};
+
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -138,7 +142,7 @@ pub async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
 }
 
 /// Chromium flags that work headless on a machine with no GPU and no internet (shared/TOOLCHAIN.md).
-fn chromium_args(profile: &std::path::Path) -> Vec<String> {
+fn chromium_args(profile: &std::path::Path, camera_video: Option<&std::path::Path>) -> Vec<String> {
     [
         "--headless",
         "--no-sandbox",
@@ -156,6 +160,7 @@ fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .chain([format!("--user-data-dir={}", profile.display())])
+    .chain(camera_video.map(|v| format!("--use-file-for-fake-video-capture={}", v.display())))
     .collect()
 }
 
@@ -173,12 +178,25 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Browser {
+    /// A browser whose camera shows Chromium's built-in test pattern.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with_profile(tempfile::tempdir()?).await
+        Self::launch(None, tempfile::tempdir()?).await
+    }
+
+    /// A browser whose camera plays `video` (y4m) in a loop.
+    pub async fn start_with_camera(video: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        Self::launch(video, tempfile::tempdir()?).await
     }
 
     /// Starts on an existing profile: the same browser coming back after `crash`.
     pub async fn start_with_profile(profile: tempfile::TempDir) -> anyhow::Result<Self> {
+        Self::launch(None, profile).await
+    }
+
+    async fn launch(
+        video: Option<&std::path::Path>,
+        profile: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut driver = Command::new(env_or("CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
@@ -201,7 +219,7 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({
                 "binary": env_or("CHROMIUM", "/usr/lib/chromium/chromium"),
-                "args": chromium_args(profile.path()),
+                "args": chromium_args(profile.path(), video),
             }),
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())

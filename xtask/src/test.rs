@@ -95,11 +95,11 @@ fn run_cargo_tests(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<Test
     Ok(counts)
 }
 
-/// The model's Python tests (synthetic data generator), counted like cargo's.
+/// The model's Python tests (synthetic image and video generators), counted like cargo's.
 fn python_tests() -> anyhow::Result<TestCounts> {
     let python = tools::ensure_python()?;
     let output = std::process::Command::new(python)
-        .args(["-m", "unittest", "synth.test_synth"])
+        .args(["-m", "unittest", "synth.test_synth", "synth.test_video"])
         .current_dir(workspace_root().join("models"))
         .output()
         .context("cannot run the Python tests")?;
@@ -225,12 +225,7 @@ pub fn run_all() -> anyhow::Result<()> {
     );
     report.tests(
         "kiosk storage in the browser (wasm32, IndexedDB)",
-        wasm_browser_tests(&[
-            "--package",
-            "linecheck-frontend",
-            "--bin",
-            "linecheck-frontend",
-        ]),
+        wasm_browser_tests(&["--package", "linecheck-frontend", "--lib"]),
     );
 
     report.tests("model data generator (Python)", python_tests());

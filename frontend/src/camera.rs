@@ -1,0 +1,113 @@
+//! The station camera: a `getUserMedia` stream playing in a `<video>` element that lives as long
+//! as the page, so switching screens never restarts the camera.
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{HtmlVideoElement, MediaDeviceInfo, MediaDeviceKind, MediaStream};
+
+/// A camera the browser lists (labels appear once camera permission was granted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraDevice {
+    pub id: String,
+    pub label: String,
+}
+
+fn media_devices() -> Result<web_sys::MediaDevices, String> {
+    web_sys::window()
+        .ok_or("no window")?
+        .navigator()
+        .media_devices()
+        .map_err(|_| "this browser gives no camera access here: open LineCheck over HTTPS".into())
+}
+
+pub async fn list() -> Result<Vec<CameraDevice>, String> {
+    let devices = JsFuture::from(media_devices()?.enumerate_devices().map_err(js_error)?)
+        .await
+        .map_err(js_error)?;
+    Ok(js_sys::Array::from(&devices)
+        .iter()
+        .map(|d| d.unchecked_into::<MediaDeviceInfo>())
+        .filter(|d| d.kind() == MediaDeviceKind::Videoinput)
+        .map(|d| CameraDevice {
+            id: d.device_id(),
+            label: d.label(),
+        })
+        .collect())
+}
+
+fn js_error(e: wasm_bindgen::JsValue) -> String {
+    js_sys::Reflect::get(&e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// Video constraints: the chosen camera, else the rear one; the resolution as an ideal, so a
+/// camera without it still starts.
+fn constraints(camera_id: Option<&str>, (width, height): (u32, u32)) -> js_sys::Object {
+    let video = js_sys::Object::new();
+    let set = |object: &js_sys::Object, key: &str, value: wasm_bindgen::JsValue| {
+        let _ = js_sys::Reflect::set(object, &key.into(), &value);
+    };
+    let ideal = |value: wasm_bindgen::JsValue| {
+        let object = js_sys::Object::new();
+        set(&object, "ideal", value);
+        object.into()
+    };
+    match camera_id {
+        Some(id) => {
+            let exact = js_sys::Object::new();
+            set(&exact, "exact", id.into());
+            set(&video, "deviceId", exact.into());
+        }
+        None => set(&video, "facingMode", ideal("environment".into())),
+    }
+    set(&video, "width", ideal(width.into()));
+    set(&video, "height", ideal(height.into()));
+    let all = js_sys::Object::new();
+    set(&all, "video", video.into());
+    set(&all, "audio", false.into());
+    all
+}
+
+/// Starts the camera and plays it in a new muted, inline `<video>`.
+pub async fn open(
+    camera_id: Option<&str>,
+    resolution: (u32, u32),
+) -> Result<HtmlVideoElement, String> {
+    let request = media_devices()?
+        .get_user_media_with_constraints(constraints(camera_id, resolution).unchecked_ref())
+        .map_err(js_error)?;
+    let stream: MediaStream = JsFuture::from(request)
+        .await
+        .map_err(js_error)?
+        .unchecked_into();
+    let video: HtmlVideoElement = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?
+        .create_element("video")
+        .map_err(js_error)?
+        .unchecked_into();
+    video.set_muted(true);
+    video.set_autoplay(true);
+    video.set_attribute("playsinline", "").map_err(js_error)?;
+    video.set_id("camera");
+    video.set_src_object(Some(&stream));
+    JsFuture::from(video.play().map_err(js_error)?)
+        .await
+        .map_err(js_error)?;
+    Ok(video)
+}
+
+/// Stops the camera behind `video` (before opening another).
+pub fn close(video: &HtmlVideoElement) {
+    if let Some(stream) = video
+        .src_object()
+        .and_then(|s| s.dyn_into::<MediaStream>().ok())
+    {
+        for track in stream.get_tracks().iter() {
+            track.unchecked_into::<web_sys::MediaStreamTrack>().stop();
+        }
+    }
+    video.remove();
+}

@@ -1,0 +1,61 @@
+//! The page's handle on the detection worker.
+
+use super::{FromWorker, ToWorker};
+use wasm_bindgen::{JsCast, prelude::*};
+use web_sys::{ImageBitmap, MessageEvent, Worker};
+
+/// The loader trunk writes for the `detection-worker` binary (workers keep unhashed names).
+const WORKER_SCRIPT: &str = "./detection-worker_loader.js";
+
+pub struct DetectionWorker {
+    worker: Worker,
+    _on_message: Closure<dyn Fn(MessageEvent)>,
+}
+
+impl DetectionWorker {
+    pub fn spawn(on_reply: impl Fn(FromWorker) + 'static) -> Result<Self, String> {
+        let worker = Worker::new(WORKER_SCRIPT).map_err(|e| format!("{e:?}"))?;
+        let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
+            on_reply(
+                serde_wasm_bindgen::from_value(event.data()).unwrap_or_else(|e| {
+                    FromWorker::Failed {
+                        reason: format!("unreadable reply from the detector: {e}"),
+                    }
+                }),
+            )
+        });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        Ok(Self {
+            worker,
+            _on_message: on_message,
+        })
+    }
+
+    pub fn send(&self, message: &ToWorker) -> Result<(), String> {
+        self.post(message, None)
+    }
+
+    /// Hands `frame` over to the worker (transferred: it is unusable here afterwards).
+    pub fn detect(&self, frame_id: u64, frame: ImageBitmap) -> Result<(), String> {
+        self.post(&ToWorker::Detect { frame_id }, Some(frame))
+    }
+
+    fn post(&self, message: &ToWorker, frame: Option<ImageBitmap>) -> Result<(), String> {
+        let encoded = serde_wasm_bindgen::to_value(message).map_err(|e| e.to_string())?;
+        let data = js_sys::Array::of1(&encoded);
+        let transfer = js_sys::Array::new();
+        if let Some(frame) = frame {
+            data.push(&frame);
+            transfer.push(&frame);
+        }
+        self.worker
+            .post_message_with_transfer(&data, &transfer)
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
+impl Drop for DetectionWorker {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
+}

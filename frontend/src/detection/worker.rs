@@ -1,0 +1,318 @@
+//! The detection worker's side: one model per worker (the page starts a new worker to switch
+//! models), run on the backend measured fastest on this tablet.
+
+use super::{BackendChoice, BackendKind, EngineInfo, FromWorker, ToWorker};
+use crate::gpu_check;
+use protocol::{BoundingBox, Detection, ModelRef};
+use sha2::{Digest, Sha256};
+use std::cell::{Cell, RefCell};
+use vision_engine::{
+    Backend, CpuBackend, Detector, GpuBackend, GpuNetwork, graph::OpByOp, postprocess::NmsOptions,
+};
+use wasm_bindgen::{JsCast, prelude::*};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    DedicatedWorkerGlobalScope, ImageBitmap, MessageEvent, OffscreenCanvas,
+    OffscreenCanvasRenderingContext2d,
+};
+
+/// The network on the backend it runs on. The detector and GPU backend are leaked on purpose:
+/// they live as long as the worker, and `GpuNetwork` borrows both.
+enum Runner {
+    Gpu(GpuNetwork<'static>),
+    Cpu(OpByOp<'static, CpuBackend>),
+}
+
+struct Engine {
+    detector: &'static Detector,
+    runner: Runner,
+    options: Cell<NmsOptions>,
+    /// Where frames are drawn to read their RGBA pixels; resized to each frame.
+    canvas: OffscreenCanvas,
+    context: OffscreenCanvasRenderingContext2d,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Option<&'static Engine>> = const { RefCell::new(None) };
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn post(message: &FromWorker) {
+    match serde_wasm_bindgen::to_value(message) {
+        Ok(value) => {
+            let _ = scope().post_message(&value);
+        }
+        Err(e) => web_sys::console::error_1(&format!("unencodable message: {e}").into()),
+    }
+}
+
+fn now_ms() -> f64 {
+    scope().performance().map_or(0.0, |p| p.now())
+}
+
+/// The worker binary's entry point.
+pub fn run() {
+    let on_message = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
+        wasm_bindgen_futures::spawn_local(handle(event));
+    });
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker.
+    on_message.forget();
+}
+
+async fn handle(event: MessageEvent) {
+    let data = js_sys::Array::from(&event.data());
+    let message: ToWorker = match serde_wasm_bindgen::from_value(data.get(0)) {
+        Ok(m) => m,
+        Err(e) => {
+            post(&FromWorker::Failed {
+                reason: format!("unreadable message: {e}"),
+            });
+            return;
+        }
+    };
+    match message {
+        ToWorker::SetConfidence { confidence } => {
+            if let Some(engine) = ENGINE.with(|e| *e.borrow()) {
+                engine.options.set(NmsOptions {
+                    confidence,
+                    ..engine.options.get()
+                });
+            }
+        }
+        ToWorker::Load {
+            url,
+            remembered,
+            confidence,
+        } => match load(&url, remembered, confidence).await {
+            Ok((engine, info)) => {
+                ENGINE.with(|e| *e.borrow_mut() = Some(engine));
+                post(&FromWorker::Ready(info));
+            }
+            Err(reason) => post(&FromWorker::Failed { reason }),
+        },
+        ToWorker::Detect { frame_id } => {
+            let bitmap: ImageBitmap = data.get(1).unchecked_into();
+            let engine = ENGINE.with(|e| *e.borrow());
+            let result = match engine {
+                Some(engine) => engine.detect_bitmap(&bitmap).await,
+                None => Err("no model is loaded".to_string()),
+            };
+            bitmap.close();
+            post(&match result {
+                Ok((detections, infer_ms)) => FromWorker::Detections {
+                    frame_id,
+                    detections,
+                    infer_ms,
+                },
+                Err(reason) => FromWorker::Failed { reason },
+            });
+        }
+    }
+}
+
+/// Downloads `url`, posting progress about every 5 %.
+async fn fetch_with_progress(url: &str) -> Result<Vec<u8>, String> {
+    let failed = |e: JsValue| format!("downloading {url}: {e:?}");
+    let response: web_sys::Response = JsFuture::from(scope().fetch_with_str(url))
+        .await
+        .map_err(failed)?
+        .unchecked_into();
+    if !response.ok() {
+        return Err(format!("downloading {url}: HTTP {}", response.status()));
+    }
+    let total = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = response.body().ok_or_else(|| format!("{url}: no body"))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
+    let mut reported = 0u64;
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(failed)?;
+        if js_sys::Reflect::get(&chunk, &"done".into())
+            .map_err(failed)?
+            .is_truthy()
+        {
+            break;
+        }
+        let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(failed)?;
+        bytes.extend(js_sys::Uint8Array::new(&value).to_vec());
+        let loaded = bytes.len() as u64;
+        if total.is_none_or(|t| (loaded - reported) * 20 >= t) {
+            reported = loaded;
+            post(&FromWorker::Progress { loaded, total });
+        }
+    }
+    post(&FromWorker::Progress {
+        loaded: bytes.len() as u64,
+        total,
+    });
+    Ok(bytes)
+}
+
+/// The model's identity in records: its file name, and its content hash as the version, so two
+/// different files can never pass for one.
+fn model_ref(url: &str, bytes: &[u8]) -> ModelRef {
+    let name = url.rsplit('/').next().unwrap_or(url);
+    let hash = Sha256::digest(bytes);
+    ModelRef {
+        id: name.strip_suffix(".onnx").unwrap_or(name).to_string(),
+        version: hash[..6].iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+async fn load(
+    url: &str,
+    remembered: Option<BackendChoice>,
+    confidence: f32,
+) -> Result<(&'static Engine, EngineInfo), String> {
+    let bytes = fetch_with_progress(url).await?;
+    let started = now_ms();
+    let model = model_ref(url, &bytes);
+    let preferred = remembered
+        .filter(|choice| choice.model_version == model.version)
+        .map(|choice| choice.backend);
+    let detector: &'static Detector = Box::leak(Box::new(
+        Detector::from_onnx_bytes(&bytes).map_err(|e| e.to_string())?,
+    ));
+    let gpu = if preferred == Some(BackendKind::Cpu) {
+        Err("measured slower than the CPU on this tablet".to_string())
+    } else {
+        gpu_check::check().await
+    };
+    let gpu_name = gpu.as_ref().map(GpuBackend::name).map_err(Clone::clone);
+    let canvas = OffscreenCanvas::new(1, 1).map_err(|e| format!("{e:?}"))?;
+    let context: OffscreenCanvasRenderingContext2d = canvas
+        .get_context("2d")
+        .map_err(|e| format!("{e:?}"))?
+        .ok_or("no 2D context in the worker")?
+        .unchecked_into();
+    let options = Cell::new(NmsOptions {
+        confidence,
+        ..NmsOptions::default()
+    });
+    let cpu = Runner::Cpu(OpByOp {
+        network: detector.network(),
+        backend: &CpuBackend,
+    });
+    let leak_engine = |runner| -> &'static Engine {
+        Box::leak(Box::new(Engine {
+            detector,
+            runner,
+            options: options.clone(),
+            canvas: canvas.clone(),
+            context: context.clone(),
+        }))
+    };
+    let mut measured_ms = Vec::new();
+    let engine = match gpu {
+        Err(_) => leak_engine(cpu),
+        Ok(gpu) => {
+            let gpu: &'static GpuBackend = Box::leak(Box::new(gpu));
+            let prepared = gpu.prepare(detector.network()).map_err(|e| e.to_string())?;
+            let on_gpu = leak_engine(Runner::Gpu(prepared));
+            if preferred == Some(BackendKind::Gpu) {
+                on_gpu
+            } else {
+                // First start on this tablet: a software adapter can be a hundred times slower
+                // than the CPU, so measure one warm frame on each and keep the faster.
+                let on_cpu = leak_engine(cpu);
+                on_gpu.time_blank_frame().await?;
+                let gpu_ms = on_gpu.time_blank_frame().await?;
+                let cpu_ms = on_cpu.time_blank_frame().await?;
+                measured_ms = vec![(BackendKind::Gpu, gpu_ms), (BackendKind::Cpu, cpu_ms)];
+                if gpu_ms <= cpu_ms { on_gpu } else { on_cpu }
+            }
+        }
+    };
+    if measured_ms.is_empty() {
+        engine.time_blank_frame().await?;
+    }
+    let info = EngineInfo {
+        backend: match engine.runner {
+            Runner::Gpu(_) => BackendKind::Gpu,
+            Runner::Cpu(_) => BackendKind::Cpu,
+        },
+        gpu: gpu_name,
+        model,
+        labels: detector.labels().to_vec(),
+        input: detector.input_size(),
+        measured_ms,
+        cold_start_ms: now_ms() - started,
+    };
+    Ok((engine, info))
+}
+
+impl Engine {
+    /// Runs a mid-grey frame of the model's size: nothing to find, everything to run.
+    async fn time_blank_frame(&self) -> Result<f64, String> {
+        let (width, height) = self.detector.input_size();
+        let frame = vec![128u8; (width * height * 4) as usize];
+        let started = now_ms();
+        self.detect_rgba(&frame, width, height).await?;
+        Ok(now_ms() - started)
+    }
+
+    async fn detect_rgba(
+        &self,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<vision_engine::Detection>, String> {
+        let result = match &self.runner {
+            Runner::Gpu(network) => {
+                self.detector
+                    .detect(network, rgba, width, height, self.options.get())
+                    .await
+            }
+            Runner::Cpu(network) => {
+                self.detector
+                    .detect(network, rgba, width, height, self.options.get())
+                    .await
+            }
+        };
+        Ok(result.map_err(|e| e.to_string())?.detections)
+    }
+
+    async fn detect_bitmap(&self, bitmap: &ImageBitmap) -> Result<(Vec<Detection>, f64), String> {
+        let started = now_ms();
+        let (width, height) = (bitmap.width(), bitmap.height());
+        if self.canvas.width() != width || self.canvas.height() != height {
+            self.canvas.set_width(width);
+            self.canvas.set_height(height);
+        }
+        self.context
+            .draw_image_with_image_bitmap(bitmap, 0.0, 0.0)
+            .map_err(|e| format!("drawing the frame: {e:?}"))?;
+        let rgba = self
+            .context
+            .get_image_data(0.0, 0.0, f64::from(width), f64::from(height))
+            .map_err(|e| format!("reading the frame: {e:?}"))?
+            .data()
+            .0;
+        let detections = self
+            .detect_rgba(&rgba, width, height)
+            .await?
+            .into_iter()
+            .map(|d| Detection {
+                class_id: d.class_id,
+                label: d.label,
+                score: d.score,
+                bbox: BoundingBox {
+                    x1: d.bbox[0],
+                    y1: d.bbox[1],
+                    x2: d.bbox[2],
+                    y2: d.bbox[3],
+                },
+            })
+            .collect();
+        Ok((detections, now_ms() - started))
+    }
+}

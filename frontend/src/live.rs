@@ -1,0 +1,229 @@
+//! The live detection loop: grab the camera's current frame, hand it to the detection worker,
+//! keep the frame that was analysed beside its boxes, and grab the next one as soon as the
+//! worker is free. One frame is in flight at a time, so a slow backend lowers the rate of boxes,
+//! never the camera's.
+
+use crate::detection::{FromWorker, client::DetectionWorker};
+use protocol::Detection;
+use std::{
+    cell::{Cell, RefCell},
+    rc::{Rc, Weak},
+};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{HtmlVideoElement, ImageBitmap};
+
+/// A frame and what the detector found in it: the pair an inspection records.
+pub struct AnalyzedFrame {
+    pub frame: ImageBitmap,
+    pub detections: Vec<Detection>,
+}
+
+/// What the page draws of the latest analysed frame: its boxes, over the live video.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameView {
+    pub detections: Vec<Detection>,
+    pub width: u32,
+    pub height: u32,
+    pub stats: LoopStats,
+}
+
+/// Rolling figures for the status line (and the frame-rate benchmark).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoopStats {
+    pub frames: u64,
+    /// Detection results per second over the last results.
+    pub rate_hz: f64,
+    /// Camera frame grabbed → boxes back on the page.
+    pub latency_ms: f64,
+    /// Inside the worker only.
+    pub infer_ms: f64,
+}
+
+struct InFlight {
+    id: u64,
+    /// A copy kept here, since the worker receives (and closes) the original.
+    frame: ImageBitmap,
+    grabbed_at: f64,
+}
+
+pub struct LiveLoop {
+    worker: DetectionWorker,
+    video: RefCell<Option<HtmlVideoElement>>,
+    in_flight: RefCell<Option<InFlight>>,
+    /// The newest result, until the next replaces it (its frame closed then) or an inspection
+    /// takes it.
+    latest: RefCell<Option<AnalyzedFrame>>,
+    next_id: Cell<u64>,
+    recent_results: RefCell<Vec<f64>>,
+    stats: Cell<LoopStats>,
+    running: Cell<bool>,
+}
+
+fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
+/// `HAVE_CURRENT_DATA`: the element has a frame to copy.
+const HAVE_CURRENT_DATA: u16 = 2;
+
+impl LiveLoop {
+    /// Spawns the worker; replies other than frame results go to `on_engine`, a view of each
+    /// analysed frame to `on_frame`.
+    pub fn spawn(
+        on_engine: impl Fn(FromWorker) + 'static,
+        on_frame: impl Fn(FrameView) + 'static,
+    ) -> Result<Rc<Self>, String> {
+        // The worker's replies need the loop, which needs the worker: tie them after creation.
+        let slot: Rc<RefCell<Weak<LiveLoop>>> = Rc::default();
+        let worker = DetectionWorker::spawn({
+            let slot = slot.clone();
+            move |reply| {
+                let Some(this) = slot.borrow().upgrade() else {
+                    return;
+                };
+                match reply {
+                    FromWorker::Detections {
+                        frame_id,
+                        detections,
+                        infer_ms,
+                    } => {
+                        if let Some(view) = this.finish(frame_id, detections, infer_ms) {
+                            on_frame(view);
+                        }
+                        this.grab_next();
+                    }
+                    FromWorker::Failed { .. } if this.in_flight.borrow().is_some() => {
+                        // A frame failed: report it and try the next one after a pause.
+                        this.in_flight.borrow_mut().take();
+                        on_engine(reply);
+                        this.grab_later(1000);
+                    }
+                    other => on_engine(other),
+                }
+            }
+        })?;
+        let this = Rc::new(Self {
+            worker,
+            video: RefCell::new(None),
+            in_flight: RefCell::new(None),
+            latest: RefCell::new(None),
+            next_id: Cell::new(0),
+            recent_results: RefCell::new(Vec::new()),
+            stats: Cell::new(LoopStats::default()),
+            running: Cell::new(false),
+        });
+        *slot.borrow_mut() = Rc::downgrade(&this);
+        Ok(this)
+    }
+
+    pub fn worker(&self) -> &DetectionWorker {
+        &self.worker
+    }
+
+    /// Starts (or restarts, after a camera change) grabbing frames from `video`.
+    pub fn start(self: &Rc<Self>, video: HtmlVideoElement) {
+        *self.video.borrow_mut() = Some(video);
+        if !self.running.replace(true) {
+            self.grab_next();
+        }
+    }
+
+    pub fn video(&self) -> Option<HtmlVideoElement> {
+        self.video.borrow().clone()
+    }
+
+    fn grab_later(self: &Rc<Self>, delay_ms: u32) {
+        let this = self.clone();
+        gloo_timers::callback::Timeout::new(delay_ms, move || this.grab_next()).forget();
+    }
+
+    fn grab_next(self: &Rc<Self>) {
+        let Some(video) = self.video() else {
+            self.running.set(false);
+            return;
+        };
+        if video.ready_state() < HAVE_CURRENT_DATA || video.video_width() == 0 {
+            self.grab_later(100);
+            return;
+        }
+        let this = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            match this.send_frame(&video).await {
+                Ok(()) => {}
+                Err(e) => {
+                    web_sys::console::warn_1(&format!("frame not sent: {e}").into());
+                    this.grab_later(500);
+                }
+            }
+        });
+    }
+
+    async fn send_frame(&self, video: &HtmlVideoElement) -> Result<(), String> {
+        let window = web_sys::window().ok_or("no window")?;
+        let grabbed_at = now_ms();
+        let bitmap = |promise: Result<js_sys::Promise, wasm_bindgen::JsValue>| async {
+            let value = JsFuture::from(promise.map_err(|e| format!("{e:?}"))?)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            Ok::<ImageBitmap, String>(value.unchecked_into())
+        };
+        let frame = bitmap(window.create_image_bitmap_with_html_video_element(video)).await?;
+        let copy = bitmap(window.create_image_bitmap_with_image_bitmap(&frame)).await?;
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        *self.in_flight.borrow_mut() = Some(InFlight {
+            id,
+            frame: copy,
+            grabbed_at,
+        });
+        self.worker.detect(id, frame)
+    }
+
+    /// The newest analysed frame, now the caller's (who closes its bitmap when done).
+    pub fn take_latest(&self) -> Option<AnalyzedFrame> {
+        self.latest.borrow_mut().take()
+    }
+
+    fn finish(&self, id: u64, detections: Vec<Detection>, infer_ms: f64) -> Option<FrameView> {
+        let in_flight = self.in_flight.borrow_mut().take()?;
+        if in_flight.id != id {
+            return None;
+        }
+        let now = now_ms();
+        let mut recent = self.recent_results.borrow_mut();
+        recent.push(now);
+        if recent.len() > 10 {
+            recent.remove(0);
+        }
+        let rate_hz = match (recent.first(), recent.last()) {
+            (Some(first), Some(last)) if recent.len() > 1 && last > first => {
+                (recent.len() - 1) as f64 * 1000.0 / (last - first)
+            }
+            _ => 0.0,
+        };
+        let stats = LoopStats {
+            frames: self.stats.get().frames + 1,
+            rate_hz,
+            latency_ms: now - in_flight.grabbed_at,
+            infer_ms,
+        };
+        self.stats.set(stats);
+        let view = FrameView {
+            detections: detections.clone(),
+            width: in_flight.frame.width(),
+            height: in_flight.frame.height(),
+            stats,
+        };
+        let replaced = self.latest.borrow_mut().replace(AnalyzedFrame {
+            frame: in_flight.frame,
+            detections,
+        });
+        if let Some(old) = replaced {
+            old.frame.close();
+        }
+        Some(view)
+    }
+}
