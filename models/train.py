@@ -183,7 +183,9 @@ def main():
     p.add_argument("--val-n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--val-seed", type=int, default=1001)
-    p.add_argument("--shift-seed", type=int, default=2001)
+    p.add_argument("--shift-seeds", type=int, nargs="+", default=[2001],
+                   help="shifted held-out sets: the first is `shifted`, others `shifted_SEED`")
+    p.add_argument("--baseline", help="also evaluate these weights on the same held-out sets, for comparison")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--time-budget", type=float, default=420, help="seconds of training in this call")
     p.add_argument("--wall-limit", type=float, help="seconds the whole call may take: training gets what "
@@ -212,12 +214,24 @@ def main():
             sets["val"] = load_split(a.data, "val", S)
     else:
         names = list(CLASSES)
-        for key, seed, n, shifted in (("train", a.seed, a.train_n, False), ("val", a.val_seed, a.val_n, False),
-                                      ("shifted", a.shift_seed, a.val_n, True)):
+        shifted_sets = [("shifted" if i == 0 else f"shifted_{seed}", seed, a.val_n, True)
+                        for i, seed in enumerate(a.shift_seeds)]
+        for key, seed, n, shifted in [("train", a.seed, a.train_n, False), ("val", a.val_seed, a.val_n, False),
+                                      *shifted_sets]:
             t = time.time()
             sets[key] = generate(seed, n, S, shifted, a.workers)
             log(f"generated {key}: {n} images, {sum(len(l) for l in sets[key][1])} defects, "
                 f"{n / (time.time() - t):.0f} images/s on {a.workers or os.cpu_count()} processes")
+    held_out = [key for key in sets if key != "train"]
+    baseline = {}
+    if a.baseline:
+        base = Detector(len(names)).to(dev)
+        load_weights(base, a.baseline)
+        base.eval()
+        for key in held_out:
+            baseline[key] = evaluate(predict(base, torch.from_numpy(sets[key][0]).to(dev), S, 0.001), sets[key][1], names)
+            log(f"baseline {key}", json.dumps({k: v for k, v in baseline[key].items() if k != "classes"}))
+        del base
     images = torch.from_numpy(sets["train"][0]).to(dev)
     labels = to_gpu_labels(sets["train"][1], dev)
     n = len(images)
@@ -310,17 +324,18 @@ def main():
     metrics = {"params": n_params, "imgsz": S, "epochs": epoch + 1 if history else start_epoch,
                "trained_s": round(trained_s), "history": history, "names": names,
                "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
-    for key in ("val", "shifted"):
-        if key in sets:
-            imgs = torch.from_numpy(sets[key][0]).to(dev)
-            dets = predict(ema.model, imgs, S, 0.001)
-            metrics[key] = evaluate(dets, sets[key][1], names)
-            log(key, json.dumps({k: v for k, v in metrics[key].items() if k != "classes"}))
-            for c, r in metrics[key]["classes"].items():
-                log(f"  {c:8s} {json.dumps(r)}")
-            tiles = [draw(sets[key][0][i], d[d[:, 4] > 0.25], names, sets[key][1][i]) for i, d in
-                     zip(range(8), dets)]
-            cv2.imwrite(str(out / f"samples_{key}.png"), np.vstack([np.hstack(tiles[:4]), np.hstack(tiles[4:8])]))
+    if baseline:
+        metrics["baseline"] = {"weights": a.baseline, **baseline}
+    for key in held_out:
+        imgs = torch.from_numpy(sets[key][0]).to(dev)
+        dets = predict(ema.model, imgs, S, 0.001)
+        metrics[key] = evaluate(dets, sets[key][1], names)
+        log(key, json.dumps({k: v for k, v in metrics[key].items() if k != "classes"}))
+        for c, r in metrics[key]["classes"].items():
+            log(f"  {c:8s} {json.dumps(r)}")
+        tiles = [draw(sets[key][0][i], d[d[:, 4] > 0.25], names, sets[key][1][i]) for i, d in
+                 zip(range(8), dets)]
+        cv2.imwrite(str(out / f"samples_{key}.png"), np.vstack([np.hstack(tiles[:4]), np.hstack(tiles[4:8])]))
 
     probe = sets["val" if "val" in sets else "train"][0][:4]
     for half in (False, True):

@@ -194,7 +194,7 @@ pub fn app() -> Html {
                                 engine.set(EngineState::Failed(reason));
                             }
                         }
-                        FromWorker::Detections { .. } => {}
+                        FromWorker::Started | FromWorker::Detections { .. } => {}
                     }
                 };
                 let on_frame = move |view: FrameView| frame.set(Some(view));
@@ -335,7 +335,10 @@ pub fn app() -> Html {
                     { tab(Screen::History, "nav-history", texts.nav_history) }
                     { tab(Screen::Setup, "nav-setup", texts.nav_setup) }
                 </nav>
-                <span id="detector-rate" class="muted">{ rate }</span>
+                <span id="detector-rate" class="muted"
+                    data-frames={frame.as_ref().map(|f| f.stats.frames.to_string())}
+                    data-latency-ms={frame.as_ref().map(|f| format!("{:.1}", f.stats.latency_ms))}
+                    data-infer-ms={frame.as_ref().map(|f| format!("{:.1}", f.stats.infer_ms))}>{ rate }</span>
                 <SyncStatus />
             </header>
             if *update_ready {

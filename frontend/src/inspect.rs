@@ -2,9 +2,9 @@
 //! the operator's decision, and a record that is in IndexedDB before the screen says "saved".
 
 use crate::{
-    Shared,
+    Shared, barcode,
     i18n::{REASON_CODES, Texts},
-    live::{FrameView, LiveLoop},
+    live::{AnalyzedFrame, FrameView, LiveLoop},
     overlay::{self, BoxOverlay},
     records, sound,
     storage::StationSettings,
@@ -134,13 +134,16 @@ pub fn inspect(props: &InspectProps) -> Html {
             if !ready || review.is_some() || *save_state == SaveState::Saving {
                 return;
             }
-            let Some(analyzed) = live.0.take_latest() else {
-                return;
-            };
             let (review, save_state, reason_for) =
                 (review.clone(), save_state.clone(), reason_for.clone());
-            let settings = settings.clone();
+            let (settings, live) = (settings.clone(), live.clone());
             wasm_bindgen_futures::spawn_local(async move {
+                let Some(analyzed) = next_analyzed_frame(&live.0).await else {
+                    save_state.set(SaveState::Failed(
+                        settings.language.texts().waiting_for_frame.into(),
+                    ));
+                    return;
+                };
                 let jpeg = overlay::jpeg_of(&analyzed.frame).await;
                 let (width, height) = (analyzed.frame.width(), analyzed.frame.height());
                 analyzed.frame.close();
@@ -356,6 +359,22 @@ pub fn inspect(props: &InspectProps) -> Html {
         }
     });
 
+    let on_scan = {
+        let (serial, live, save_state) = (serial.clone(), props.live.clone(), save_state.clone());
+        let texts = t;
+        Callback::from(move |_| {
+            let Some(video) = live.0.video() else { return };
+            let (serial, save_state) = (serial.clone(), save_state.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match barcode::scan(&video).await {
+                    Ok(Some(code)) => serial.set(code),
+                    Ok(None) => save_state.set(SaveState::Failed(texts.no_barcode.into())),
+                    Err(e) => save_state.set(SaveState::Failed(e)),
+                }
+            });
+        })
+    };
+
     let text_input = |id: &'static str, label: &'static str, state: &UseStateHandle<String>| {
         let value = (**state).clone();
         let state = state.clone();
@@ -471,6 +490,9 @@ pub fn inspect(props: &InspectProps) -> Html {
             { for verdict_banner }
             <div class="part-fields">
                 { text_input("part-serial", t.part_serial, &serial) }
+                if barcode::available() && review.is_none() {
+                    <button id="scan-serial" class="quiet" onclick={on_scan}>{ t.scan }</button>
+                }
                 { text_input("lot", t.lot, &lot) }
             </div>
             { decisions }
@@ -478,6 +500,18 @@ pub fn inspect(props: &InspectProps) -> Html {
             <p class="hint">{ t.shortcuts }</p>
         </section>
     }
+}
+
+/// The newest analysed frame; right after an inspection took one, the next that arrives.
+async fn next_analyzed_frame(live: &LiveLoop) -> Option<AnalyzedFrame> {
+    // A software GPU can take seconds per frame.
+    for _ in 0..600 {
+        if let Some(analyzed) = live.take_latest() {
+            return Some(analyzed);
+        }
+        gloo_timers::future::TimeoutFuture::new(50).await;
+    }
+    None
 }
 
 fn outcome_text(t: &Texts, outcome: Outcome) -> &'static str {

@@ -2,6 +2,7 @@
 //! (`bin/detection_worker.rs`), two wasm binaries over this one library.
 
 mod app;
+mod barcode;
 mod camera;
 pub mod detection;
 mod gpu_check;

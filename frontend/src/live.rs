@@ -57,7 +57,9 @@ pub struct LiveLoop {
     next_id: Cell<u64>,
     recent_results: RefCell<Vec<f64>>,
     stats: Cell<LoopStats>,
-    running: Cell<bool>,
+    /// Frames are grabbed once the worker has a model and the page has a camera.
+    engine_ready: Cell<bool>,
+    grabbing: Cell<bool>,
 }
 
 fn now_ms() -> f64 {
@@ -101,6 +103,11 @@ impl LiveLoop {
                         on_engine(reply);
                         this.grab_later(1000);
                     }
+                    FromWorker::Ready(_) => {
+                        this.engine_ready.set(true);
+                        this.start_grabbing();
+                        on_engine(reply);
+                    }
                     other => on_engine(other),
                 }
             }
@@ -113,7 +120,8 @@ impl LiveLoop {
             next_id: Cell::new(0),
             recent_results: RefCell::new(Vec::new()),
             stats: Cell::new(LoopStats::default()),
-            running: Cell::new(false),
+            engine_ready: Cell::new(false),
+            grabbing: Cell::new(false),
         });
         *slot.borrow_mut() = Rc::downgrade(&this);
         Ok(this)
@@ -126,7 +134,12 @@ impl LiveLoop {
     /// Starts (or restarts, after a camera change) grabbing frames from `video`.
     pub fn start(self: &Rc<Self>, video: HtmlVideoElement) {
         *self.video.borrow_mut() = Some(video);
-        if !self.running.replace(true) {
+        self.start_grabbing();
+    }
+
+    fn start_grabbing(self: &Rc<Self>) {
+        if self.engine_ready.get() && self.video.borrow().is_some() && !self.grabbing.replace(true)
+        {
             self.grab_next();
         }
     }
@@ -142,7 +155,7 @@ impl LiveLoop {
 
     fn grab_next(self: &Rc<Self>) {
         let Some(video) = self.video() else {
-            self.running.set(false);
+            self.grabbing.set(false);
             return;
         };
         if video.ready_state() < HAVE_CURRENT_DATA || video.video_width() == 0 {

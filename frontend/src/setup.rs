@@ -169,6 +169,7 @@ pub fn setup(props: &SetupProps) -> Html {
                     { text_field("station", t.station, &settings.station, |s, v| s.station = v) }
                     { text_field("line", t.line, &settings.line, |s, v| s.line = v) }
                     { text_field("operator", t.operator, &settings.operator, |s, v| s.operator = v) }
+                    { text_field("station-token", t.station_token, &settings.token, |s, v| s.token = v.trim().to_string()) }
                     { select("language", t.language, languages, settings.language.code().to_string(),
                         |s, v| s.language = Language::ALL.into_iter().find(|l| l.code() == v).unwrap_or_default()) }
                     { select("camera", t.camera, cameras, settings.camera_id.clone().unwrap_or_default(),
@@ -231,7 +232,7 @@ fn service_worker_view(t: &Texts, status: &ServiceWorkerStatus) -> Html {
 pub fn backend_text(t: &Texts, info: &EngineInfo) -> String {
     let backend = match (&info.backend, &info.gpu) {
         (BackendKind::Gpu, Ok(adapter)) => format!("{}: {adapter}", t.on_gpu),
-        (BackendKind::Cpu, Ok(adapter)) => format!("CPU (faster here than {adapter})"),
+        (BackendKind::Cpu, Ok(adapter)) => format!("{} {adapter}", t.cpu_faster_than),
         (_, Err(reason)) => format!("{}: {reason}", t.on_cpu),
     };
     let measured: Vec<String> = info
@@ -286,12 +287,13 @@ fn model_view(t: &Texts, engine: &EngineState) -> Html {
             "ready",
             "ok",
             format!(
-                "{} {} — {} ({}x{}); ready in {:.0} ms",
+                "{} {} — {} ({}x{}); {} {:.0} ms",
                 info.model.id,
                 info.model.version,
                 info.labels.join(", "),
                 info.input.0,
                 info.input.1,
+                t.ready_in,
                 info.cold_start_ms
             ),
         ),

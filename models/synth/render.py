@@ -262,6 +262,79 @@ def defect(rng, cls, s, c, scale, albedo, relief):
     raise ValueError(name)
 
 
+# ---------------------------------------------------------------- benign features (hard negatives)
+
+MARK_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789-/."
+
+
+def benign_features(rng, s, r, mask, relief, albedo):
+    """Adds surface features a detector must not report: tonal patches or grain, bosses around design
+    holes, stiffening ribs, printed or lasered markings and stickers, dust. Each is present on some
+    parts. Training generator only: the shifted set keeps its own surfaces, never seen in training.
+    Changes mask, relief and albedo in place; returns the height of the part's edge in the relief."""
+    scale = s / 320
+    ys, xs = np.nonzero(mask > 0.5)
+
+    def spot():
+        k = rng.integers(len(xs))
+        return float(xs[k]), float(ys[k])
+
+    if rng.random() < 0.45:
+        amp = rng.uniform(0.04, 0.2)
+        if rng.random() < 0.5:  # grains of different brightness, from a distance transform's labels
+            seeds = np.full((s, s), 255, np.uint8)
+            pts = rng.integers(0, s, (int(rng.integers(12, 400)), 2))
+            seeds[pts[:, 1], pts[:, 0]] = 0
+            _, lab = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_CCOMP)
+            patches = rng.uniform(1 - amp, 1 + amp, lab.max() + 1).astype(F32)[lab]
+        else:  # mottling: smooth noise cut into a few flat levels, sharp-edged like heat tint or coating
+            n = smooth_noise(rng, s, s, int(rng.integers(3, 16)))
+            levels = int(rng.integers(2, 6))
+            q = np.floor((n - n.min()) / (np.ptp(n) + 1e-6) * levels) / max(1, levels - 1)
+            patches = (1 + amp * (2 * q - 1)).astype(F32)
+        if rng.random() < 0.4:
+            patches = cv2.GaussianBlur(patches, (0, 0), rng.uniform(0.5, 3) * scale)
+        albedo *= patches[..., None]
+    if rng.random() < 0.4:  # cast or pressed bosses around design holes (a boss without one would
+        # shade like a dent under a light from the other side)
+        holes = np.full((s, s), 255, np.uint8)
+        for _ in range(int(rng.integers(1, 5))):
+            p, br = spot(), r * rng.uniform(0.08, 0.22)
+            cv2.circle(relief, (int(p[0]), int(p[1])), int(br), float(rng.uniform(0.3, 1.2)), -1, cv2.LINE_AA)
+            _circle(holes, p, br * rng.uniform(0.3, 0.65), 0)
+        mask *= holes.astype(F32) / 255
+    if rng.random() < 0.2:  # stiffening ribs: straight raised lines
+        for _ in range(int(rng.integers(1, 4))):
+            (x0, y0), (x1, y1) = spot(), spot()
+            cv2.line(relief, (int(x0), int(y0)), (int(x1), int(y1)), float(rng.uniform(0.3, 0.8)),
+                     max(1, int(rng.uniform(2, 7) * scale)), cv2.LINE_AA)
+    if rng.random() < 0.3:  # part numbers in ink or lasered, sometimes on a sticker
+        ink = np.zeros((s, s), np.uint8)  # putText draws into 8-bit images only
+        x, y = spot()
+        text = "".join(rng.choice(list(MARK_CHARS), int(rng.integers(3, 11))))
+        font_scale = rng.uniform(0.3, 0.9) * scale
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        if rng.random() < 0.35:
+            pad = 4 * scale
+            cv2.rectangle(albedo, (int(x - pad), int(y - th - pad)), (int(x + tw + pad), int(y + pad)),
+                          tuple(float(v) for v in rng.uniform(0.3, 1.0, 3)), -1)
+        cv2.putText(ink, text, (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, 255,
+                    int(rng.integers(1, 3)), cv2.LINE_AA)
+        colour = np.asarray((0.08, 0.08, 0.08) if rng.random() < 0.6 else (0.95, 0.95, 0.93), F32)
+        a = ink[..., None].astype(F32) * (rng.uniform(0.5, 0.95) / 255)
+        albedo[:] = albedo * (1 - a) + colour * a
+    if rng.random() < 0.25:  # dust and lint: light specks and short fibres lying on the part
+        dust = np.zeros((s, s), F32)
+        for _ in range(int(rng.integers(3, 30))):
+            p = spot()
+            _circle(dust, p, rng.uniform(0.5, 1.6) * scale, 1.0)
+        for _ in range(int(rng.integers(0, 3))):
+            pts = _bezier(rng, np.asarray(spot()), rng.uniform(6, 20) * scale, rng.uniform(-0.4, 0.4))
+            dust = np.maximum(dust, _polyline_mask(s, pts, np.full(len(pts), scale)))
+        albedo[:] = albedo + (rng.uniform(0.1, 0.35) * np.clip(dust, 0, 1))[..., None]
+    return float(rng.uniform(2, 5))
+
+
 # ---------------------------------------------------------------- backgrounds and camera
 
 
@@ -301,8 +374,9 @@ class Part:
         self.__dict__.update(kw)
 
 
-def lit_part(rng, drng, s, shifted, p_clean=0.25, defects=True):
-    """Draws shape, material, defects (from drng) and light (from rng) into an s x s canvas."""
+def lit_part(rng, drng, s, shifted, p_clean=0.25, defects=True, frng=None):
+    """Draws shape, material, defects (from drng) and light (from rng) into an s x s canvas, with
+    benign surface features (from frng) on the training generator's parts."""
     scale = s / 320
     shape = SHAPES[shifted][rng.integers(len(SHAPES[shifted]))]
     mat = MATERIALS[shifted][rng.integers(len(MATERIALS[shifted]))]
@@ -310,7 +384,8 @@ def lit_part(rng, drng, s, shifted, p_clean=0.25, defects=True):
     c = (s / 2, s / 2)
     mask, relief = draw_shape(rng, shape, s, c, r)
     albedo, spec_k, _, relief_tex = material(rng, mat, s)
-    relief = cv2.GaussianBlur(mask * 3 + relief, (0, 0), 1.2 * scale) + relief_tex
+    edge = 3 if shifted or frng is None else benign_features(frng, s, r, mask, relief, albedo)
+    relief = cv2.GaussianBlur(mask * edge + relief, (0, 0), 1.2 * scale) + relief_tex
 
     # Defects sit on solid material away from edges and holes, and never overlap each other.
     inner = cv2.erode((mask > 0.5).astype(np.uint8), np.ones((9, 9), np.uint8), iterations=max(1, int(2 * scale)))
@@ -417,9 +492,10 @@ def render(seed, index, size=320, shifted=False, p_clean=0.25, defects=True, cam
     """
     rng = np.random.default_rng([int(seed), int(index), int(shifted)])
     drng = np.random.default_rng([int(seed), int(index), int(shifted), 1])
+    frng = np.random.default_rng([int(seed), int(index), int(shifted), 4])
     s = size
     scale = s / 320
-    part = lit_part(rng, drng, s, shifted, p_clean, defects)
+    part = lit_part(rng, drng, s, shifted, p_clean, defects, frng)
 
     # Place the part: rotation, scale, translation kept inside the frame, and corner jitter for
     # a camera that is not quite square to the belt.

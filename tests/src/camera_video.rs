@@ -79,7 +79,9 @@ impl CameraVideo {
         })
     }
 
-    /// The frame a JPEG snapshot shows: the one with the least mean squared luma difference.
+    /// The frame a JPEG snapshot shows, and how alike they are: the frame whose luma correlates
+    /// best with the snapshot's. Correlation, not a pixel difference, because the browser maps
+    /// the camera's YUV to RGB in its own range before the JPEG is made.
     pub fn frame_of(&self, jpeg: &[u8]) -> anyhow::Result<(&FrameTruth, f64)> {
         let image = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)?.to_luma8();
         if (image.width() as usize, image.height() as usize) != (self.width, self.height) {
@@ -92,23 +94,30 @@ impl CameraVideo {
             );
         }
         let snapshot = image.as_raw();
-        let mse = |frame: &Vec<u8>| {
-            let sum: f64 = frame
-                .iter()
-                .zip(snapshot)
-                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-                .sum();
-            sum / frame.len() as f64
-        };
-        let (index, error) = self
+        let (index, correlation) = self
             .luma
             .iter()
-            .map(mse)
+            .map(|frame| correlation(frame, snapshot))
             .enumerate()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
             .context("an empty video")?;
-        Ok((&self.truth[index], error))
+        Ok((&self.truth[index], correlation))
     }
+}
+
+/// Pearson correlation of two equally long pixel rows.
+fn correlation(a: &[u8], b: &[u8]) -> f64 {
+    let n = a.len() as f64;
+    let mean = |v: &[u8]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x) - ma, f64::from(y) - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt().max(f64::MIN_POSITIVE)
 }
 
 /// Intersection over union of two `[x1, y1, x2, y2]` boxes.

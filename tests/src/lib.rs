@@ -5,6 +5,7 @@
 //! `LINECHECK_DIST`; run alone, the tests fail with a message saying so.
 
 mod camera_video;
+pub mod kiosk;
 
 pub use camera_video::{CameraVideo, FrameTruth, TruthBox, iou};
 
@@ -131,16 +132,6 @@ impl Drop for Server {
     }
 }
 
-/// How long the app shell and IndexedDB may take to answer.
-pub const LOAD: Duration = Duration::from_secs(30);
-
-/// A fresh browser showing the kiosk that `server` serves.
-pub async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
-    let browser = Browser::start().await?;
-    browser.show_app_shell(&server.url).await?;
-    Ok(browser)
-}
-
 /// Chromium flags that work headless on a machine with no GPU and no internet (shared/TOOLCHAIN.md).
 fn chromium_args(profile: &std::path::Path, camera_video: Option<&std::path::Path>) -> Vec<String> {
     [
@@ -234,52 +225,6 @@ impl Browser {
         })
     }
 
-    /// Goes to `url` and waits for the app shell to render.
-    pub async fn show_app_shell(&self, url: &str) -> anyhow::Result<()> {
-        self.client.goto(url).await?;
-        self.client
-            .wait()
-            .at_most(LOAD)
-            .for_element(Locator::Css("#app-shell"))
-            .await?;
-        Ok(())
-    }
-
-    /// Waits until the station settings have been read from IndexedDB.
-    pub async fn wait_until_settings_loaded(&self) -> anyhow::Result<()> {
-        let state = self
-            .settled_state("#save-status", &["loading"], LOAD)
-            .await?;
-        assert_eq!(state, "idle", "{}", self.text("#save-status").await?);
-        Ok(())
-    }
-
-    /// Fills in the setup form (`(selector, text)` pairs), saves it, and waits until it is stored.
-    pub async fn save_setup(&self, fields: &[(&str, &str)]) -> anyhow::Result<()> {
-        // Loaded, and perhaps saved before.
-        let state = self
-            .settled_state("#save-status", &["loading"], LOAD)
-            .await?;
-        assert!(
-            ["idle", "saved"].contains(&state.as_str()),
-            "{}",
-            self.text("#save-status").await?
-        );
-        for (selector, text) in fields {
-            self.type_into(selector, text).await?;
-        }
-        self.client
-            .find(Locator::Css("#save-station"))
-            .await?
-            .click()
-            .await?;
-        let state = self
-            .settled_state("#save-status", &["idle", "saving"], LOAD)
-            .await?;
-        assert_eq!(state, "saved", "{}", self.text("#save-status").await?);
-        Ok(())
-    }
-
     /// Runs `script` (a function body that returns a value) in the page.
     pub async fn eval(&self, script: &str) -> anyhow::Result<Value> {
         Ok(self.client.execute(script, vec![]).await?)
@@ -318,6 +263,15 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css(selector))
+            .await?
+            .click()
+            .await?;
+        Ok(())
     }
 
     pub async fn text(&self, selector: &str) -> anyhow::Result<String> {

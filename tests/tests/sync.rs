@@ -3,7 +3,13 @@
 //! exactly once, with their snapshots; a kiosk without a valid token keeps everything and says so.
 
 use fantoccini::Locator;
-use linecheck_e2e::{Browser, LOAD, Server, enroll_station, open_kiosk};
+use linecheck_e2e::{
+    Browser, Server, enroll_station,
+    kiosk::{
+        inspect_part, open_kiosk, open_screen, save_setup, show_app_shell, stored_inspections,
+        wait_until_detector_ready,
+    },
+};
 use serde_json::Value;
 use std::{
     collections::BTreeSet,
@@ -15,35 +21,19 @@ const STATION: &str = "ST-07";
 const SYNC: Duration = Duration::from_secs(120);
 /// A pass that a save or an `online` event started is done well within this (no backoff).
 const WOKEN: Duration = Duration::from_secs(10);
-/// An inspection goes through the detector, which may run on SwiftShader or the CPU here.
-const INSPECTION: Duration = Duration::from_secs(300);
+/// The first analysed frame after the detector is ready: seconds on SwiftShader or the CPU.
+const FIRST_FRAME: Duration = Duration::from_secs(120);
 
-/// Inspects one part through the operator screen and confirms it, as an operator would, and
-/// waits until the kiosk's IndexedDB holds one inspection more.
-async fn inspect_and_confirm(browser: &Browser, serial: &str) -> anyhow::Result<()> {
-    let before = kiosk_inspections(browser).await?.len();
-    browser.type_into("#part-serial", serial).await?;
-    browser.type_into("#lot", "LOT-9").await?;
+/// Waits until the operator screen can inspect: the detector loaded and a frame analysed.
+async fn ready_to_inspect(browser: &Browser) -> anyhow::Result<()> {
+    wait_until_detector_ready(browser).await?;
+    open_screen(browser, "inspect").await?;
     browser
         .client
-        .find(Locator::Css("#inspect"))
-        .await?
-        .click()
-        .await?;
-    let confirm = browser
-        .client
         .wait()
-        .at_most(INSPECTION)
-        .for_element(Locator::Css("#confirm:enabled"))
+        .at_most(FIRST_FRAME)
+        .for_element(Locator::Css("#inspect:enabled"))
         .await?;
-    confirm.click().await?;
-    let deadline = Instant::now() + LOAD;
-    while kiosk_inspections(browser).await?.len() != before + 1 {
-        if Instant::now() > deadline {
-            anyhow::bail!("inspection {serial} was not saved within {LOAD:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     Ok(())
 }
 
@@ -88,10 +78,11 @@ async fn an_unsent_inspection_survives_the_browser_killed_right_after_confirming
     let (server, token) = enrolled_server()?;
     let browser = open_kiosk(&server).await?;
     set_up_station(&browser, &token).await?;
+    ready_to_inspect(&browser).await?;
     // The server is down, so the inspection is still in the outbox when the browser dies.
     let addr = server.addr();
     let data_dir = server.kill();
-    inspect_and_confirm(&browser, "SN-1").await?;
+    inspect_part(&browser, "SN-1", "#confirm").await?;
     let saved = kiosk_inspections(&browser).await?;
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].1, "Pending");
@@ -99,7 +90,7 @@ async fn an_unsent_inspection_survives_the_browser_killed_right_after_confirming
 
     let server = Server::start_at(&addr, data_dir)?;
     let browser = Browser::start_with_profile(profile).await?;
-    browser.show_app_shell(&server.url).await?;
+    show_app_shell(&browser, &server.url).await?;
     assert_eq!(kiosk_inspections(&browser).await?[0].0, saved[0].0);
     wait_for_sync_status(&browser, "synced", 0, WOKEN).await?;
     let stored = server_inspections(&server).await?;
@@ -108,33 +99,21 @@ async fn an_unsent_inspection_survives_the_browser_killed_right_after_confirming
     browser.close().await
 }
 
-/// What the kiosk's IndexedDB holds: each inspection's id and sync state.
+/// Each inspection in the kiosk's IndexedDB: its id and sync state (`Pending`, `Synced`, ...).
 async fn kiosk_inspections(browser: &Browser) -> anyhow::Result<Vec<(String, String)>> {
-    let rows = browser
-        .eval_async(
-            "const db = await new Promise((resolve, reject) => {
-                 const request = indexedDB.open('linecheck');
-                 request.onsuccess = () => resolve(request.result);
-                 request.onerror = () => reject(request.error);
-             });
-             const rows = await new Promise((resolve, reject) => {
-                 const request = db.transaction('inspections').objectStore('inspections').getAll();
-                 request.onsuccess = () => resolve(request.result);
-                 request.onerror = () => reject(request.error);
-             });
-             db.close();
-             return rows.map((row) => [row.record.id,
-                 typeof row.sync === 'string' ? row.sync : Object.keys(row.sync)[0]]);",
-        )
-        .await?;
-    let rows = rows
-        .as_array()
-        .ok_or_else(|| anyhow::anyhow!("reading IndexedDB failed: {rows}"))?;
-    Ok(rows
+    Ok(stored_inspections(browser)
+        .await?
         .iter()
         .map(|row| {
-            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            (text(&row[0]), text(&row[1]))
+            let state = match &row["sync"] {
+                Value::String(state) => state.clone(),
+                Value::Object(state) => state.keys().next().cloned().unwrap_or_default(),
+                other => other.to_string(),
+            };
+            (
+                row["record"]["id"].as_str().unwrap_or_default().to_string(),
+                state,
+            )
         })
         .collect())
 }
@@ -177,14 +156,16 @@ fn enrolled_server() -> anyhow::Result<(Server, String)> {
 }
 
 async fn set_up_station(browser: &Browser, token: &str) -> anyhow::Result<()> {
-    browser
-        .save_setup(&[
+    save_setup(
+        browser,
+        &[
             ("#station", STATION),
             ("#line", "Assembly 1"),
             ("#operator", "badge 4410"),
             ("#station-token", token),
-        ])
-        .await
+        ],
+    )
+    .await
 }
 
 /// Asks the kiosk to sync now, as the browser does when the network comes back.
@@ -200,9 +181,10 @@ async fn a_backlog_reaches_the_server_exactly_once_across_server_crashes() -> an
     let (server, token) = enrolled_server()?;
     let browser = open_kiosk(&server).await?;
     set_up_station(&browser, &token).await?;
+    ready_to_inspect(&browser).await?;
 
     // A save wakes the sync loop: online, the inspection is on the server within seconds.
-    inspect_and_confirm(&browser, "SN-0").await?;
+    inspect_part(&browser, "SN-0", "#confirm").await?;
     wait_for_sync_status(&browser, "synced", 0, WOKEN).await?;
     assert_eq!(server_inspections(&server).await?.len(), 1);
 
@@ -211,7 +193,7 @@ async fn a_backlog_reaches_the_server_exactly_once_across_server_crashes() -> an
     let data_dir = server.kill();
     let serials = ["SN-1", "SN-2", "SN-3", "SN-4", "SN-5"];
     for serial in serials {
-        inspect_and_confirm(&browser, serial).await?;
+        inspect_part(&browser, serial, "#confirm").await?;
     }
     wait_for_sync_status(&browser, "offline", serials.len() as u64, SYNC).await?;
 
@@ -260,7 +242,8 @@ async fn without_a_valid_token_the_kiosk_keeps_its_inspections_and_says_why() ->
     let (server, token) = enrolled_server()?;
     let browser = open_kiosk(&server).await?;
     set_up_station(&browser, "").await?;
-    inspect_and_confirm(&browser, "SN-1").await?;
+    ready_to_inspect(&browser).await?;
+    inspect_part(&browser, "SN-1", "#confirm").await?;
     wait_for_sync_status(&browser, "no-token", 1, SYNC).await?;
 
     // Saving the setup wakes the sync loop: no waiting for its period.

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check and test of the project, ending in one summary line.
 
-use crate::{cargo, cargo_command, pwa, target_dir, tools, workspace_root};
+use crate::{cargo, cargo_command, check_status, pwa, target_dir, tools, workspace_root};
 use anyhow::{Context, bail};
 use std::{
     ffi::OsStr,
@@ -111,6 +111,20 @@ fn python_tests() -> anyhow::Result<TestCounts> {
         failed,
         success: output.status.success(),
     })
+}
+
+/// The conveyor video the browser tests' fake camera plays, with its ground truth beside it
+/// (`parts.json`); generated from its seed, never committed.
+fn camera_video() -> anyhow::Result<std::path::PathBuf> {
+    let video = target_dir().join("camera/parts.y4m");
+    check_status(
+        std::process::Command::new(tools::ensure_python()?)
+            .args(["-m", "synth.video", "--seed", "1", "--out"])
+            .arg(&video)
+            .current_dir(workspace_root().join("models")),
+        "generating the camera video",
+    )?;
+    Ok(video)
 }
 
 /// Tests run and failed in unittest's report: "Ran 6 tests in 6.2s", then "OK" or
@@ -236,8 +250,9 @@ pub fn run_all() -> anyhow::Result<()> {
         cargo(&["build", "--package", "linecheck-server"])
             .map(|_| target_dir().join("debug/linecheck-server")),
     );
-    match (dist, server) {
-        (Some(dist), Some(server)) => report.tests(
+    let camera_video = report.step("fake camera video (models/synth/video.py)", camera_video());
+    match (dist, server, camera_video) {
+        (Some(dist), Some(server), Some(camera_video)) => report.tests(
             "browser tests",
             run_cargo_tests(
                 &[
@@ -250,6 +265,7 @@ pub fn run_all() -> anyhow::Result<()> {
                 &[
                     ("LINECHECK_DIST", dist.as_os_str()),
                     ("LINECHECK_SERVER_BIN", server.as_os_str()),
+                    ("LINECHECK_CAMERA_VIDEO", camera_video.as_os_str()),
                     ("CHROMIUM", OsStr::new(CHROMIUM)),
                     ("CHROMEDRIVER", OsStr::new(CHROMEDRIVER)),
                 ],
@@ -259,7 +275,7 @@ pub fn run_all() -> anyhow::Result<()> {
             .step::<()>(
                 "browser tests",
                 Err(anyhow::anyhow!(
-                    "not run: the PWA or the server did not build"
+                    "not run: the PWA, the server or the camera video was not built"
                 )),
             )
             .unwrap_or_default(),

@@ -1,32 +1,47 @@
 //! The page's handle on the detection worker.
 
 use super::{FromWorker, ToWorker};
+use std::{cell::RefCell, rc::Rc};
 use wasm_bindgen::{JsCast, prelude::*};
 use web_sys::{ImageBitmap, MessageEvent, Worker};
 
 /// The loader trunk writes for the `detection-worker` binary (workers keep unhashed names).
 const WORKER_SCRIPT: &str = "./detection-worker_loader.js";
 
+/// Messages (with their transfer lists) waiting for the worker to start; `None` once it has.
+type Queue = Rc<RefCell<Option<Vec<(js_sys::Array, js_sys::Array)>>>>;
+
 pub struct DetectionWorker {
     worker: Worker,
+    queue: Queue,
     _on_message: Closure<dyn Fn(MessageEvent)>,
 }
 
 impl DetectionWorker {
     pub fn spawn(on_reply: impl Fn(FromWorker) + 'static) -> Result<Self, String> {
         let worker = Worker::new(WORKER_SCRIPT).map_err(|e| format!("{e:?}"))?;
-        let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
-            on_reply(
-                serde_wasm_bindgen::from_value(event.data()).unwrap_or_else(|e| {
+        let queue: Queue = Rc::new(RefCell::new(Some(Vec::new())));
+        let on_message = {
+            let (worker, queue) = (worker.clone(), queue.clone());
+            Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
+                let reply = serde_wasm_bindgen::from_value(event.data()).unwrap_or_else(|e| {
                     FromWorker::Failed {
                         reason: format!("unreadable reply from the detector: {e}"),
                     }
-                }),
-            )
-        });
+                });
+                if reply == FromWorker::Started {
+                    for (data, transfer) in queue.borrow_mut().take().into_iter().flatten() {
+                        let _ = worker.post_message_with_transfer(&data, &transfer);
+                    }
+                } else {
+                    on_reply(reply)
+                }
+            })
+        };
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         Ok(Self {
             worker,
+            queue,
             _on_message: on_message,
         })
     }
@@ -47,6 +62,10 @@ impl DetectionWorker {
         if let Some(frame) = frame {
             data.push(&frame);
             transfer.push(&frame);
+        }
+        if let Some(waiting) = self.queue.borrow_mut().as_mut() {
+            waiting.push((data, transfer));
+            return Ok(());
         }
         self.worker
             .post_message_with_transfer(&data, &transfer)

@@ -65,6 +65,9 @@ pub struct EngineInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FromWorker {
+    /// The worker's wasm is up and listening. Messages posted before this would be dropped (a
+    /// worker that is still instantiating has no handler yet), so the page queues them until then.
+    Started,
     /// Model download progress; `total` is unknown without a Content-Length.
     Progress {
         loaded: u64,

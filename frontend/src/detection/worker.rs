@@ -61,6 +61,7 @@ pub fn run() {
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.
     on_message.forget();
+    post(&FromWorker::Started);
 }
 
 async fn handle(event: MessageEvent) {

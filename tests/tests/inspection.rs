@@ -1,0 +1,181 @@
+//! The operator station in headless Chromium, its camera playing the synthetic conveyor video
+//! (`models/synth/video.py`): boxes on the defective parts, inspections stored in IndexedDB with
+//! their snapshots, counters, work with the server gone, and nothing lost when the tab closes.
+
+use linecheck_e2e::{
+    Browser, CameraVideo, Server, iou,
+    kiosk::{
+        inspect_part, open_screen, save_station, show_app_shell, stored_inspections,
+        wait_until_detector_ready,
+    },
+};
+use std::time::{Duration, Instant};
+
+/// A software GPU or the wasm CPU backend analyses a frame in seconds, not milliseconds.
+const BOXES: Duration = Duration::from_secs(240);
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        bits = bits << 6 | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+/// Waits until the live overlay shows at least `min` boxes, returning how many it shows.
+async fn wait_for_boxes(browser: &Browser, min: u64, timeout: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let shown = browser
+            .eval("const s = document.querySelector('.picture.live svg.boxes'); return s ? Number(s.dataset.boxes) : null;")
+            .await?;
+        if let Some(n) = shown.as_u64()
+            && n >= min
+        {
+            return Ok(n);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the live view showed no {min} boxes within {timeout:?} (now {shown})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn counter(browser: &Browser, name: &str) -> anyhow::Result<u64> {
+    let value = browser
+        .eval(&format!(
+            "return Number(document.querySelector('#counters').dataset.{name});"
+        ))
+        .await?;
+    Ok(value.as_u64().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn boxes_land_on_the_defective_parts_and_each_inspection_is_stored_with_its_snapshot()
+-> anyhow::Result<()> {
+    let video = CameraVideo::load()?;
+    let server = Server::start()?;
+    let browser = Browser::start_with_camera(Some(&video.path)).await?;
+    show_app_shell(&browser, &server.url).await?;
+    save_station(&browser, "ST-01", "Line 1", "Eva").await?;
+    let backend = wait_until_detector_ready(&browser).await?;
+    println!("detector: {backend}");
+    open_screen(&browser, "inspect").await?;
+
+    // Two parts judged while boxes are shown, one whatever is in view.
+    let mut verdicts = Vec::new();
+    for serial in ["SN-1", "SN-2"] {
+        wait_for_boxes(&browser, 1, BOXES).await?;
+        verdicts.push(inspect_part(&browser, serial, "#confirm").await?);
+    }
+    verdicts.push(inspect_part(&browser, "SN-3", "#unsure").await?);
+    assert_eq!(counter(&browser, "parts").await?, 3);
+
+    let rows = stored_inspections(&browser).await?;
+    assert_eq!(rows.len(), 3, "one row per inspection");
+    let mut matched_defects = 0;
+    for row in &rows {
+        let record = &row["record"];
+        let serial = record["part_serial"].as_str().unwrap_or_default();
+        let jpeg = base64_decode(row["jpeg"].as_str().expect("every record has its snapshot"));
+        let (truth, likeness) = video.frame_of(&jpeg)?;
+        println!(
+            "{serial}: frame {} (correlation {likeness:.4})",
+            truth.frame
+        );
+        assert!(
+            likeness > 0.98,
+            "{serial}: the snapshot matches no video frame (best correlation {likeness:.4})"
+        );
+        let threshold = record["default_threshold"].as_f64().unwrap_or(0.25);
+        for detection in record["detections"].as_array().into_iter().flatten() {
+            if detection["score"].as_f64().unwrap_or_default() < threshold {
+                continue;
+            }
+            let b = &detection["bbox"];
+            let bbox = ["x1", "y1", "x2", "y2"].map(|k| b[k].as_f64().unwrap_or_default() as f32);
+            let best = truth
+                .boxes
+                .iter()
+                .map(|t| iou(bbox, t.bbox))
+                .fold(0.0, f32::max);
+            assert!(
+                best >= 0.3,
+                "{serial}: {} at {bbox:?} in frame {} overlaps no real defect (best IoU {best:.2}; truth {:?})",
+                detection["label"],
+                truth.frame,
+                truth.boxes
+            );
+            matched_defects += 1;
+        }
+        if serial != "SN-3" {
+            assert_eq!(
+                record["verdict"], "fail",
+                "{serial} was inspected with boxes shown"
+            );
+        }
+    }
+    assert!(
+        matched_defects >= 2,
+        "boxes on real defects: {matched_defects}"
+    );
+    println!("verdicts {verdicts:?}; {matched_defects} detections on real defects");
+    browser.close().await
+}
+
+#[tokio::test]
+async fn inspections_go_on_with_the_server_gone_and_a_closed_tab_loses_nothing()
+-> anyhow::Result<()> {
+    let video = CameraVideo::load()?;
+    let server = Server::start()?;
+    let url = server.url.clone();
+    let browser = Browser::start_with_camera(Some(&video.path)).await?;
+    show_app_shell(&browser, &url).await?;
+    save_station(&browser, "ST-02", "Line 1", "Ota").await?;
+    wait_until_detector_ready(&browser).await?;
+
+    // The server dies; the kiosk reloads from its service worker and still inspects.
+    let _data = server.kill();
+    show_app_shell(&browser, &url).await?;
+    wait_until_detector_ready(&browser).await?;
+    open_screen(&browser, "inspect").await?;
+    wait_for_boxes(&browser, 0, BOXES).await?;
+    inspect_part(&browser, "OFF-1", "#confirm").await?;
+    assert_eq!(counter(&browser, "parts").await?, 1);
+
+    // Saved means committed: closing the tab at once keeps the record.
+    inspect_part(&browser, "OFF-2", "#confirm").await?;
+    let first = browser.client.window().await?;
+    browser.client.new_window(true).await?;
+    browser.client.close_window().await?;
+    let remaining = browser.client.windows().await?;
+    anyhow::ensure!(!remaining.contains(&first), "the kiosk tab is still open");
+    browser
+        .client
+        .switch_to_window(remaining[0].clone())
+        .await?;
+    show_app_shell(&browser, &url).await?;
+    let serials: Vec<String> = stored_inspections(&browser)
+        .await?
+        .iter()
+        .map(|row| {
+            row["record"]["part_serial"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(serials.len(), 2, "{serials:?}");
+    assert!(serials.contains(&"OFF-1".into()) && serials.contains(&"OFF-2".into()));
+    browser.close().await
+}
