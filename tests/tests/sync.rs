@@ -185,8 +185,15 @@ async fn a_backlog_reaches_the_server_exactly_once_across_server_crashes() -> an
 
     // A save wakes the sync loop: online, the inspection is on the server within seconds.
     inspect_part(&browser, "SN-0", "#confirm").await?;
+    let deadline = Instant::now() + WOKEN;
+    while server_inspections(&server).await?.is_empty() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "SN-0 not on the server after {WOKEN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     wait_for_sync_status(&browser, "synced", 0, WOKEN).await?;
-    assert_eq!(server_inspections(&server).await?.len(), 1);
 
     // The server dies as in a power cut; the line goes on inspecting.
     let addr = server.addr();
