@@ -1,7 +1,6 @@
 //! Steps an operator takes in the kiosk, shared by the end-to-end tests.
 
 use crate::{Browser, Server};
-use fantoccini::Locator;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -13,13 +12,7 @@ pub const DETECTOR_READY: Duration = Duration::from_secs(300);
 /// Goes to `url` and waits for the app shell to render.
 pub async fn show_app_shell(browser: &Browser, url: &str) -> anyhow::Result<()> {
     browser.client.goto(url).await?;
-    browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(Locator::Css("#app-shell"))
-        .await?;
-    Ok(())
+    browser.wait_for("#app-shell", LOAD).await
 }
 
 /// A fresh browser showing the kiosk that `server` serves.
@@ -130,12 +123,7 @@ pub async fn inspect_part(
 ) -> anyhow::Result<String> {
     browser.type_into("#part-serial", serial).await?;
     browser.click("#inspect").await?;
-    browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(Locator::Css("#verdict"))
-        .await?;
+    browser.wait_for("#verdict", LOAD).await?;
     let verdict = browser
         .eval("return document.querySelector('#verdict').dataset.verdict;")
         .await?;

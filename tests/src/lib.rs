@@ -265,6 +265,16 @@ impl Browser {
         }
     }
 
+    /// Waits until an element matches `selector` (CSS), as pages render asynchronously.
+    pub async fn wait_for(&self, selector: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.client
+            .wait()
+            .at_most(timeout)
+            .for_element(Locator::Css(selector))
+            .await?;
+        Ok(())
+    }
+
     pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
         self.client
             .find(Locator::Css(selector))

@@ -2,7 +2,6 @@
 //! while the server is down, and while it is SIGKILLed and restarted, all reach its database
 //! exactly once, with their snapshots; a kiosk without a valid token keeps everything and says so.
 
-use fantoccini::Locator;
 use linecheck_e2e::{
     Browser, Server, enroll_station,
     kiosk::{
@@ -28,13 +27,7 @@ const FIRST_FRAME: Duration = Duration::from_secs(120);
 async fn ready_to_inspect(browser: &Browser) -> anyhow::Result<()> {
     wait_until_detector_ready(browser).await?;
     open_screen(browser, "inspect").await?;
-    browser
-        .client
-        .wait()
-        .at_most(FIRST_FRAME)
-        .for_element(Locator::Css("#inspect:enabled"))
-        .await?;
-    Ok(())
+    browser.wait_for("#inspect:enabled", FIRST_FRAME).await
 }
 
 /// The indicator's state and pending count.
