@@ -229,11 +229,11 @@ async fn drain(db: &idb::Database) -> Result<Outcome, Failure> {
 
 fn report_rejections(applied: &AppliedResults) {
     if let Some((id, reason)) = applied.rejected.last() {
-        let message = format!(
-            "{} inspections refused by the server and kept on this tablet; last: {id}: {reason}",
-            applied.rejected.len()
-        );
-        sync_status::update(|r| r.last_error = Some(message));
+        let refused = applied.rejected.len() as u32;
+        sync_status::update(|r| {
+            let before = r.rejected.as_ref().map_or(0, |(count, _)| *count);
+            r.rejected = Some((before + refused, format!("{id}: {reason}")));
+        });
     }
 }
 

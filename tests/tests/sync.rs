@@ -237,8 +237,8 @@ async fn a_backlog_reaches_the_server_exactly_once_across_server_crashes() -> an
 }
 
 #[tokio::test]
-async fn without_a_valid_token_the_kiosk_keeps_its_inspections_and_says_why() -> anyhow::Result<()>
-{
+async fn without_a_valid_token_or_when_refused_the_kiosk_keeps_its_inspections_and_says_why()
+-> anyhow::Result<()> {
     let (server, token) = enrolled_server()?;
     let browser = open_kiosk(&server).await?;
     set_up_station(&browser, "").await?;
@@ -254,6 +254,35 @@ async fn without_a_valid_token_the_kiosk_keeps_its_inspections_and_says_why() ->
 
     set_up_station(&browser, &token).await?;
     wait_for_sync_status(&browser, "synced", 0, WOKEN).await?;
+    assert_eq!(server_inspections(&server).await?.len(), 1);
+
+    // A kiosk bug changes the stored record and queues it again: the server refuses the
+    // different content for good; the kiosk keeps the record, marks it and shows why.
+    browser
+        .eval_async(
+            "const db = await new Promise((ok, fail) => {
+                 const r = indexedDB.open('linecheck'); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error);
+             });
+             const store = db.transaction('inspections', 'readwrite').objectStore('inspections');
+             const [row] = await new Promise((ok) => { store.getAll().onsuccess = (e) => ok(e.target.result); });
+             row.record.lot = 'changed after sync';
+             row.sync = 'Pending';
+             row.outbox = row.sequence;
+             await new Promise((ok) => { store.put(row, row.record.id).onsuccess = ok; });
+             db.close();
+             return null;",
+        )
+        .await?;
+    announce_online(&browser).await?;
+    browser
+        .wait_for("#sync-rejected[data-rejected='1']", WOKEN)
+        .await?;
+    let text = browser.text("#sync-rejected").await?;
+    assert!(text.contains("different content"), "{text}");
+    wait_for_sync_status(&browser, "synced", 0, WOKEN).await?;
+    let kiosk = kiosk_inspections(&browser).await?;
+    assert_eq!(kiosk.len(), 1);
+    assert_eq!(kiosk[0].1, "Rejected");
     assert_eq!(server_inspections(&server).await?.len(), 1);
     browser.close().await
 }
