@@ -3,11 +3,11 @@
 
 use crate::{
     Shared, camera,
-    detection::{BackendChoice, DEFAULT_MODEL, FromWorker, ToWorker},
+    detection::{AssignedModel, BackendChoice, DEFAULT_MODEL, FromWorker, ToWorker},
     history::History,
     inspect::{Inspect, ShiftCounters},
     live::{FrameView, LiveLoop},
-    records,
+    pull, records,
     service_worker::{self, ServiceWorkerStatus},
     setup::{self, EngineState, SaveState, Setup},
     storage::{self, StationSettings},
@@ -17,7 +17,7 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use idb::Database;
-use protocol::Outcome;
+use protocol::{ModelAssignment, ModelRef, Outcome};
 use std::rc::Rc;
 use yew::prelude::*;
 
@@ -47,6 +47,49 @@ async fn shift_counters(db: &Database, since: DateTime<Utc>) -> Result<ShiftCoun
         counters.add(stored.record.decision.outcome(stored.record.verdict));
     }
     Ok(counters)
+}
+
+/// Loads the station's model (the assigned one, else the default) into a fresh detection worker,
+/// unless it is the one already loaded. An inspection in review keeps the model that judged it.
+async fn load_detector(
+    live: &Rc<LiveLoop>,
+    db: &Database,
+    loaded: &std::cell::RefCell<Option<Option<ModelAssignment>>>,
+    engine: &UseStateHandle<EngineState>,
+) {
+    let assignment = storage::assigned_model(db).await.ok().flatten();
+    if loaded.borrow().as_ref() == Some(&assignment) {
+        return;
+    }
+    let settings = storage::load_station(db)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let load = ToWorker::Load {
+        url: assignment.as_ref().map_or_else(
+            || DEFAULT_MODEL.to_string(),
+            |a| a.download_url.trim_start_matches('/').to_string(),
+        ),
+        assigned: assignment.as_ref().map(|a| AssignedModel {
+            model: ModelRef {
+                id: a.name.clone(),
+                version: a.version.clone(),
+            },
+            sha256: a.sha256.clone(),
+            token: settings.token.clone(),
+        }),
+        remembered: storage::load_backend_choice(db).await.ok().flatten(),
+        confidence: lowest_threshold(&settings),
+    };
+    engine.set(EngineState::Loading {
+        loaded: 0,
+        total: None,
+    });
+    match live.load(&load) {
+        Ok(()) => *loaded.borrow_mut() = Some(assignment),
+        Err(e) => engine.set(EngineState::Failed(e)),
+    }
 }
 
 #[function_component(App)]
@@ -171,6 +214,7 @@ pub fn app() -> Html {
                     let ready = std::cell::Cell::new(false);
                     move |reply: FromWorker| match reply {
                         FromWorker::Progress { loaded, total } => {
+                            ready.set(false);
                             engine.set(EngineState::Loading { loaded, total })
                         }
                         FromWorker::Ready(info) => {
@@ -198,22 +242,31 @@ pub fn app() -> Html {
                     }
                 };
                 let on_frame = move |view: FrameView| frame.set(Some(view));
-                let spawned = match LiveLoop::spawn(on_engine, on_frame) {
-                    Ok(spawned) => Shared(spawned),
-                    Err(e) => {
-                        engine.set(EngineState::Failed(e));
-                        return;
+                let spawned = Shared(LiveLoop::new(on_engine, on_frame));
+                let loaded_model = Rc::new(std::cell::RefCell::new(None));
+                load_detector(&spawned.0, &database, &loaded_model, &engine).await;
+                // A supervisor's new thresholds or model, pulled by the sync loop.
+                pull::subscribe(Callback::from({
+                    let (spawned, database, engine) =
+                        (spawned.clone(), database.clone(), engine.clone());
+                    move |()| {
+                        let (spawned, database, engine, loaded_model, settings) = (
+                            spawned.clone(),
+                            database.clone(),
+                            engine.clone(),
+                            loaded_model.clone(),
+                            settings.clone(),
+                        );
+                        wasm_bindgen_futures::spawn_local(async move {
+                            if let Ok(Some(stored)) = storage::load_station(&database).await {
+                                let confidence = lowest_threshold(&stored);
+                                let _ = spawned.0.send(&ToWorker::SetConfidence { confidence });
+                                settings.set(stored);
+                            }
+                            load_detector(&spawned.0, &database, &loaded_model, &engine).await;
+                        });
                     }
-                };
-                let remembered = storage::load_backend_choice(&database).await.ok().flatten();
-                let load = ToWorker::Load {
-                    url: DEFAULT_MODEL.to_string(),
-                    remembered,
-                    confidence: lowest_threshold(&stored),
-                };
-                if let Err(e) = spawned.0.worker().send(&load) {
-                    engine.set(EngineState::Failed(e));
-                }
+                }));
                 live.set(Some(spawned.clone()));
                 open_camera(spawned, stored);
             });
@@ -249,10 +302,7 @@ pub fn app() -> Html {
                         save_state.set(SaveState::Saved);
                         if let Some(live) = live {
                             let confidence = lowest_threshold(&settings);
-                            let _ = live
-                                .0
-                                .worker()
-                                .send(&ToWorker::SetConfidence { confidence });
+                            let _ = live.0.send(&ToWorker::SetConfidence { confidence });
                             open_camera(live, settings);
                         }
                     }

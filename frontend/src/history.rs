@@ -6,9 +6,10 @@ use crate::{
     i18n::Texts,
     overlay::{self, BoxOverlay},
     records::{self, StoredInspection, SyncState},
+    storage,
 };
 use idb::Database;
-use protocol::Verdict;
+use protocol::{Correction, CorrectionAction, Verdict};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
@@ -34,15 +35,17 @@ struct Opened {
 pub fn history(props: &HistoryProps) -> Html {
     let t = props.texts;
     let items = use_state(|| None::<Result<Vec<StoredInspection>, String>>);
+    let corrections = use_state(Vec::<Correction>::new);
     let verdict_filter = use_state(|| None::<Verdict>);
     let class_filter = use_state(|| None::<String>);
     let opened = use_state(|| None::<Opened>);
 
     {
-        let items = items.clone();
+        let (items, corrections) = (items.clone(), corrections.clone());
         use_effect_with((props.db.clone(), props.generation), move |(db, _)| {
             if let Some(db) = db.clone() {
                 wasm_bindgen_futures::spawn_local(async move {
+                    corrections.set(storage::corrections(&db.0).await.unwrap_or_default());
                     items.set(Some(records::recent_inspections(&db.0, SHOWN).await));
                 });
             }
@@ -161,6 +164,11 @@ pub fn history(props: &HistoryProps) -> Html {
                     }
                     if let Some(e) = &o.error { <p class="error">{ e }</p> }
                     <p>{ format!("{:?} · {} {} · {}", r.decision, r.model.id, r.model.version, r.operator) }</p>
+                    <ul class="corrections">
+                        { for corrections.iter().filter(|c| c.inspection_id == r.id).map(|c| html! {
+                            <li class="correction">{ format!("{} {}: {}", c.corrected_at.format("%Y-%m-%d %H:%M"), c.supervisor, correction_text(&c.action, &r.detections)) }</li>
+                        }) }
+                    </ul>
                 </div>
             }
         });
@@ -183,14 +191,16 @@ pub fn history(props: &HistoryProps) -> Html {
                 <div class="filters">
                     <label for="history-verdict">{ t.verdict }</label>
                     <select id="history-verdict" onchange={on_verdict}>
-                        <option value="">{ t.all }</option>
-                        <option value="pass">{ t.pass }</option>
-                        <option value="fail">{ t.fail }</option>
+                        <option value="" selected={verdict_filter.is_none()}>{ t.all }</option>
+                        <option value="pass" selected={*verdict_filter == Some(Verdict::Pass)}>{ t.pass }</option>
+                        <option value="fail" selected={*verdict_filter == Some(Verdict::Fail)}>{ t.fail }</option>
                     </select>
                     <label for="history-class">{ t.defect_class }</label>
                     <select id="history-class" onchange={on_class}>
-                        <option value="">{ t.all }</option>
-                        { for classes.iter().map(|c| html! { <option value={c.clone()}>{ c }</option> }) }
+                        <option value="" selected={class_filter.is_none()}>{ t.all }</option>
+                        { for classes.iter().map(|c| html! {
+                            <option value={c.clone()} selected={class_filter.as_ref() == Some(c)}>{ c }</option>
+                        }) }
                     </select>
                 </div>
                 if shown.is_empty() {
@@ -200,6 +210,26 @@ pub fn history(props: &HistoryProps) -> Html {
                 }
             </section>
         </main>
+    }
+}
+
+/// A supervisor's correction in words, naming the detection it concerns.
+fn correction_text(action: &CorrectionAction, detections: &[protocol::Detection]) -> String {
+    let name = |i: &u32| {
+        detections.get(*i as usize).map_or_else(
+            || format!("#{i}"),
+            |d| format!("{} {:.0}%", d.label, d.score * 100.0),
+        )
+    };
+    match action {
+        CorrectionAction::Confirm { detection } => format!("confirmed {}", name(detection)),
+        CorrectionAction::Relabel {
+            detection, label, ..
+        } => {
+            format!("relabelled {} as {label}", name(detection))
+        }
+        CorrectionAction::Delete { detection } => format!("deleted {}", name(detection)),
+        CorrectionAction::MissedDefect { label, .. } => format!("marked a missed {label}"),
     }
 }
 

@@ -481,6 +481,7 @@ pub fn inspect(props: &InspectProps) -> Html {
                 <button class="quiet" onclick={props.on_new_shift.reform(|_| ())}>{ t.new_shift }</button>
             </div>
             { picture }
+            <div class="controls">
             if let Some(problem) = &props.problem {
                 <p class="error" id="live-problem">{ problem }</p>
             }
@@ -498,6 +499,7 @@ pub fn inspect(props: &InspectProps) -> Html {
             { decisions }
             <p id="inspection-status" data-state={save_state_name(&save_state)}>{ save_line }</p>
             <p class="hint">{ t.shortcuts }</p>
+            </div>
         </section>
     }
 }

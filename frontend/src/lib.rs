@@ -11,6 +11,7 @@ mod i18n;
 mod inspect;
 mod live;
 mod overlay;
+mod pull;
 mod quota;
 mod records;
 mod service_worker;

@@ -3,11 +3,11 @@
 //! worker is free. One frame is in flight at a time, so a slow backend lowers the rate of boxes,
 //! never the camera's.
 
-use crate::detection::{FromWorker, client::DetectionWorker};
+use crate::detection::{FromWorker, ToWorker, client::DetectionWorker};
 use protocol::Detection;
 use std::{
     cell::{Cell, RefCell},
-    rc::{Rc, Weak},
+    rc::Rc,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -48,7 +48,9 @@ struct InFlight {
 }
 
 pub struct LiveLoop {
-    worker: DetectionWorker,
+    worker: RefCell<Option<DetectionWorker>>,
+    on_engine: Box<dyn Fn(FromWorker)>,
+    on_frame: Box<dyn Fn(FrameView)>,
     video: RefCell<Option<HtmlVideoElement>>,
     in_flight: RefCell<Option<InFlight>>,
     /// The newest result, until the next replaces it (its frame closed then) or an inspection
@@ -72,48 +74,16 @@ fn now_ms() -> f64 {
 const HAVE_CURRENT_DATA: u16 = 2;
 
 impl LiveLoop {
-    /// Spawns the worker; replies other than frame results go to `on_engine`, a view of each
-    /// analysed frame to `on_frame`.
-    pub fn spawn(
+    /// A loop with no detector yet; replies other than frame results go to `on_engine`, a view
+    /// of each analysed frame to `on_frame`.
+    pub fn new(
         on_engine: impl Fn(FromWorker) + 'static,
         on_frame: impl Fn(FrameView) + 'static,
-    ) -> Result<Rc<Self>, String> {
-        // The worker's replies need the loop, which needs the worker: tie them after creation.
-        let slot: Rc<RefCell<Weak<LiveLoop>>> = Rc::default();
-        let worker = DetectionWorker::spawn({
-            let slot = slot.clone();
-            move |reply| {
-                let Some(this) = slot.borrow().upgrade() else {
-                    return;
-                };
-                match reply {
-                    FromWorker::Detections {
-                        frame_id,
-                        detections,
-                        infer_ms,
-                    } => {
-                        if let Some(view) = this.finish(frame_id, detections, infer_ms) {
-                            on_frame(view);
-                        }
-                        this.grab_next();
-                    }
-                    FromWorker::Failed { .. } if this.in_flight.borrow().is_some() => {
-                        // A frame failed: report it and try the next one after a pause.
-                        this.in_flight.borrow_mut().take();
-                        on_engine(reply);
-                        this.grab_later(1000);
-                    }
-                    FromWorker::Ready(_) => {
-                        this.engine_ready.set(true);
-                        this.start_grabbing();
-                        on_engine(reply);
-                    }
-                    other => on_engine(other),
-                }
-            }
-        })?;
-        let this = Rc::new(Self {
-            worker,
+    ) -> Rc<Self> {
+        Rc::new(Self {
+            worker: RefCell::new(None),
+            on_engine: Box::new(on_engine),
+            on_frame: Box::new(on_frame),
             video: RefCell::new(None),
             in_flight: RefCell::new(None),
             latest: RefCell::new(None),
@@ -122,13 +92,59 @@ impl LiveLoop {
             stats: Cell::new(LoopStats::default()),
             engine_ready: Cell::new(false),
             grabbing: Cell::new(false),
-        });
-        *slot.borrow_mut() = Rc::downgrade(&this);
-        Ok(this)
+        })
     }
 
-    pub fn worker(&self) -> &DetectionWorker {
-        &self.worker
+    /// Starts a fresh detection worker with `load` (a [`ToWorker::Load`]), ending the previous
+    /// one: how the kiosk switches models. Frames resume once the new model is ready.
+    pub fn load(self: &Rc<Self>, load: &ToWorker) -> Result<(), String> {
+        self.engine_ready.set(false);
+        self.in_flight.borrow_mut().take();
+        let weak = Rc::downgrade(self);
+        let worker = DetectionWorker::spawn(move |reply| {
+            if let Some(this) = weak.upgrade() {
+                this.on_reply(reply);
+            }
+        })?;
+        worker.send(load)?;
+        // Dropping the old worker terminates it; its replies die with it.
+        *self.worker.borrow_mut() = Some(worker);
+        Ok(())
+    }
+
+    /// Sends `message` to the current worker.
+    pub fn send(&self, message: &ToWorker) -> Result<(), String> {
+        match &*self.worker.borrow() {
+            Some(worker) => worker.send(message),
+            None => Err("no detector is loaded".into()),
+        }
+    }
+
+    fn on_reply(self: &Rc<Self>, reply: FromWorker) {
+        match reply {
+            FromWorker::Detections {
+                frame_id,
+                detections,
+                infer_ms,
+            } => {
+                if let Some(view) = self.finish(frame_id, detections, infer_ms) {
+                    (self.on_frame)(view);
+                }
+                self.grab_next();
+            }
+            FromWorker::Failed { .. } if self.in_flight.borrow().is_some() => {
+                // A frame failed: report it and try the next one after a pause.
+                self.in_flight.borrow_mut().take();
+                (self.on_engine)(reply);
+                self.grab_later(1000);
+            }
+            FromWorker::Ready(_) => {
+                self.engine_ready.set(true);
+                self.start_grabbing();
+                (self.on_engine)(reply);
+            }
+            other => (self.on_engine)(other),
+        }
     }
 
     /// Starts (or restarts, after a camera change) grabbing frames from `video`.
@@ -154,7 +170,8 @@ impl LiveLoop {
     }
 
     fn grab_next(self: &Rc<Self>) {
-        let Some(video) = self.video() else {
+        let Some(video) = self.video().filter(|_| self.engine_ready.get()) else {
+            // Resumed by the next `Ready`, or by `start` with a camera.
             self.grabbing.set(false);
             return;
         };
@@ -192,7 +209,10 @@ impl LiveLoop {
             frame: copy,
             grabbed_at,
         });
-        self.worker.detect(id, frame)
+        match &*self.worker.borrow() {
+            Some(worker) => worker.detect(id, frame),
+            None => Err("no detector is loaded".into()),
+        }
     }
 
     /// The newest analysed frame, now the caller's (who closes its bitmap when done).

@@ -16,7 +16,7 @@ use idb::{
     Database, DatabaseEvent, Event, Factory, IndexParams, KeyPath, ObjectStoreParams, Transaction,
     TransactionMode, TransactionResult,
 };
-use protocol::ClassThreshold;
+use protocol::{ClassThreshold, Correction, ModelAssignment};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -33,6 +33,9 @@ pub(crate) const BY_SNAPSHOT: &str = "snapshot";
 const STATION_KEY: &str = "station";
 const BACKEND_KEY: &str = "backend";
 const SHIFT_KEY: &str = "shift_started_at";
+const PULL_CURSOR_KEY: &str = "pull_cursor";
+const ASSIGNED_MODEL_KEY: &str = "assigned_model";
+const CORRECTIONS_KEY: &str = "corrections";
 
 /// Who and where this kiosk is, how it inspects, and the token it syncs with. Fields added later
 /// get their defaults when older stored settings are read.
@@ -240,6 +243,47 @@ pub async fn shift_started_at(db: &Database) -> Result<DateTime<Utc>, String> {
 
 pub async fn start_shift(db: &Database, at: DateTime<Utc>) -> Result<(), String> {
     write_setting(db, SHIFT_KEY, &at).await
+}
+
+/// How far this station has pulled the server's changes.
+pub async fn pull_cursor(db: &Database) -> Result<u64, String> {
+    Ok(read_setting(db, PULL_CURSOR_KEY).await?.unwrap_or(0))
+}
+
+pub async fn save_pull_cursor(db: &Database, cursor: u64) -> Result<(), String> {
+    write_setting(db, PULL_CURSOR_KEY, &cursor).await
+}
+
+/// The model a supervisor assigned to this station; `None`: the default model.
+pub async fn assigned_model(db: &Database) -> Result<Option<ModelAssignment>, String> {
+    Ok(
+        read_setting::<Option<ModelAssignment>>(db, ASSIGNED_MODEL_KEY)
+            .await?
+            .flatten(),
+    )
+}
+
+pub async fn save_assigned_model(
+    db: &Database,
+    model: Option<&ModelAssignment>,
+) -> Result<(), String> {
+    write_setting(db, ASSIGNED_MODEL_KEY, &model).await
+}
+
+/// Supervisors' corrections of this station's inspections, as pulled.
+pub async fn corrections(db: &Database) -> Result<Vec<Correction>, String> {
+    Ok(read_setting(db, CORRECTIONS_KEY).await?.unwrap_or_default())
+}
+
+/// Adds `new` to the stored corrections; one already stored (same id) is not added twice.
+pub async fn add_corrections(db: &Database, new: &[Correction]) -> Result<(), String> {
+    let mut all = corrections(db).await?;
+    for correction in new {
+        if !all.iter().any(|c| c.id == correction.id) {
+            all.push(correction.clone());
+        }
+    }
+    write_setting(db, CORRECTIONS_KEY, &all).await
 }
 
 /// Resolves only once the transaction has committed, so the caller may tell the operator "saved".

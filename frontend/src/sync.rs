@@ -8,7 +8,7 @@
 //! exponential backoff and jitter.
 
 use crate::{
-    quota,
+    pull, quota,
     records::{self, AppliedResults},
     storage,
     sync_status::{self, SyncPhase},
@@ -137,7 +137,7 @@ async fn pass(db: &idb::Database) -> Outcome {
     outcome
 }
 
-enum Failure {
+pub(crate) enum Failure {
     /// The request did not reach the server, or no answer came back.
     Offline(String),
     /// The server (or the kiosk's own storage) said no; the reason is for the operator.
@@ -176,6 +176,8 @@ async fn drain(db: &idb::Database) -> Result<Outcome, Failure> {
             };
         });
         if pending == 0 {
+            // The outbox is empty: now take what supervisors changed for this station.
+            pull::pull(db, &token).await?;
             sync_status::update(|r| {
                 r.last_success = Some(Utc::now());
                 r.last_error = None;
@@ -247,7 +249,7 @@ fn reason_of(status: u16, body: &str) -> String {
 }
 
 /// What an error status means for the operator.
-fn failure_for(status: u16, body: &str) -> Failure {
+pub(crate) fn failure_for(status: u16, body: &str) -> Failure {
     let reason = reason_of(status, body);
     Failure::Server(match status {
         401 => format!(
@@ -261,7 +263,7 @@ fn failure_for(status: u16, body: &str) -> Failure {
     })
 }
 
-async fn fetch(
+pub(crate) async fn fetch(
     method: &str,
     url: &str,
     token: &str,

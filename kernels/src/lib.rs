@@ -7,6 +7,8 @@
 /// One WGSL source file and the compute entry points the engine calls in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Kernel {
+    /// Unique among the kernels: the file name, or the file and variant for tiled variants.
+    pub name: &'static str,
     /// File name under `kernels/wgsl/`.
     pub file: &'static str,
     /// `common.wgsl` followed by the file: WGSL has no includes.
@@ -23,12 +25,59 @@ pub const COMMON_FILE: &str = "common.wgsl";
 macro_rules! kernel {
     ($name:ident, $file:literal, [$($entry:literal),+]) => {
         pub const $name: Kernel = Kernel {
+            name: $file,
             file: $file,
             source: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
             entry_points: &[$($entry),+],
         };
     };
 }
+
+/// A tiling of `conv_gemm.wgsl`: each workgroup computes `tile_m` output channels by `tile_n`
+/// output pixels, taking `TILE_K` values of the reduction at a time, 4 x 4 values per invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvTiling {
+    pub kernel: Kernel,
+    pub tile_m: u32,
+    pub tile_n: u32,
+    pub tile_k: u32,
+}
+
+macro_rules! conv_gemm {
+    ($name:ident, $m:literal, $n:literal, $k:literal) => {
+        pub const $name: ConvTiling = ConvTiling {
+            kernel: Kernel {
+                name: concat!("conv_gemm.wgsl ", $m, "x", $n, "x", $k),
+                file: "conv_gemm.wgsl",
+                source: concat!(
+                    include_str!("../wgsl/common.wgsl"),
+                    "const TILE_M: u32 = ",
+                    $m,
+                    "u;\nconst TILE_N: u32 = ",
+                    $n,
+                    "u;\nconst TILE_K: u32 = ",
+                    $k,
+                    "u;\n",
+                    include_str!("../wgsl/conv_gemm.wgsl")
+                ),
+                entry_points: &["main"],
+            },
+            tile_m: $m,
+            tile_n: $n,
+            tile_k: $k,
+        };
+    };
+}
+
+// Workgroup memory (TILE_K x (TILE_M + TILE_N) floats) stays within WebGPU's 16 KiB, and
+// (TILE_M / 4) x (TILE_N / 4) invocations within its 256; each invocation loads four values of
+// each tile (tests below check both). Measured on an H100 (BENCHMARKS.md), 64x64 won on every
+// layer large enough to fill it; the smaller tile is for layers too small to occupy a GPU.
+conv_gemm!(CONV_GEMM_64X64, 64, 64, 16);
+conv_gemm!(CONV_GEMM_32X32, 32, 32, 8);
+
+/// Every tiling of the implicit-GEMM convolution, the engine picks one per layer.
+pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
 
 kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
 kernel!(BINARY, "binary.wgsl", ["add", "sub", "mul", "div"]);
@@ -45,6 +94,8 @@ pub const ALL: &[Kernel] = &[
     ACTIVATION,
     BINARY,
     CONV2D,
+    CONV_GEMM_64X64.kernel,
+    CONV_GEMM_32X32.kernel,
     GATHER,
     LETTERBOX,
     MATMUL,
@@ -92,6 +143,42 @@ mod tests {
     }
 
     #[test]
+    fn every_kernel_stays_within_the_webgpu_baseline_workgroup_memory() {
+        for kernel in ALL {
+            let module = validate(kernel);
+            let bytes: u32 = module
+                .global_variables
+                .iter()
+                .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+                .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+                .sum();
+            assert!(
+                bytes <= 16 * 1024,
+                "{}: {bytes} bytes of workgroup memory",
+                kernel.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_conv_tiling_fits_its_invocations() {
+        for t in CONV_TILINGS {
+            let invocations = (t.tile_m / 4) * (t.tile_n / 4);
+            assert!(invocations <= 256, "{}", t.kernel.name);
+            // Four weights and four patch values per invocation, in whole vec4 rows.
+            assert_eq!(invocations * 4, t.tile_m * t.tile_k, "{}", t.kernel.name);
+            assert_eq!(invocations * 4, t.tile_k * t.tile_n, "{}", t.kernel.name);
+            assert_eq!((invocations / t.tile_k) % 4, 0, "{}", t.kernel.name);
+        }
+    }
+
+    #[test]
+    fn kernel_names_are_unique() {
+        let names: BTreeSet<&str> = ALL.iter().map(|k| k.name).collect();
+        assert_eq!(names.len(), ALL.len());
+    }
+
+    #[test]
     fn every_wgsl_file_is_listed() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl");
         let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
@@ -106,6 +193,7 @@ mod tests {
     #[test]
     fn invalid_wgsl_is_rejected_by_the_validation_the_tests_use() {
         let broken = Kernel {
+            name: "broken.wgsl",
             file: "broken.wgsl",
             source: "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
             entry_points: &["main"],

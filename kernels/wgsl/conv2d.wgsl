@@ -6,12 +6,12 @@ struct Params {
     count: u32,
     activation: u32, // 0 none, 1 sigmoid, 2 silu
     has_bias: u32,
-    _pad: u32,
+    out_offset: u32,   // where the output starts in `out` (a slice of a concatenation)
     input: vec4<u32>,  // N, C, H, W
     output: vec4<u32>, // N, M, OH, OW
     kernel: vec4<u32>, // kH, kW, C/group, M/group
     steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
-    pads: vec4<u32>,   // top, left
+    pads: vec4<u32>,   // top, left, the input's offset in `input`
 }
 
 @group(0) @binding(0) var<storage, read> input: array<f32>;
@@ -42,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
     var sum = 0.0;
     for (var ic = 0u; ic < c_per_group; ic++) {
-        let plane = (n * c + first_channel + ic) * h * w;
+        let plane = params.pads.z + (n * c + first_channel + ic) * h * w;
         let taps = (oc * c_per_group + ic) * kh * kw;
         for (var ky = 0u; ky < kh; ky++) {
             let y = i32(oy * params.steps.x + ky * params.steps.z) - i32(params.pads.x);
@@ -60,5 +60,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if params.has_bias != 0u {
         sum += bias[oc];
     }
-    out[i] = activate(sum, params.activation);
+    out[params.out_offset + i] = activate(sum, params.activation);
 }

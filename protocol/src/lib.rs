@@ -5,14 +5,24 @@
 //! functions, so a kiosk and a server can never disagree on a verdict or on validity.
 
 mod record;
+mod review;
+mod supervisor;
 mod sync;
 
 pub use record::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision, Outcome,
     SnapshotRef, ValidationError, Verdict, threshold_for, verdict_for,
 };
+pub use review::{
+    ClassCount, DayYield, Heatmap, InspectionPage, MAX_PAGE_RECORDS, PeriodCount, ShiftCount, Stats,
+};
+pub use supervisor::{
+    EnrollStationRequest, EnrolledStation, LoginRequest, ModelSummary, SessionInfo, StationSummary,
+};
 pub use sync::{
-    MAX_PUSH_BYTES, MAX_SNAPSHOT_BYTES, PushItemResult, PushRequest, PushResponse, PushStatus,
+    AssignmentRequest, Correction, CorrectionAction, MAX_PULL_CORRECTIONS, MAX_PUSH_BYTES,
+    MAX_SNAPSHOT_BYTES, ModelAssignment, PullResponse, PushItemResult, PushRequest, PushResponse,
+    PushStatus, StationSettings,
 };
 
 /// The version of the record and sync formats. A server answers a kiosk with another major

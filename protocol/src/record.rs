@@ -139,7 +139,7 @@ pub struct ValidationError {
     pub reason: String,
 }
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ValidationError {
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ValidationError {
     ValidationError {
         field: field.into(),
         reason: reason.into(),
@@ -148,7 +148,7 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ValidationErr
 
 const MAX_TEXT_LEN: usize = 200;
 
-fn check_text(field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
+pub(crate) fn check_text(field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
     if required && value.trim().is_empty() {
         return Err(invalid(field, "must not be empty"));
     }
@@ -161,12 +161,20 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), Validation
     Ok(())
 }
 
-fn check_probability(field: &str, value: f32) -> Result<(), ValidationError> {
+pub(crate) fn check_probability(field: &str, value: f32) -> Result<(), ValidationError> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
         Err(invalid(field, format!("{value} is not within 0..=1")))
     }
+}
+
+pub(crate) fn check_bbox(field: &str, b: BoundingBox) -> Result<(), ValidationError> {
+    let finite = [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite());
+    if !finite || b.x2 < b.x1 || b.y2 < b.y1 {
+        return Err(invalid(field, "must be finite with x1 <= x2 and y1 <= y2"));
+    }
+    Ok(())
 }
 
 impl InspectionRecord {
@@ -187,14 +195,7 @@ impl InspectionRecord {
         for (i, d) in self.detections.iter().enumerate() {
             check_probability(&format!("detections[{i}].score"), d.score)?;
             check_text(&format!("detections[{i}].label"), &d.label, true)?;
-            let b = d.bbox;
-            let finite = [b.x1, b.y1, b.x2, b.y2].iter().all(|v| v.is_finite());
-            if !finite || b.x2 < b.x1 || b.y2 < b.y1 {
-                return Err(invalid(
-                    format!("detections[{i}].bbox"),
-                    "must be finite with x1 <= x2 and y1 <= y2",
-                ));
-            }
+            check_bbox(&format!("detections[{i}].bbox"), d.bbox)?;
         }
         if let OperatorDecision::OverriddenOk { reason }
         | OperatorDecision::OverriddenNok { reason } = &self.decision

@@ -24,7 +24,7 @@ impl Dialect {
         }
     }
 
-    /// Starts a push's transaction.
+    /// Starts a write transaction: a push's, or a supervisor's change (`changes.rs`).
     ///
     /// SQLite: IMMEDIATE takes the write lock up front, so the transaction cannot fail half-way on
     /// upgrading a read lock while another push writes. Pushes are serialized database-wide.
@@ -37,7 +37,7 @@ impl Dialect {
     /// errors (a 500 and a retry) without adding any guarantee. `lock_station` makes concurrent
     /// pushes of one device (a kiosk retrying while its first request still runs) wait for each
     /// other, so they cannot deadlock on each other's rows; different devices run in parallel.
-    pub(crate) fn begin_push(self) -> &'static str {
+    pub(crate) fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",

@@ -2,18 +2,26 @@
 //!
 //! The binary (`main.rs`) only parses flags; everything it runs is here so tests drive the same
 //! router in-process. `sync.rs` is the kiosks' push, `snapshots.rs` their images, `auth.rs` the
-//! station tokens both require, `db.rs` the database (SQLite or PostgreSQL), `tls.rs` HTTPS.
+//! station tokens both require, `supervisors.rs` supervisor accounts and sessions, `db.rs` the database (SQLite or PostgreSQL), `tls.rs` HTTPS.
 
 pub mod auth;
+mod changes;
+mod corrections;
 pub mod db;
+pub mod models;
+mod pull;
+mod review;
+mod settings;
 pub mod snapshots;
+pub mod supervisors;
 mod sync;
 pub mod tls;
 
 use anyhow::{Context, bail};
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, OriginalUri, Request, State},
+    body::Bytes,
+    extract::{DefaultBodyLimit, OriginalUri, Request, State, rejection::BytesRejection},
     handler::Handler,
     http::{HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
@@ -27,6 +35,7 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
+use supervisors::LoginThrottle;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// Shared by every request.
@@ -34,6 +43,13 @@ use tower_http::services::{ServeDir, ServeFile};
 pub struct AppState {
     pub db: Database,
     pub snapshots: Arc<dyn SnapshotStore>,
+    /// Uploaded ONNX models, content-addressed like snapshots, in a folder of their own.
+    pub models: Arc<dyn SnapshotStore>,
+    /// One model validation at a time: each keeps a CPU core busy.
+    pub model_validation: Arc<tokio::sync::Semaphore>,
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Session cookies get `Secure` when the server speaks TLS (set by `main`).
+    pub secure_cookies: bool,
 }
 
 impl AppState {
@@ -43,6 +59,10 @@ impl AppState {
         Ok(AppState {
             db: open_database(data_dir, database_url).await?,
             snapshots: Arc::new(LocalSnapshotStore::new(data_dir.join("snapshots"))),
+            models: Arc::new(LocalSnapshotStore::new(data_dir.join("models"))),
+            model_validation: Arc::new(tokio::sync::Semaphore::new(1)),
+            login_throttle: Arc::default(),
+            secure_cookies: false,
         })
     }
 }
@@ -101,6 +121,9 @@ impl Endpoint {
     }
 }
 
+/// The body limit of requests that carry a few fields, not records or files.
+const SMALL_JSON_BYTES: usize = 16 * 1024;
+
 /// Every route besides the PWA, in one list: the router is built from it, and the OpenAPI test
 /// checks `openapi.json` against it, so the description cannot miss or invent a route.
 pub fn endpoints() -> Vec<Endpoint> {
@@ -114,6 +137,35 @@ pub fn endpoints() -> Vec<Endpoint> {
             snapshots::put_snapshot,
         )
         .body_limit(protocol::MAX_SNAPSHOT_BYTES),
+        endpoint(Method::POST, "/api/v1/session", supervisors::login).body_limit(SMALL_JSON_BYTES),
+        endpoint(Method::GET, "/api/v1/session", supervisors::whoami),
+        endpoint(Method::DELETE, "/api/v1/session", supervisors::logout),
+        endpoint(Method::POST, "/api/v1/stations", auth::enroll).body_limit(SMALL_JSON_BYTES),
+        endpoint(Method::GET, "/api/v1/stations", auth::list),
+        endpoint(
+            Method::PUT,
+            "/api/v1/stations/{station}/assignment",
+            settings::assign,
+        )
+        .body_limit(settings::MAX_ASSIGNMENT_BYTES),
+        endpoint(Method::GET, "/api/v1/sync/pull", pull::pull),
+        endpoint(Method::POST, "/api/v1/models", models::upload)
+            .body_limit(models::MAX_MODEL_BYTES),
+        endpoint(Method::GET, "/api/v1/models", models::list),
+        endpoint(Method::GET, "/api/v1/models/{id}/file", models::download),
+        endpoint(Method::GET, "/api/v1/inspections", review::inspections),
+        endpoint(
+            Method::GET,
+            "/api/v1/inspections.csv",
+            review::inspections_csv,
+        ),
+        endpoint(Method::GET, "/api/v1/stats", review::stats),
+        endpoint(
+            Method::POST,
+            "/api/v1/inspections/{id}/corrections",
+            corrections::correct,
+        )
+        .body_limit(SMALL_JSON_BYTES),
     ]
 }
 
@@ -199,6 +251,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A request body parsed as JSON `T`: 413 over the route's body limit, 400 naming what is wrong
+/// (syntax, a missing field, a wrong type) otherwise.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let Json(value) = Json::<T>::from_bytes(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(value)
+}
+
+/// Runs a request's database work in its own task, to its end even when the client goes away
+/// and axum drops the handler: dropped while `BEGIN` is in flight, sqlx would hand the connection
+/// back to the pool inside a transaction it does not know about.
+pub(crate) async fn run_to_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+}
+
 /// Lower-case hex, the form every hash and token takes in LineCheck.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -207,6 +281,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// A time as stored in `*_at` columns: fixed-width RFC 3339 in UTC, so text order is time order.
 pub(crate) fn utc_text(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A `*_at` column read back.
+pub(crate) fn parse_utc_text(text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|e| ApiError::internal(format!("a stored time {text:?}: {e}")))
 }
 
 pub(crate) fn now_text() -> String {

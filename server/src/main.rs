@@ -1,7 +1,8 @@
-use anyhow::Context;
+use anyhow::{Context, bail};
 use axum_server::tls_rustls::RustlsConfig;
 use clap::{Args, Parser, Subcommand};
 use linecheck_server::tls::{self, CertificateFiles};
+use std::io::IsTerminal;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// The LineCheck server: the kiosk PWA, its sync API and the supervisors' review.
@@ -22,6 +23,20 @@ enum Command {
     Serve(ServeArgs),
     /// Create a token for a station's kiosk and print it; it is shown only this once.
     EnrollStation(EnrollArgs),
+    /// Create a supervisor account. The password is read from LINECHECK_SUPERVISOR_PASSWORD
+    /// when set, otherwise from the first line of standard input.
+    AddSupervisor(AddSupervisorArgs),
+}
+
+#[derive(Debug, Args)]
+struct AddSupervisorArgs {
+    /// The name the supervisor logs in with.
+    name: String,
+    /// Set a new password for an existing supervisor (ending their sessions).
+    #[arg(long)]
+    replace: bool,
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::EnrollStation(args)) => enroll_station(args).await,
+        Some(Command::AddSupervisor(args)) => add_supervisor(args).await,
     }
 }
 
@@ -100,9 +116,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(CertificateFiles::server_config)
         .transpose()?;
-    let state =
+    let mut state =
         linecheck_server::AppState::open(&storage.data_dir, storage.database_url.as_deref())
             .await?;
+    state.secure_cookies = tls_config.is_some();
     let app = linecheck_server::router(state, args.static_dir);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -161,6 +178,57 @@ async fn enroll_station(args: EnrollArgs) -> anyhow::Result<()> {
         args.station.trim()
     );
     println!("{token}");
+    Ok(())
+}
+
+/// The password from the environment (for scripts) or standard input's first line.
+fn read_supervisor_password(name: &str) -> anyhow::Result<String> {
+    const VARIABLE: &str = "LINECHECK_SUPERVISOR_PASSWORD";
+    if let Ok(password) = std::env::var(VARIABLE) {
+        return Ok(password);
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "Type the password for supervisor {name} (at least {} characters; it is shown as \
+             you type) and press Enter. To avoid that, set {VARIABLE} or pipe it in:\n  \
+             printf '%s\\n' \"$PASSWORD\" | linecheck-server add-supervisor {name}",
+            linecheck_server::supervisors::MIN_PASSWORD_CHARS
+        );
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("no password given: set {VARIABLE} or write the password on standard input");
+    }
+    Ok(password)
+}
+
+async fn add_supervisor(args: AddSupervisorArgs) -> anyhow::Result<()> {
+    let password = read_supervisor_password(args.name.trim())?;
+    let storage = &args.storage;
+    let db =
+        linecheck_server::open_database(&storage.data_dir, storage.database_url.as_deref()).await?;
+    let added = linecheck_server::supervisors::add_supervisor(
+        &db.pool,
+        &args.name,
+        &password,
+        args.replace,
+    )
+    .await;
+    db.close().await;
+    added?;
+    let verb = if args.replace {
+        "has a new password"
+    } else {
+        "added"
+    };
+    eprintln!(
+        "Supervisor {} {verb}. They log in to the review area of the server's page.",
+        args.name.trim()
+    );
     Ok(())
 }
 

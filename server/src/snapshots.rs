@@ -24,8 +24,9 @@ use std::{
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where snapshot bytes live. The local folder now; an S3-compatible bucket can implement it
-/// later. Callers have verified that `sha256` is the lower-case hex SHA-256 of `bytes`.
+/// Where snapshot bytes (and, in a store of their own, model files) live. The local folder now;
+/// an S3-compatible bucket can implement it later. Callers have verified that `sha256` is the
+/// lower-case hex SHA-256 of `bytes`.
 pub trait SnapshotStore: Send + Sync {
     /// Stores the bytes durably under their hash, unless they are there already. Returns whether
     /// this call stored them.
@@ -33,6 +34,16 @@ pub trait SnapshotStore: Send + Sync {
 
     /// The length of the stored snapshot, or `None` if it is not stored.
     fn stored_len<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<u64>>>;
+
+    /// The first `len` stored bytes (all of them when fewer), or `None` if they are not stored.
+    fn read_head<'a>(
+        &'a self,
+        sha256: &'a str,
+        len: usize,
+    ) -> BoxFuture<'a, io::Result<Option<Bytes>>>;
+
+    /// The stored bytes, or `None` if they are not stored.
+    fn get<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<Bytes>>>;
 }
 
 /// Snapshots as files `<root>/<first two hex digits>/<sha256>`, so no folder grows too large.
@@ -107,6 +118,64 @@ impl SnapshotStore for LocalSnapshotStore {
             }
         })
     }
+
+    fn read_head<'a>(
+        &'a self,
+        sha256: &'a str,
+        len: usize,
+    ) -> BoxFuture<'a, io::Result<Option<Bytes>>> {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let file = match tokio::fs::File::open(self.path_of(sha256)).await {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut head = Vec::with_capacity(len.min(1 << 20));
+            file.take(len as u64).read_to_end(&mut head).await?;
+            Ok(Some(head.into()))
+        })
+    }
+
+    fn get<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, io::Result<Option<Bytes>>> {
+        Box::pin(async move {
+            match tokio::fs::read(self.path_of(sha256)).await {
+                Ok(bytes) => Ok(Some(bytes.into())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// A JPEG's `(width, height)` from its start-of-frame segment, without decoding it; `None` when
+/// the header holds none (or a zero size).
+pub(crate) fn jpeg_size(bytes: &[u8]) -> Option<(u16, u16)> {
+    let mut at = 2;
+    loop {
+        // Markers are FF xx, optionally preceded by fill bytes FF.
+        while *bytes.get(at)? == 0xFF && *bytes.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        if bytes[at] != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        let length = usize::from(u16::from_be_bytes([
+            *bytes.get(at + 2)?,
+            *bytes.get(at + 3)?,
+        ]));
+        // SOF0..SOF15, less DHT (C4), JPG (C8) and DAC (CC), which share the range.
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            let field = |i: usize| Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
+            let (height, width) = (field(at + 5)?, field(at + 7)?);
+            return (width > 0 && height > 0).then_some((width, height));
+        }
+        if marker == 0xDA || length < 2 {
+            return None;
+        }
+        at += 2 + length;
+    }
 }
 
 pub(crate) fn is_sha256_hex(s: &str) -> bool {
@@ -163,4 +232,27 @@ pub(crate) async fn put_snapshot(
         Json(json!({ "sha256": sha256, "byte_len": byte_len })),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jpeg_size;
+
+    #[test]
+    fn the_frame_size_comes_from_the_start_of_frame_segment() {
+        // SOI, an APP0 segment to skip, a fill byte, then SOF2 (progressive) of 640x480.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB, 0xFF];
+        jpeg.extend_from_slice(&[0xFF, 0xC2, 0x00, 0x11, 0x08, 0x01, 0xE0, 0x02, 0x80, 0x03]);
+        assert_eq!(jpeg_size(&jpeg), Some((640, 480)));
+        // DHT shares the SOF range and is skipped.
+        let mut with_dht = vec![0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x03, 0x00];
+        with_dht.extend_from_slice(&jpeg[2..]);
+        assert_eq!(jpeg_size(&with_dht), Some((640, 480)));
+        // Truncated, no frame before the scan, or zero sized: no size.
+        assert_eq!(jpeg_size(&jpeg[..12]), None);
+        assert_eq!(jpeg_size(&[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02]), None);
+        let mut zero = jpeg.clone();
+        zero[16..18].copy_from_slice(&[0, 0]);
+        assert_eq!(jpeg_size(&zero), None);
+    }
 }

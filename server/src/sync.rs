@@ -5,7 +5,10 @@
 //! transaction per request, so a failed request leaves nothing behind and a retried one finds
 //! what it already applied.
 
-use crate::{ApiError, AppState, auth::Station, db::Database, now_text, utc_text};
+use crate::{
+    ApiError, AppState, auth::Station, db::Database, now_text, parse_json, run_to_end,
+    snapshots::jpeg_size, utc_text,
+};
 use axum::{
     Json,
     body::Bytes,
@@ -35,13 +38,13 @@ pub(crate) async fn push(
     station: Station,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushResponse>, ApiError> {
-    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    if let Ok(probe) = serde_json::from_slice::<VersionProbe>(&body) {
+    if let Ok(body) = &body
+        && let Ok(probe) = serde_json::from_slice::<VersionProbe>(body)
+    {
         protocol::check_version(probe.protocol_version)
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     }
-    let Json(request) = Json::<PushRequest>::from_bytes(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let request: PushRequest = parse_json(body)?;
 
     let device_id = request.device_id.to_string();
     for record in &request.records {
@@ -66,42 +69,38 @@ pub(crate) async fn push(
         prechecked.push(precheck(&state, record).await?);
     }
 
-    // The transaction runs in its own task, to its end, even when the client goes away and axum
-    // drops this handler. Dropped while `BEGIN` was in flight, sqlx hands the connection back to
-    // the pool still inside a transaction it does not know about, and later statements on it
-    // never commit: on PostgreSQL the simulation lost a station token that way.
-    let results = tokio::spawn(apply_batch(
+    // On PostgreSQL the simulation lost a station token to a push dropped mid-`BEGIN`.
+    let results = run_to_end(apply_batch(
         state.db.clone(),
         station,
         device_id,
         request.records,
         prechecked,
     ))
-    .await
-    .map_err(|e| ApiError::internal(format!("the push's task failed: {e}")))??;
+    .await?;
     Ok(Json(PushResponse { results }))
 }
 
-/// Applies the records that passed `precheck` (`None` in `prechecked`) in one transaction.
+/// Applies the records that passed `precheck` (`Ok` in `prechecked`) in one transaction.
 async fn apply_batch(
     db: Database,
     station: Station,
     device_id: String,
     records: Vec<InspectionRecord>,
-    prechecked: Vec<Option<PushStatus>>,
+    prechecked: Vec<Result<Frame, PushStatus>>,
 ) -> Result<Vec<PushItemResult>, ApiError> {
     let mut tx = db
         .pool
-        .begin_with(db.dialect.begin_push())
+        .begin_with(db.dialect.begin_write())
         .await
         .map_err(ApiError::database)?;
     lock_station(&mut tx, &station, &device_id).await?;
     let mut results = Vec::with_capacity(records.len());
     let mut highest_applied = None;
-    for (record, rejection) in records.iter().zip(prechecked) {
-        let status = match rejection {
-            Some(status) => status,
-            None => apply(&mut tx, record).await?,
+    for (record, checked) in records.iter().zip(prechecked) {
+        let status = match checked {
+            Err(status) => status,
+            Ok(frame) => apply(&mut tx, record, frame).await?,
         };
         if status == PushStatus::Applied {
             highest_applied = highest_applied.max(Some(record.sequence));
@@ -118,45 +117,64 @@ async fn apply_batch(
     Ok(results)
 }
 
-/// Everything that rejects a record without looking at the database: `Some` when rejected.
+/// Where a JPEG header's start-of-frame segment is looked for: beyond any EXIF block (64 KiB).
+const JPEG_HEAD_BYTES: usize = 70 * 1024;
+
+/// A record that passed `precheck`: its snapshot's `(width, height)`, when it has one with a
+/// readable JPEG header.
+type Frame = Option<(u16, u16)>;
+
+/// Everything that rejects a record without looking at the database: `Err` when rejected.
 async fn precheck(
     state: &AppState,
     record: &InspectionRecord,
-) -> Result<Option<PushStatus>, ApiError> {
+) -> Result<Result<Frame, PushStatus>, ApiError> {
     if let Err(e) = record.validate() {
-        return Ok(Some(rejected(e.to_string(), false)));
+        return Ok(Err(rejected(e.to_string(), false)));
     }
     if i64::try_from(record.sequence).is_err() {
-        return Ok(Some(rejected(
+        return Ok(Err(rejected(
             format!("sequence {} is larger than {}", record.sequence, i64::MAX),
             false,
         )));
     }
     let Some(snapshot) = &record.snapshot else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
+    let lookup =
+        |e: std::io::Error| ApiError::internal(format!("cannot look up the snapshot: {e}"));
     let stored = state
         .snapshots
         .stored_len(&snapshot.sha256)
         .await
-        .map_err(|e| ApiError::internal(format!("cannot look up the snapshot: {e}")))?;
-    Ok(match stored {
-        None => Some(rejected(
-            format!(
-                "snapshot {} is not stored yet: upload the snapshot first",
-                snapshot.sha256
-            ),
-            true,
-        )),
-        Some(len) if len != snapshot.byte_len => Some(rejected(
-            format!(
-                "snapshot {} has {len} bytes, but the record says {}",
-                snapshot.sha256, snapshot.byte_len
-            ),
-            false,
-        )),
-        Some(_) => None,
-    })
+        .map_err(lookup)?;
+    match stored {
+        None => {
+            return Ok(Err(rejected(
+                format!(
+                    "snapshot {} is not stored yet: upload the snapshot first",
+                    snapshot.sha256
+                ),
+                true,
+            )));
+        }
+        Some(len) if len != snapshot.byte_len => {
+            return Ok(Err(rejected(
+                format!(
+                    "snapshot {} has {len} bytes, but the record says {}",
+                    snapshot.sha256, snapshot.byte_len
+                ),
+                false,
+            )));
+        }
+        Some(_) => {}
+    }
+    let head = state
+        .snapshots
+        .read_head(&snapshot.sha256, JPEG_HEAD_BYTES)
+        .await
+        .map_err(lookup)?;
+    Ok(Ok(head.as_deref().and_then(jpeg_size)))
 }
 
 /// A token's first push binds it to the pushing device; from then on only that device may use it,
@@ -203,6 +221,7 @@ async fn lock_station(
 async fn apply(
     tx: &mut Transaction<'static, Any>,
     record: &InspectionRecord,
+    frame: Frame,
 ) -> Result<PushStatus, ApiError> {
     let record_json = serde_json::to_string(record)
         .map_err(|e| ApiError::internal(format!("cannot encode the record: {e}")))?;
@@ -214,8 +233,8 @@ async fn apply(
     let inserted = sqlx::query(
         "INSERT INTO inspections (id, device_id, sequence, inspected_at, local_time, station, line,
          operator, part_serial, lot, model_id, model_version, verdict, record_json,
-         snapshot_sha256, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         snapshot_sha256, received_at, snapshot_width, snapshot_height)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          ON CONFLICT DO NOTHING",
     )
     .bind(record.id.to_string())
@@ -234,10 +253,13 @@ async fn apply(
     .bind(record_json)
     .bind(record.snapshot.as_ref().map(|s| s.sha256.as_str()))
     .bind(now_text())
+    .bind(frame.map(|(width, _)| i64::from(width)))
+    .bind(frame.map(|(_, height)| i64::from(height)))
     .execute(&mut **tx)
     .await
     .map_err(ApiError::database)?;
     if inserted.rows_affected() == 1 {
+        insert_detections(tx, record).await?;
         return Ok(PushStatus::Applied);
     }
 
@@ -276,6 +298,56 @@ async fn apply(
         ),
         false,
     ))
+}
+
+/// The record's detections as rows for the review queries (class filter, Pareto, heat map).
+async fn insert_detections(
+    tx: &mut Transaction<'static, Any>,
+    record: &InspectionRecord,
+) -> Result<(), ApiError> {
+    if record.detections.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..record.detections.len())
+        .map(|i| {
+            let p = i * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO inspection_detections
+           (inspection_id, position, class_id, label, score, centre_x, centre_y)
+         VALUES {}",
+        rows.join(", ")
+    );
+    let id = record.id.to_string();
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (position, d) in record.detections.iter().enumerate() {
+        // Validated: finite coordinates, so the rounded centres fit.
+        let centre = |a: f32, b: f32| ((f64::from(a) + f64::from(b)) / 2.0).round() as i64;
+        insert = insert
+            .bind(id.clone())
+            .bind(position as i32)
+            .bind(i64::from(d.class_id))
+            .bind(d.label.clone())
+            .bind(f64::from(d.score))
+            .bind(centre(d.bbox.x1, d.bbox.x2))
+            .bind(centre(d.bbox.y1, d.bbox.y2));
+    }
+    insert
+        .execute(&mut **tx)
+        .await
+        .map_err(ApiError::database)?;
+    Ok(())
 }
 
 async fn advance_cursor(

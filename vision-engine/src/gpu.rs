@@ -81,9 +81,13 @@ impl GpuContext {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
+        // Timestamps, where the adapter has them, let benchmarks read GPU time; they change nothing
+        // else, and the limits stay the baseline's.
+        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("linecheck"),
+                required_features,
                 required_limits: wgpu::Limits::default(),
                 ..Default::default()
             })
@@ -103,28 +107,41 @@ impl GpuContext {
         &self.adapter
     }
 
+    /// A buffer the host can map, for `size` bytes copied from the GPU.
+    pub(crate) fn staging(&self, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
     /// Copies `size` bytes of `source` into a mappable buffer and returns them.
-    ///
-    /// Natively this blocks in `poll` until the copy is done; in the browser `poll` returns at
-    /// once and the future resolves from the event loop.
     pub async fn read_back(
         &self,
         source: &wgpu::Buffer,
         size: u64,
     ) -> Result<Vec<u8>, EngineError> {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.staging(size);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
+        self.read_mapped(&staging, size).await
+    }
 
+    /// The first `size` bytes of a staging buffer, once the work submitted before is done.
+    ///
+    /// Natively this blocks in `poll` until the GPU is done; in the browser `poll` returns at
+    /// once and the future resolves from the event loop.
+    pub(crate) async fn read_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        size: u64,
+    ) -> Result<Vec<u8>, EngineError> {
         let (sender, receiver) = futures_channel::oneshot::channel();
         staging
-            .slice(..)
+            .slice(..size)
             .map_async(wgpu::MapMode::Read, move |result| {
                 // The receiver only goes away if the caller dropped the future; nothing to tell.
                 let _ = sender.send(result);
@@ -137,7 +154,7 @@ impl GpuContext {
             .map_err(|_| EngineError::Readback("the device dropped the map request".into()))?
             .map_err(|e| EngineError::Readback(e.to_string()))?;
         let bytes = staging
-            .slice(..)
+            .slice(..size)
             .get_mapped_range()
             .map_err(|e| EngineError::Readback(e.to_string()))?
             .to_vec();

@@ -22,7 +22,9 @@ pub mod onnx;
 pub mod postprocess;
 mod tensor;
 
-pub use backend::{Activation, Backend, CpuBackend, GpuBackend, GpuNetwork};
+pub use backend::{
+    Activation, Backend, ConvKernels, CpuBackend, GpuBackend, GpuNetwork, LaunchTime,
+};
 pub use detector::{Detection, DetectionResult, Detector, DetectorError};
 pub use error::EngineError;
 pub use gpu::{AdapterSummary, GpuContext};

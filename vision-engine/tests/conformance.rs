@@ -7,7 +7,7 @@
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use vision_engine::{
-    Activation, Backend, CpuBackend, GpuBackend, Tensor,
+    Activation, Backend, ConvKernels, CpuBackend, GpuBackend, Tensor,
     cpu::{self, BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
 };
 
@@ -82,12 +82,17 @@ async fn empty_input_gives_empty_output(backend: &impl Backend) {
 
 async fn conv_matches_the_reference(backend: &impl Backend) {
     let mut rng = StdRng::seed_from_u64(21);
-    // (C, H, W, M, k, stride, pad, dilation, group): stem, 1x1, depthwise, dilated grouped, random.
+    // (C, H, W, M, k, stride, pad, dilation, group): stem, 1x1, depthwise, dilated grouped; then
+    // shapes past every GPU tile size in channels, pixels and reduction (none a multiple of a
+    // tile), 3x3 and 1x1, grouped; then random ones.
     let mut cases = vec![
         (3, 32, 32, 16, 3, 2, 1, 1, 1),
         (16, 16, 16, 32, 1, 1, 0, 1, 1),
         (32, 9, 11, 32, 3, 1, 1, 1, 32),
         (8, 13, 7, 12, 3, 2, 2, 2, 4),
+        (19, 21, 23, 70, 3, 1, 1, 1, 1),
+        (37, 17, 19, 45, 1, 1, 0, 1, 1),
+        (38, 15, 17, 82, 3, 2, 1, 1, 2),
     ];
     for _ in 0..8 {
         let g = [1, 2, 4][rng.random_range(0..3)];
@@ -339,6 +344,24 @@ macro_rules! conformance_suite {
             check!(bad_shapes_are_errors_naming_the_op);
         }
     };
+}
+
+/// Every GPU convolution kernel, each tiling forced on every layer, against the reference.
+#[test]
+fn every_gpu_conv_kernel_matches_the_reference() {
+    pollster::block_on(async {
+        let gpu = GpuBackend::new()
+            .await
+            .expect("the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)");
+        let choices = [ConvKernels::Direct, ConvKernels::Tiled]
+            .into_iter()
+            .chain((0..kernels::CONV_TILINGS.len()).map(ConvKernels::Tiling));
+        for choice in choices {
+            eprintln!("conv kernels: {choice:?}"); // named in a failure's output
+            gpu.set_conv_kernels(choice);
+            conv_matches_the_reference(&gpu).await;
+        }
+    });
 }
 
 conformance_suite!(cpu_backend, CpuBackend);

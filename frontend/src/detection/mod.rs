@@ -26,6 +26,9 @@ pub enum ToWorker {
     /// one, measure both and pick the faster (see [`EngineInfo::measured_ms`]).
     Load {
         url: String,
+        /// A model a supervisor assigned: its identity, content hash and the station token its
+        /// download needs. It is kept in the worker's own cache once its hash checked out.
+        assigned: Option<AssignedModel>,
         remembered: Option<BackendChoice>,
         confidence: f32,
     },
@@ -41,6 +44,13 @@ pub enum ToWorker {
 pub struct BackendChoice {
     pub model_version: String,
     pub backend: BackendKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignedModel {
+    pub model: ModelRef,
+    pub sha256: String,
+    pub token: String,
 }
 
 /// The model every kiosk starts with, copied into the build by trunk (frontend/index.html).

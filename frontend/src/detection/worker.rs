@@ -1,7 +1,7 @@
 //! The detection worker's side: one model per worker (the page starts a new worker to switch
 //! models), run on the backend measured fastest on this tablet.
 
-use super::{BackendChoice, BackendKind, EngineInfo, FromWorker, ToWorker};
+use super::{AssignedModel, BackendChoice, BackendKind, EngineInfo, FromWorker, ToWorker};
 use crate::gpu_check;
 use protocol::{BoundingBox, Detection, ModelRef};
 use sha2::{Digest, Sha256};
@@ -86,9 +86,10 @@ async fn handle(event: MessageEvent) {
         }
         ToWorker::Load {
             url,
+            assigned,
             remembered,
             confidence,
-        } => match load(&url, remembered, confidence).await {
+        } => match load(&url, assigned.as_ref(), remembered, confidence).await {
             Ok((engine, info)) => {
                 ENGINE.with(|e| *e.borrow_mut() = Some(engine));
                 post(&FromWorker::Ready(info));
@@ -115,10 +116,67 @@ async fn handle(event: MessageEvent) {
     }
 }
 
-/// Downloads `url`, posting progress about every 5 %.
-async fn fetch_with_progress(url: &str) -> Result<Vec<u8>, String> {
+/// Assigned models, kept apart from the service worker's per-build caches (which it deletes on
+/// every update), so a kiosk restarts offline with the model it was given.
+const MODEL_CACHE: &str = "assigned-models";
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The bytes of an assigned model: from the worker's cache, else downloaded with the station's
+/// token and cached, in both cases only if they hash to what the server announced.
+async fn assigned_model_bytes(url: &str, assigned: &AssignedModel) -> Result<Vec<u8>, String> {
+    let failed = |e: JsValue| format!("the model cache: {e:?}");
+    let cache: web_sys::Cache = JsFuture::from(scope().caches().map_err(failed)?.open(MODEL_CACHE))
+        .await
+        .map_err(failed)?
+        .unchecked_into();
+    let cached = JsFuture::from(cache.match_with_str(url))
+        .await
+        .map_err(failed)?;
+    if !cached.is_undefined() {
+        let response: web_sys::Response = cached.unchecked_into();
+        let buffer = JsFuture::from(response.array_buffer().map_err(failed)?)
+            .await
+            .map_err(failed)?;
+        let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+        if hex_sha256(&bytes) == assigned.sha256 {
+            return Ok(bytes);
+        }
+    }
+    let bytes = fetch_with_progress(url, Some(&assigned.token)).await?;
+    let sha256 = hex_sha256(&bytes);
+    if sha256 != assigned.sha256 {
+        return Err(format!(
+            "the downloaded model {} has SHA-256 {sha256}, not {} as assigned",
+            assigned.model.id, assigned.sha256
+        ));
+    }
+    let mut copy = bytes.clone();
+    let response = web_sys::Response::new_with_opt_u8_array(Some(&mut copy)).map_err(failed)?;
+    JsFuture::from(cache.put_with_str(url, &response))
+        .await
+        .map_err(failed)?;
+    Ok(bytes)
+}
+
+/// Downloads `url` (with the station token as bearer, where given), posting progress about
+/// every 5 %.
+async fn fetch_with_progress(url: &str, token: Option<&str>) -> Result<Vec<u8>, String> {
     let failed = |e: JsValue| format!("downloading {url}: {e:?}");
-    let response: web_sys::Response = JsFuture::from(scope().fetch_with_str(url))
+    let init = web_sys::RequestInit::new();
+    if let Some(token) = token {
+        let headers = web_sys::Headers::new().map_err(failed)?;
+        headers
+            .set("authorization", &format!("Bearer {token}"))
+            .map_err(failed)?;
+        init.set_headers(&headers);
+    }
+    let response: web_sys::Response = JsFuture::from(scope().fetch_with_str_and_init(url, &init))
         .await
         .map_err(failed)?
         .unchecked_into();
@@ -162,21 +220,24 @@ async fn fetch_with_progress(url: &str) -> Result<Vec<u8>, String> {
 /// different files can never pass for one.
 fn model_ref(url: &str, bytes: &[u8]) -> ModelRef {
     let name = url.rsplit('/').next().unwrap_or(url);
-    let hash = Sha256::digest(bytes);
     ModelRef {
         id: name.strip_suffix(".onnx").unwrap_or(name).to_string(),
-        version: hash[..6].iter().map(|b| format!("{b:02x}")).collect(),
+        version: hex_sha256(bytes)[..12].to_string(),
     }
 }
 
 async fn load(
     url: &str,
+    assigned: Option<&AssignedModel>,
     remembered: Option<BackendChoice>,
     confidence: f32,
 ) -> Result<(&'static Engine, EngineInfo), String> {
-    let bytes = fetch_with_progress(url).await?;
+    let bytes = match assigned {
+        Some(assigned) => assigned_model_bytes(url, assigned).await?,
+        None => fetch_with_progress(url, None).await?,
+    };
     let started = now_ms();
-    let model = model_ref(url, &bytes);
+    let model = assigned.map_or_else(|| model_ref(url, &bytes), |a| a.model.clone());
     let preferred = remembered
         .filter(|choice| choice.model_version == model.version)
         .map(|choice| choice.backend);

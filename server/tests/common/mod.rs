@@ -1,14 +1,16 @@
+//! (Each test crate uses part of this module.)
+#![allow(dead_code)]
 //! What the sync tests share: a real server in-process on a real data directory and database,
 //! and records.
 
 use crate::database::Backend;
 use axum::{
     body::Body,
-    http::{Method, Request, StatusCode},
+    http::{HeaderMap, Method, Request, StatusCode},
 };
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use http_body_util::BodyExt;
-use linecheck_server::{AppState, auth::enroll_station, router};
+use linecheck_server::{AppState, auth::enroll_station, router, supervisors::add_supervisor};
 use protocol::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
     SnapshotRef, verdict_for,
@@ -58,6 +60,12 @@ impl Server {
         self.app = router(self.state.clone(), self.static_dir.clone());
     }
 
+    /// As `main` runs it behind TLS: session cookies marked `Secure`.
+    pub fn use_secure_cookies(&mut self) {
+        self.state.secure_cookies = true;
+        self.app = router(self.state.clone(), self.static_dir.clone());
+    }
+
     pub async fn enroll(&self, station: &str) -> String {
         enroll_station(&self.state.db.pool, station).await.unwrap()
     }
@@ -70,20 +78,27 @@ impl Server {
         token: Option<&str>,
         body: impl Into<Body>,
     ) -> (StatusCode, serde_json::Value) {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let response = self
-            .app
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .as_deref()
+            .map(|value| ("authorization", value))
+            .into_iter()
+            .collect();
+        let (status, _, json) = self.request(method, path, &headers, body).await;
+        (status, json)
+    }
+
+    /// Sends one JSON request with `headers`; the response's headers and body as JSON.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let response = self.raw_request(method, path, headers, body).await;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let json = if bytes.is_empty() {
             serde_json::Value::Null
@@ -95,6 +110,69 @@ impl Server {
                 )
             })
         };
+        (status, headers, json)
+    }
+
+    /// Sends one request with `headers` (JSON unless they name another content type).
+    pub async fn raw_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> axum::response::Response {
+        let mut request = Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(name, _)| *name == "content-type") {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.app
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// A supervisor account `name` with `password`, logged in: the `cookie` header value.
+    pub async fn supervisor_session(&self, name: &str, password: &str) -> String {
+        add_supervisor(&self.state.db.pool, name, password, false)
+            .await
+            .unwrap();
+        self.login(name, password)
+            .await
+            .expect("the new supervisor logs in")
+    }
+
+    /// Logs in; the `cookie` header value of the session, or the refusal.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<String, (StatusCode, serde_json::Value)> {
+        let body = serde_json::json!({ "name": name, "password": password }).to_string();
+        let (status, headers, json) = self
+            .request(Method::POST, "/api/v1/session", &[], body)
+            .await;
+        if status != StatusCode::OK {
+            return Err((status, json));
+        }
+        let set_cookie = headers["set-cookie"].to_str().unwrap();
+        Ok(set_cookie.split(';').next().unwrap().to_owned())
+    }
+
+    /// Sends a JSON request as the supervisor of `cookie`.
+    pub async fn as_supervisor(
+        &self,
+        cookie: &str,
+        method: Method,
+        path: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, serde_json::Value) {
+        let (status, _, json) = self
+            .request(method, path, &[("cookie", cookie)], body)
+            .await;
         (status, json)
     }
 

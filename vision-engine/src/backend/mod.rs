@@ -4,7 +4,7 @@ mod cpu;
 mod gpu;
 
 pub use cpu::CpuBackend;
-pub use gpu::{GpuBackend, GpuNetwork};
+pub use gpu::{ConvKernels, GpuBackend, GpuNetwork, LaunchTime};
 
 use crate::{
     EngineError, Tensor,

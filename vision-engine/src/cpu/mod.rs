@@ -55,9 +55,21 @@ pub(crate) fn for_each_row_chunk(
     });
 }
 
+/// Threads the CPU ops use natively; 0 means one per core.
+static WORKER_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Caps the threads the CPU backend's ops use (0: one per core, the default), so it can be
+/// compared with another runtime on the same thread count. No effect in wasm (one thread).
+pub fn set_worker_threads(threads: usize) {
+    WORKER_THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn worker_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    match WORKER_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -180,6 +180,36 @@ impl Network {
             .collect()
     }
 
+    /// Floating-point operations (a multiply-add counts two) of the network's convolutions and
+    /// matrix products, the bulk of a detector's work: the numerator of its compute floor.
+    pub fn flops(&self) -> u64 {
+        let shape = |o: &Operand| match *o {
+            Operand::Value(v) => self.value_shapes[v].as_slice(),
+            Operand::Constant(c) => self.constants[c].shape(),
+        };
+        self.steps
+            .iter()
+            .map(|step| {
+                let out: u64 = self.value_shapes[step.outputs[0]]
+                    .iter()
+                    .map(|&d| d as u64)
+                    .product();
+                match &step.op {
+                    // Each output value sums C/group x kH x kW products.
+                    Op::Conv { weight, .. } => {
+                        let w = self.constants[*weight].shape();
+                        2 * out * (w[1] * w[2] * w[3]) as u64
+                    }
+                    Op::MatMul => {
+                        let a = shape(&step.inputs[0]);
+                        2 * out * a[a.len() - 1] as u64
+                    }
+                    _ => 0,
+                }
+            })
+            .sum()
+    }
+
     /// How many steps of each op kind the network runs (for reports and tests of the passes).
     pub fn op_counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut counts = std::collections::BTreeMap::new();

@@ -34,8 +34,46 @@ pub(super) struct Launch {
     pub output: Binding,
     /// Uniform words, laid out as the kernel's `Params` struct.
     pub params: Vec<u32>,
-    /// Invocations; 0 launches nothing.
-    pub count: usize,
+    /// Words of `params` that hold an element offset into a binding's buffer: a resident network
+    /// adds the offset at which it placed that value (a slice of a Concat's output). A launch
+    /// reads or writes a placed value only where it lists the binding here.
+    pub offsets: Vec<(Binding, usize)>,
+    pub grid: Grid,
+}
+
+/// How many invocations a launch runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Grid {
+    /// One invocation per element, in workgroups of `ELEMENTWISE_WORKGROUP_SIZE`; 0 runs nothing.
+    Elements(usize),
+    /// Workgroups counted by the kernel's own tiling.
+    Workgroups([u32; 3]),
+}
+
+impl Grid {
+    pub fn is_empty(&self) -> bool {
+        match *self {
+            Grid::Elements(count) => count == 0,
+            Grid::Workgroups(groups) => groups.contains(&0),
+        }
+    }
+
+    /// Workgroup counts within the per-dimension limit: a long one-dimensional grid spills into y.
+    pub fn workgroups(&self, max_per_dimension: u32) -> [u32; 3] {
+        match *self {
+            Grid::Elements(count) => {
+                let groups = count
+                    .div_ceil(kernels::ELEMENTWISE_WORKGROUP_SIZE as usize)
+                    .max(1) as u32;
+                if groups <= max_per_dimension {
+                    [groups, 1, 1]
+                } else {
+                    [max_per_dimension, groups.div_ceil(max_per_dimension), 1]
+                }
+            }
+            Grid::Workgroups(groups) => groups,
+        }
+    }
 }
 
 /// The output shapes of an op and the launches that compute them.
@@ -147,10 +185,11 @@ fn strided_copy(
     Ok(Launch {
         kernel: kernels::STRIDED_COPY,
         entry: "main",
+        offsets: vec![(src.clone(), 2), (dst.clone(), 3)],
         inputs: vec![src],
         output: dst,
         params: params.0,
-        count,
+        grid: Grid::Elements(count),
     })
 }
 
@@ -210,7 +249,40 @@ pub(super) fn letterbox(lb: &Letterbox) -> Launch {
         inputs: vec![Binding::Input(0)],
         output: Binding::Output(0),
         params,
-        count,
+        offsets: Vec::new(),
+        grid: Grid::Elements(count),
+    }
+}
+
+/// The `pads.z` word of the convolution kernels' `Params`: the input's element offset. (The
+/// output's is word 3.)
+const CONV_INPUT_OFFSET_WORD: usize = 22;
+
+/// Which kernels a GPU backend runs its convolutions on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvKernels {
+    /// One invocation per output value (`conv2d.wgsl`): the simple reference.
+    Direct,
+    /// Implicit GEMM (`conv_gemm.wgsl`), its tiling picked per layer shape; depthwise layers
+    /// stay direct.
+    #[default]
+    Tiled,
+    /// Implicit GEMM with one tiling of `kernels::CONV_TILINGS` for every layer (for tests and
+    /// measurements of each tiling).
+    Tiling(usize),
+}
+
+/// The tiling for a layer with `taps` (kH x kW) values per input channel and `k` values summed
+/// per output. Measured per layer on an H100 (BENCHMARKS.md, YOLOv8n at 640): spatial kernels
+/// with long sums won on 64x64 tiles (each loaded patch value serves 64 channels; loading it costs
+/// index arithmetic), pointwise and short ones on 32x32 tiles (more workgroups to spread over the
+/// GPU, cheap loads). The time of a layer followed its number of tiles along k far more than its
+/// number of pixels or channels.
+pub(super) fn choose_tiling(taps: usize, k: usize) -> kernels::ConvTiling {
+    if taps > 1 && k >= 256 {
+        kernels::CONV_GEMM_64X64
+    } else {
+        kernels::CONV_GEMM_32X32
     }
 }
 
@@ -228,6 +300,7 @@ pub(super) fn plan(
     op: &Op,
     inputs: &[&[usize]],
     constants: &[&[usize]],
+    conv_kernels: ConvKernels,
 ) -> Result<OpPlan, EngineError> {
     Ok(match op {
         Op::Activation(kind) => {
@@ -245,7 +318,8 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count: len,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(len),
                 },
             )
         }
@@ -276,15 +350,39 @@ pub(super) fn plan(
                     attrs.pads,
                 )?);
             let bias_binding = bias.map_or(Binding::Absent, Binding::Constant);
+            let (m_per_group, c_per_group) = (w[0] / attrs.group, w[1]);
+            let pixels = out[2] * out[3];
+            // Depthwise convolutions have no reduction across channels to tile: direct kernel.
+            let tiling = match conv_kernels {
+                ConvKernels::Direct => None,
+                _ if c_per_group == 1 && m_per_group == 1 => None,
+                ConvKernels::Tiled => Some(choose_tiling(w[2] * w[3], c_per_group * w[2] * w[3])),
+                ConvKernels::Tiling(i) => Some(kernels::CONV_TILINGS[i]),
+            };
+            let (kernel, grid) = match tiling {
+                None => (kernels::CONV2D, Grid::Elements(count)),
+                Some(t) => (
+                    t.kernel,
+                    Grid::Workgroups([
+                        to_u32(op, pixels.div_ceil(t.tile_n as usize))?,
+                        to_u32(op, m_per_group.div_ceil(t.tile_m as usize))?,
+                        to_u32(op, out[0] * attrs.group)?,
+                    ]),
+                ),
+            };
             single(
                 out.to_vec(),
                 Launch {
-                    kernel: kernels::CONV2D,
+                    kernel,
                     entry: "main",
                     inputs: vec![Binding::Input(0), Binding::Constant(*weight), bias_binding],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    offsets: vec![
+                        (Binding::Input(0), CONV_INPUT_OFFSET_WORD),
+                        (Binding::Output(0), 3),
+                    ],
+                    grid: if count == 0 { Grid::Elements(0) } else { grid },
                 },
             )
         }
@@ -311,7 +409,8 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -338,7 +437,8 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -423,7 +523,8 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Aux(words(op, &resolved)?)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -462,7 +563,8 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Aux(words(op, &flat)?)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -487,7 +589,8 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count: rows,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(rows),
                 },
             )
         }
@@ -523,7 +626,8 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
-                    count,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(count),
                 },
             )
         }
@@ -560,7 +664,13 @@ mod tests {
 
     #[test]
     fn concat_is_one_copy_per_input_into_its_slice_of_the_output() {
-        let plan = plan(&Op::Concat(1), &[&[1, 2, 3], &[1, 4, 3]], &[]).unwrap();
+        let plan = plan(
+            &Op::Concat(1),
+            &[&[1, 2, 3], &[1, 4, 3]],
+            &[],
+            ConvKernels::Tiled,
+        )
+        .unwrap();
         assert_eq!(plan.outputs, [vec![1, 6, 3]]);
         let offsets: Vec<u32> = plan.launches.iter().map(|l| l.params[3]).collect();
         assert_eq!(
@@ -572,8 +682,19 @@ mod tests {
 
     #[test]
     fn reshape_launches_nothing_and_aliases_its_input() {
-        let plan = plan(&Op::Reshape(vec![6]), &[&[2, 3]], &[]).unwrap();
+        let reshape = |to: usize| plan(&Op::Reshape(vec![to]), &[&[2, 3]], &[], ConvKernels::Tiled);
+        let plan = reshape(6).unwrap();
         assert!(plan.aliases_input && plan.launches.is_empty());
-        assert!(super::plan(&Op::Reshape(vec![5]), &[&[2, 3]], &[]).is_err());
+        assert!(reshape(5).is_err());
+    }
+
+    #[test]
+    fn tilings_follow_the_measured_layer_classes() {
+        let name = |taps, k| choose_tiling(taps, k).kernel.name;
+        // YOLOv8n: a 3x3 convolution of 64 channels sums 576 values: 64x64 tiles.
+        assert_eq!(name(9, 576), kernels::CONV_GEMM_64X64.kernel.name);
+        // Its 1x1 convolutions and the 3-channel stem (27 values): 32x32.
+        assert_eq!(name(1, 512), kernels::CONV_GEMM_32X32.kernel.name);
+        assert_eq!(name(9, 27), kernels::CONV_GEMM_32X32.kernel.name);
     }
 }

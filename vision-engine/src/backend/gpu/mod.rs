@@ -4,7 +4,8 @@
 mod launch;
 mod network;
 
-pub use network::GpuNetwork;
+pub use launch::ConvKernels;
+pub use network::{GpuNetwork, LaunchTime};
 
 use super::{Activation, Backend};
 use crate::{
@@ -19,10 +20,12 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 10] = [
+const KERNELS: [(Kernel, usize); 12] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
+    (kernels::CONV_GEMM_64X64.kernel, 3),
+    (kernels::CONV_GEMM_32X32.kernel, 3),
     (kernels::GATHER, 2),
     (kernels::LETTERBOX, 1),
     (kernels::MATMUL, 2),
@@ -41,13 +44,14 @@ const MAX_RANK: usize = 8;
 pub struct GpuBackend {
     ctx: GpuContext,
     pipelines: Vec<(&'static str, &'static str, wgpu::ComputePipeline)>,
+    conv_kernels: std::cell::Cell<ConvKernels>,
 }
 
 /// A launch with its buffers bound, ready to record.
 struct PreparedLaunch {
     pipeline: usize,
     bind_group: wgpu::BindGroup,
-    grid: (u32, u32),
+    grid: [u32; 3],
 }
 
 impl GpuBackend {
@@ -57,12 +61,12 @@ impl GpuBackend {
         let mut pipelines = Vec::new();
         for (kernel, inputs) in KERNELS {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.file),
+                label: Some(kernel.name),
                 source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
             });
             let layout = bind_group_layout(device, inputs);
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.file),
+                label: Some(kernel.name),
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
@@ -75,10 +79,19 @@ impl GpuBackend {
                     compilation_options: Default::default(),
                     cache: None,
                 });
-                pipelines.push((kernel.file, *entry, pipeline));
+                pipelines.push((kernel.name, *entry, pipeline));
             }
         }
-        Ok(Self { ctx, pipelines })
+        Ok(Self {
+            ctx,
+            pipelines,
+            conv_kernels: Default::default(),
+        })
+    }
+
+    /// Which kernels later ops and [`GpuBackend::prepare`] run convolutions on (default: tiled).
+    pub fn set_conv_kernels(&self, kernels: ConvKernels) {
+        self.conv_kernels.set(kernels);
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -88,7 +101,7 @@ impl GpuBackend {
     fn pipeline_index(&self, kernel: &Kernel, entry: &str) -> usize {
         self.pipelines
             .iter()
-            .position(|(file, e, _)| *file == kernel.file && *e == entry)
+            .position(|(name, e, _)| *name == kernel.name && *e == entry)
             .expect("a pipeline is created for every entry point in KERNELS")
     }
 
@@ -172,20 +185,34 @@ impl GpuBackend {
         PreparedLaunch {
             pipeline,
             bind_group,
-            grid: grid(
-                launch.count,
-                device.limits().max_compute_workgroups_per_dimension,
-            ),
+            grid: launch
+                .grid
+                .workgroups(device.limits().max_compute_workgroups_per_dimension),
         }
     }
 
     /// Records `launches` into one compute pass: WebGPU orders the dispatches of a pass.
-    fn record(&self, encoder: &mut wgpu::CommandEncoder, launches: &[PreparedLaunch]) {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
+    /// `timestamps` (a query set and a first index) brackets the pass with two GPU timestamps.
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        launches: &[PreparedLaunch],
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+    ) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: timestamps.map(|(query_set, first)| {
+                wgpu::ComputePassTimestampWrites {
+                    query_set,
+                    beginning_of_pass_write_index: Some(first),
+                    end_of_pass_write_index: Some(first + 1),
+                }
+            }),
+        });
         for launch in launches {
             pass.set_pipeline(&self.pipelines[launch.pipeline].2);
             pass.set_bind_group(0, &launch.bind_group, &[]);
-            pass.dispatch_workgroups(launch.grid.0, launch.grid.1, 1);
+            pass.dispatch_workgroups(launch.grid[0], launch.grid[1], launch.grid[2]);
         }
     }
 
@@ -208,7 +235,7 @@ impl GpuBackend {
     ) -> Result<Vec<Tensor>, EngineError> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let constant_shapes: Vec<&[usize]> = constants.iter().map(|t| t.shape()).collect();
-        let plan = launch::plan(op, &shapes, &constant_shapes)?;
+        let plan = launch::plan(op, &shapes, &constant_shapes, self.conv_kernels.get())?;
         if plan.aliases_input {
             return Ok(vec![inputs[0].clone().reshaped(plan.outputs[0].clone())?]);
         }
@@ -223,7 +250,7 @@ impl GpuBackend {
         let prepared: Vec<PreparedLaunch> = plan
             .launches
             .iter()
-            .filter(|l| l.count > 0)
+            .filter(|l| !l.grid.is_empty())
             .map(|l| {
                 self.prepare_launch(l, |b| match b {
                     Binding::Input(i) => &input_buffers[*i],
@@ -234,7 +261,7 @@ impl GpuBackend {
             })
             .collect();
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        self.record(&mut encoder, &prepared);
+        self.record(&mut encoder, &prepared, None);
         self.ctx.queue.submit([encoder.finish()]);
         let mut results = Vec::with_capacity(outputs.len());
         for (buffer, shape) in outputs.iter().zip(plan.outputs) {
@@ -274,7 +301,7 @@ impl GpuBackend {
                 _ => unreachable!("the letterbox reads pixels and writes the input"),
             });
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        self.record(&mut encoder, &[prepared]);
+        self.record(&mut encoder, &[prepared], None);
         self.ctx.queue.submit([encoder.finish()]);
         self.download(&out, shape).await
     }
@@ -310,16 +337,6 @@ fn bind_group_layout(device: &wgpu::Device, inputs: usize) -> wgpu::BindGroupLay
         label: None,
         entries: &entries,
     })
-}
-
-/// Workgroup counts covering `count` invocations, spilling into y past the per-dimension limit.
-fn grid(count: usize, max_per_dimension: u32) -> (u32, u32) {
-    let groups = (count.div_ceil(kernels::ELEMENTWISE_WORKGROUP_SIZE as usize)).max(1) as u32;
-    if groups <= max_per_dimension {
-        (groups, 1)
-    } else {
-        (max_per_dimension, groups.div_ceil(max_per_dimension))
-    }
 }
 
 impl Backend for GpuBackend {
@@ -446,11 +463,12 @@ mod tests {
 
     #[test]
     fn the_grid_covers_every_invocation_within_the_dimension_limit() {
-        assert_eq!(grid(1, 65_535), (1, 1));
-        assert_eq!(grid(256, 65_535), (1, 1));
-        assert_eq!(grid(257, 65_535), (2, 1));
+        let grid = |count| launch::Grid::Elements(count).workgroups(65_535);
+        assert_eq!(grid(1), [1, 1, 1]);
+        assert_eq!(grid(256), [1, 1, 1]);
+        assert_eq!(grid(257), [2, 1, 1]);
         let count = 65_535 * 256 + 1;
-        let (x, y) = grid(count, 65_535);
+        let [x, y, _] = grid(count);
         assert_eq!((x, y), (65_535, 2));
         assert!(x as usize * y as usize * 256 >= count);
     }
