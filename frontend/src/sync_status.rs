@@ -1,7 +1,7 @@
 //! The sync indicator: what the sync loop last found, shown wherever `<SyncStatus />` is placed.
 //!
 //! The loop (`sync.rs`) publishes a [`SyncReport`]; every mounted indicator re-renders with it.
-//! Tests read `#sync-status` (`data-state`, `data-pending`) and `#storage-status`.
+//! Tests read `#sync-status` (`data-state`, `data-pending`), `#sync-rejected` and `#storage-status`.
 
 use chrono::{DateTime, Local, Utc};
 use std::cell::RefCell;
@@ -44,6 +44,9 @@ pub struct SyncReport {
     pub pending: u32,
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Records the server refused for good since the page loaded (kept on the tablet, marked in
+    /// the history), and the last reason; unlike `last_error`, a later success does not clear it.
+    pub rejected: Option<(u32, String)>,
     /// A storage notice for the operator (pruning, full, not persistent), if any.
     pub storage: Option<String>,
 }
@@ -140,6 +143,11 @@ pub fn sync_status() -> Html {
             <span class="sync-last">{ last_success }</span>
             if let Some(error) = &report.last_error {
                 <span id="sync-error" class="error">{ error.clone() }</span>
+            }
+            if let Some((count, reason)) = &report.rejected {
+                <span id="sync-rejected" class="error" data-rejected={count.to_string()}>{
+                    format!("{count} inspections refused by the server, kept on this tablet (History); last: {reason}")
+                }</span>
             }
             if let Some(storage) = &report.storage {
                 <span id="storage-status" class="error">{ storage.clone() }</span>
