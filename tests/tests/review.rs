@@ -411,13 +411,15 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     .await?;
     assert_eq!(settings["model"]["name"], "line1-defects", "{settings}");
     assert_eq!(settings["model"]["version"], "9", "{settings}");
-    assert_eq!(settings["default_threshold"], 0.4f32 as f64, "{settings}");
+    let close_to =
+        |value: &Value, expected: f64| value.as_f64().is_some_and(|v| (v - expected).abs() < 1e-6);
+    assert!(close_to(&settings["default_threshold"], 0.4), "{settings}");
     assert_eq!(
         settings["thresholds"][0]["class_id"], 0,
         "{first_class}: {settings}"
     );
-    assert_eq!(
-        settings["thresholds"][0]["threshold"], 0.6f32 as f64,
+    assert!(
+        close_to(&settings["thresholds"][0]["threshold"], 0.6),
         "{settings}"
     );
 
