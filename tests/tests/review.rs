@@ -309,6 +309,24 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     exported.sort();
     listed.sort();
     assert_eq!(exported, listed, "{csv}");
+    // The training-set export follows the same filters.
+    let training_set = page(
+        &browser,
+        "const link = document.querySelector('#review-training-set');
+         const response = await fetch(link.href);
+         if (!response.ok) throw new Error(response.status + ' ' + await response.text());
+         return { href: link.getAttribute('href'), type: response.headers.get('content-type'),
+                  zip: new Uint8Array(await response.arrayBuffer()).slice(0, 2).join(',') };",
+    )
+    .await?;
+    assert_eq!(
+        training_set["href"], "api/v1/training-set.zip?station=ST-02&verdict=fail",
+        "{training_set}"
+    );
+    assert_eq!(
+        training_set["zip"], "80,75",
+        "a zip starts with PK: {training_set}"
+    );
 
     // A date range: only ST-01's day; its snapshot opens with the boxes and the decision.
     set_value(&browser, "#review-station", "").await?;

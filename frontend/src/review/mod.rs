@@ -377,6 +377,8 @@ fn board(props: &BoardProps) -> Html {
                 { field("review-serial", t.serial, "text", |f| &mut f.serial) }
                 <a id="review-csv" class="button" href={with_query("api/v1/inspections.csv", &query)}
                     download="linecheck-inspections.csv">{ t.csv }</a>
+                <a id="review-training-set" class="button" href={with_query("api/v1/training-set.zip", &query)}
+                    download="linecheck-training-set.zip">{ t.training_set }</a>
                 if let Some(problem) = filters.problem() { <p class="error">{ problem }</p> }
             </section>
             {
