@@ -113,6 +113,19 @@ async fn wait_text(browser: &Browser, selector: &str) -> anyhow::Result<String> 
         .await?)
 }
 
+/// Everything the station of `token` pulls from the start (`GET /api/v1/sync/pull`).
+async fn pull(browser: &Browser, token: &str) -> anyhow::Result<Value> {
+    page(
+        browser,
+        &format!(
+            "const r = await fetch('api/v1/sync/pull?protocol_version=1&since=0', {{ headers: {{ authorization: 'Bearer {token}' }} }});
+             if (!r.ok) throw new Error(r.status + ' ' + await r.text());
+             return await r.json();"
+        ),
+    )
+    .await
+}
+
 /// Waits until the models section reports success naming `expected`; fails on its error.
 async fn wait_for_message(browser: &Browser, expected: &str) -> anyhow::Result<()> {
     // The server loads and runs an uploaded model once before it answers.
@@ -378,15 +391,7 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
         recorded.contains("maria: deleted scratch 90%"),
         "{recorded}"
     );
-    let pulled = page(
-        &browser,
-        &format!(
-            "const r = await fetch('api/v1/sync/pull?protocol_version=1&since=0', {{ headers: {{ authorization: 'Bearer {st01_token}' }} }});
-             if (!r.ok) throw new Error(r.status + ' ' + await r.text());
-             return (await r.json()).corrections;"
-        ),
-    )
-    .await?;
+    let pulled = pull(&browser, &st01_token).await?["corrections"].clone();
     assert_eq!(pulled.as_array().map(Vec::len), Some(1), "{pulled}");
     assert_eq!(pulled[0]["inspection_id"], inspection, "{pulled}");
     assert_eq!(
@@ -418,15 +423,7 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     set_value(&browser, "input[id^='assign-threshold-']", "60").await?;
     browser.click("#assign-model-button").await?;
     wait_for_message(&browser, "ST-01").await?;
-    let settings = page(
-        &browser,
-        &format!(
-            "const r = await fetch('api/v1/sync/pull?protocol_version=1&since=0', {{ headers: {{ authorization: 'Bearer {st01_token}' }} }});
-             if (!r.ok) throw new Error(r.status + ' ' + await r.text());
-             return (await r.json()).settings;"
-        ),
-    )
-    .await?;
+    let settings = pull(&browser, &st01_token).await?["settings"].clone();
     assert_eq!(settings["model"]["name"], "line1-defects", "{settings}");
     assert_eq!(settings["model"]["version"], "9", "{settings}");
     let close_to =
