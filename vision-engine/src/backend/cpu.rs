@@ -8,9 +8,12 @@ use crate::{
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend;
 
-fn activate(mut t: Tensor, kind: Activation) -> Tensor {
-    t.data_mut().iter_mut().for_each(|x| *x = kind.apply(*x));
-    t
+/// [`Activation::apply`] over a slice, vectorised.
+fn activate(kind: Activation) -> fn(&mut [f32]) {
+    match kind {
+        Activation::Sigmoid => cpu::sigmoid_in_place,
+        Activation::Silu => cpu::silu_in_place,
+    }
 }
 
 impl Backend for CpuBackend {
@@ -19,7 +22,9 @@ impl Backend for CpuBackend {
     }
 
     async fn activation(&self, kind: Activation, input: &Tensor) -> Result<Tensor, EngineError> {
-        Ok(activate(input.clone(), kind))
+        let mut output = input.clone();
+        activate(kind)(output.data_mut());
+        Ok(output)
     }
 
     async fn conv2d(
@@ -30,11 +35,9 @@ impl Backend for CpuBackend {
         attrs: &Conv2d,
         activation: Option<Activation>,
     ) -> Result<Tensor, EngineError> {
-        let out = cpu::conv2d(input, weight, bias, attrs)?;
-        Ok(match activation {
-            Some(kind) => activate(out, kind),
-            None => out,
-        })
+        let epilogue = activation.map(activate);
+        let epilogue = epilogue.as_ref().map(|f| f as &(dyn Fn(&mut [f32]) + Sync));
+        Ok(cpu::conv2d_then(input, weight, bias, attrs, epilogue)?)
     }
 
     async fn max_pool2d(&self, input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, EngineError> {
