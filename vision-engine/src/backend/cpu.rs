@@ -8,14 +8,6 @@ use crate::{
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend;
 
-/// [`Activation::apply`] over a slice, vectorised.
-fn activate(kind: Activation) -> fn(&mut [f32]) {
-    match kind {
-        Activation::Sigmoid => cpu::sigmoid_in_place,
-        Activation::Silu => cpu::silu_in_place,
-    }
-}
-
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         "cpu".into()
@@ -23,7 +15,7 @@ impl Backend for CpuBackend {
 
     async fn activation(&self, kind: Activation, input: &Tensor) -> Result<Tensor, EngineError> {
         let mut output = input.clone();
-        activate(kind)(output.data_mut());
+        cpu::activate_in_place(kind, output.data_mut());
         Ok(output)
     }
 
@@ -35,9 +27,7 @@ impl Backend for CpuBackend {
         attrs: &Conv2d,
         activation: Option<Activation>,
     ) -> Result<Tensor, EngineError> {
-        let epilogue = activation.map(activate);
-        let epilogue = epilogue.as_ref().map(|f| f as &(dyn Fn(&mut [f32]) + Sync));
-        Ok(cpu::conv2d_then(input, weight, bias, attrs, epilogue)?)
+        Ok(cpu::conv2d_then(input, weight, bias, attrs, activation)?)
     }
 
     async fn max_pool2d(&self, input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, EngineError> {

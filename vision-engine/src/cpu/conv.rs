@@ -1,5 +1,8 @@
 use std::ops::Range;
 
+use super::activate_in_place;
+use crate::Activation;
+
 use super::{
     for_each_row_chunk,
     gemm::{Dense, Init, PanelSource, gemm_from},
@@ -102,8 +105,8 @@ pub fn conv2d(
     conv2d_then(input, weight, bias, attrs, None)
 }
 
-/// [`conv2d`] with `epilogue` applied to each finished run of outputs while it is in cache (the
-/// fused activation).
+/// [`conv2d`] followed by `activation`, fused: applied to each finished run of outputs while it
+/// is in cache.
 ///
 /// Each group is one GEMM, `W_g[M/g × C/g·kH·kW] · columns[C/g·kH·kW × OH·OW]`, whose columns are
 /// unfolded from the image straight into the GEMM's packed panels; a 1×1 convolution with unit
@@ -114,7 +117,7 @@ pub fn conv2d_then(
     weight: &Tensor,
     bias: Option<&Tensor>,
     attrs: &Conv2d,
-    epilogue: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+    activation: Option<Activation>,
 ) -> Result<Tensor, ShapeError> {
     let [n, m, oh, ow] = conv2d_output_shape(
         input.shape(),
@@ -140,7 +143,7 @@ pub fn conv2d_then(
             attrs,
             [oh, ow],
             output.data_mut(),
-            epilogue,
+            activation,
         );
         return Ok(output);
     }
@@ -172,7 +175,7 @@ pub fn conv2d_then(
                     &columns,
                     out,
                     init,
-                    epilogue,
+                    activation,
                 );
             } else {
                 let patches = Patches {
@@ -190,7 +193,7 @@ pub fn conv2d_then(
                     &patches,
                     out,
                     init,
-                    epilogue,
+                    activation,
                 );
             }
         }
@@ -209,6 +212,7 @@ struct Patches<'a> {
 }
 
 impl PanelSource for Patches<'_> {
+    #[inline(always)] // Into the GEMM's loops, to share their vector width.
     fn pack<const NR: usize>(&self, rows: Range<usize>, columns: Range<usize>, dst: &mut [f32]) {
         let [h, w] = self.size;
         let [kh, kw] = self.kernel;
@@ -219,9 +223,9 @@ impl PanelSource for Patches<'_> {
         let kc = rows.len();
         // Zero the last panel's columns past the end.
         let nc = columns.len();
-        if nc % NR != 0 {
+        if !nc.is_multiple_of(NR) {
             let last_panel = &mut dst[nc / NR * kc * NR..][..kc * NR];
-            for panel_row in last_panel.chunks_exact_mut(NR) {
+            for panel_row in last_panel.as_chunks_mut::<NR>().0 {
                 panel_row[nc % NR..].fill(0.0);
             }
         }
@@ -249,7 +253,15 @@ impl PanelSource for Patches<'_> {
                     match in_row {
                         None => out.fill(0.0),
                         Some(in_row) if sw == 1 && x_first >= 0 && x_last < w as isize => {
-                            out.copy_from_slice(&in_row[x_first as usize..][..len]);
+                            let from = &in_row[x_first as usize..][..len];
+                            // A whole panel row: a fixed-size copy, i.e. vector moves, no memcpy.
+                            match (
+                                <&mut [f32; NR]>::try_from(&mut *out),
+                                <&[f32; NR]>::try_from(from),
+                            ) {
+                                (Ok(out), Ok(from)) => *out = *from,
+                                _ => out.copy_from_slice(from),
+                            }
                         }
                         Some(in_row) => {
                             for (i, value) in out.iter_mut().enumerate() {
@@ -284,7 +296,7 @@ fn depthwise(
     attrs: &Conv2d,
     [oh, ow]: [usize; 2],
     output: &mut [f32],
-    epilogue: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+    activation: Option<Activation>,
 ) {
     let [sh, sw] = attrs.strides;
     let [dh, dw] = attrs.dilations;
@@ -314,8 +326,8 @@ fn depthwise(
                         }
                     }
                 }
-                if let Some(epilogue) = epilogue {
-                    epilogue(out_row);
+                if let Some(activation) = activation {
+                    activate_in_place(activation, out_row);
                 }
             }
         }

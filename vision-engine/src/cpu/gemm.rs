@@ -8,6 +8,9 @@
 
 use std::ops::Range;
 
+use super::activate_in_place;
+use crate::Activation;
+
 /// Depth of one packed block: an `MR` × `KC` panel of A stays in L1.
 const KC: usize = 256;
 /// Columns of one packed block: a `KC` × `NC` block of B stays in L2.
@@ -28,12 +31,13 @@ pub(crate) struct Dense<'a> {
 }
 
 impl PanelSource for Dense<'_> {
+    #[inline(always)] // Into the GEMM's loops, to share their vector width.
     fn pack<const NR: usize>(&self, rows: Range<usize>, columns: Range<usize>, dst: &mut [f32]) {
         let kc = rows.len();
         for (panel, first) in columns.clone().step_by(NR).enumerate() {
             let width = NR.min(columns.end - first);
             let out = &mut dst[panel * kc * NR..][..kc * NR];
-            for (p, out_row) in rows.clone().zip(out.chunks_exact_mut(NR)) {
+            for (p, out_row) in rows.clone().zip(out.as_chunks_mut::<NR>().0) {
                 out_row[..width].copy_from_slice(&self.b[p * self.n + first..][..width]);
                 out_row[width..].fill(0.0);
             }
@@ -64,8 +68,8 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], a
     gemm_from(m, n, k, a, &Dense { b, n }, c, init, None);
 }
 
-/// `c = epilogue(init + a · B)` where `source` supplies `B` (`k` × `n`) panel by panel;
-/// `epilogue` runs on each finished row segment while it is still in cache.
+/// `c = activation(init + a · B)` where `source` supplies `B` (`k` × `n`) panel by panel; the
+/// activation runs on each finished tile while it is still in registers and cache.
 #[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
 pub(crate) fn gemm_from(
     m: usize,
@@ -75,7 +79,7 @@ pub(crate) fn gemm_from(
     source: &impl PanelSource,
     c: &mut [f32],
     init: Init,
-    epilogue: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+    activation: Option<Activation>,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -83,31 +87,28 @@ pub(crate) fn gemm_from(
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         let a = pack_a::<6>(m, k, a);
-        let job = Job {
-            m,
-            n,
-            k,
-            a: &a,
-            source,
-            c: SharedOut(c.as_mut_ptr()),
-            init,
-            epilogue,
-        };
+        let job = Job::new([m, n, k], &a, source, c, init, activation);
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         split_columns::<16>(&job, |columns| unsafe { columns_avx2(&job, columns) });
         return;
     }
+    gemm_portable(m, n, k, a, source, c, init, activation);
+}
+
+/// [`gemm_from`] with the 4 × 8 tiles that suit 128-bit vectors (SSE2, wasm simd128).
+#[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
+fn gemm_portable(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    source: &impl PanelSource,
+    c: &mut [f32],
+    init: Init,
+    activation: Option<Activation>,
+) {
     let a = pack_a::<4>(m, k, a);
-    let job = Job {
-        m,
-        n,
-        k,
-        a: &a,
-        source,
-        c: SharedOut(c.as_mut_ptr()),
-        init,
-        epilogue,
-    };
+    let job = Job::new([m, n, k], &a, source, c, init, activation);
     split_columns::<8>(&job, |columns| run_columns::<4, 8, false, _>(&job, columns));
 }
 
@@ -140,7 +141,30 @@ struct Job<'a, S> {
     source: &'a S,
     c: SharedOut,
     init: Init<'a>,
-    epilogue: Option<&'a (dyn Fn(&mut [f32]) + Sync)>,
+    activation: Option<Activation>,
+}
+
+impl<'a, S> Job<'a, S> {
+    fn new(
+        [m, n, k]: [usize; 3],
+        a: &'a [f32],
+        source: &'a S,
+        c: &'a mut [f32],
+        init: Init<'a>,
+        activation: Option<Activation>,
+    ) -> Self {
+        assert_eq!(c.len(), m * n, "gemm: c is not {m}x{n}");
+        Self {
+            m,
+            n,
+            k,
+            a,
+            source,
+            c: SharedOut(c.as_mut_ptr()),
+            init,
+            activation,
+        }
+    }
 }
 
 /// Runs `work` on ranges of whole `NR`-column panels, one per thread.
@@ -218,8 +242,8 @@ fn run_columns<const MR: usize, const NR: usize, const FMA: bool, S: PanelSource
                     for (i, acc_row) in acc.iter().enumerate().take(rows) {
                         let out = tile(i);
                         out.copy_from_slice(&acc_row[..width]);
-                        if let (true, Some(epilogue)) = (last_block, job.epilogue) {
-                            epilogue(out);
+                        if let (true, Some(activation)) = (last_block, job.activation) {
+                            activate_in_place(activation, out);
                         }
                     }
                 }
@@ -237,9 +261,12 @@ fn micro_kernel<const MR: usize, const NR: usize, const FMA: bool>(
     acc: &mut [[f32; NR]; MR],
 ) {
     let mut tile = *acc;
-    for (a_column, b_row) in a_panel.chunks_exact(MR).zip(b_panel.chunks_exact(NR)) {
-        let a_column: &[f32; MR] = a_column.try_into().expect("MR values");
-        let b_row: &[f32; NR] = b_row.try_into().expect("NR values");
+    for (a_column, b_row) in a_panel
+        .as_chunks::<MR>()
+        .0
+        .iter()
+        .zip(b_panel.as_chunks::<NR>().0)
+    {
         for (tile_row, &a_value) in tile.iter_mut().zip(a_column) {
             for (t, &b_value) in tile_row.iter_mut().zip(b_row) {
                 *t = if FMA {
@@ -251,4 +278,63 @@ fn micro_kernel<const MR: usize, const NR: usize, const FMA: bool>(
         }
     }
     *acc = tile;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Dense, Init, gemm_from, gemm_portable};
+
+    /// Sizes that leave partial row and column tiles, span several `KC` and `NC` blocks and
+    /// split over threads.
+    const SHAPES: [[usize; 3]; 4] = [[1, 1, 1], [7, 19, 5], [13, 600, 300], [70, 530, 520]];
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    fn check(kernel: &str, run: impl Fn(usize, usize, usize, &[f32], &Dense, &mut [f32], Init)) {
+        super::super::set_worker_threads(2);
+        for [m, n, k] in SHAPES {
+            let (a, b, bias) = (values(m * k, 1), values(k * n, 2), values(m, 3));
+            let mut c = vec![f32::NAN; m * n];
+            run(
+                m,
+                n,
+                k,
+                &a,
+                &Dense { b: &b, n },
+                &mut c,
+                Init::RowBias(&bias),
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let expected = f64::from(bias[i])
+                        + (0..k)
+                            .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]))
+                            .sum::<f64>();
+                    let got = f64::from(c[i * n + j]);
+                    assert!(
+                        (got - expected).abs() <= 1e-4 * (1.0 + expected.abs()),
+                        "{kernel} {m}x{n}x{k} at ({i}, {j}): {got} vs {expected}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dispatched_kernel_matches_the_definition() {
+        check("dispatched", |m, n, k, a, b, c, init| {
+            gemm_from(m, n, k, a, b, c, init, None)
+        });
+    }
+
+    #[test]
+    fn portable_kernel_matches_the_definition() {
+        check("portable", |m, n, k, a, b, c, init| {
+            gemm_portable(m, n, k, a, b, c, init, None)
+        });
+    }
 }

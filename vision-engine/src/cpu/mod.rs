@@ -15,7 +15,7 @@ mod pool;
 mod resize;
 mod softmax;
 
-pub use activation::{sigmoid_in_place, silu_in_place};
+pub use activation::activate_in_place;
 pub use conv::{Conv2d, conv2d, conv2d_then};
 pub use elementwise::{BinaryOp, binary, broadcast_shape};
 pub use gemm::gemm;
