@@ -389,7 +389,7 @@ pub fn app() -> Html {
                     data-frames={frame.as_ref().map(|f| f.stats.frames.to_string())}
                     data-latency-ms={frame.as_ref().map(|f| format!("{:.1}", f.stats.latency_ms))}
                     data-infer-ms={frame.as_ref().map(|f| format!("{:.1}", f.stats.infer_ms))}>{ rate }</span>
-                <SyncStatus />
+                <SyncStatus texts={texts} />
             </header>
             if *update_ready {
                 <p class="banner" id="update-ready">{ texts.update_ready }</p>

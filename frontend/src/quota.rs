@@ -23,13 +23,14 @@ pub struct Estimate {
 impl Estimate {
     pub fn used_share(&self) -> f64 {
         if self.quota == 0 {
-            1.0
+            0.0
         } else {
             self.usage as f64 / self.quota as f64
         }
     }
 
-    /// Bytes to free to get from above the high-water mark down to the low-water mark; 0 below it.
+    /// Bytes to free to get from above the high-water mark down to the low-water mark; 0 below
+    /// it, and 0 when the browser reports no quota (nothing is known, so nothing is pruned).
     pub fn bytes_to_free(&self) -> u64 {
         if self.used_share() <= HIGH_WATER {
             0

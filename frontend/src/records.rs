@@ -156,7 +156,9 @@ pub async fn device_id(db: &idb::Database) -> Result<Uuid, String> {
 /// Stores the inspection and its JPEG snapshot in ONE IndexedDB transaction together with the
 /// device's sequence counter: fills in `device_id`, `sequence` (strictly increasing per device),
 /// and `snapshot` (SHA-256 + length of `jpeg`; `None` when `jpeg` is empty). Resolves only after
-/// the transaction committed, with the record as stored.
+/// the transaction committed (with strict durability: on disk), with the record as stored.
+///
+/// Then wakes the sync loop, so the record heads for the server at once when online.
 ///
 /// A record that fails `InspectionRecord::validate` (such as a station not set up) is refused
 /// with the reason, since the server would refuse it forever. When the tablet's storage is full,
@@ -172,7 +174,7 @@ pub async fn save_inspection(
         .validate()
         .map_err(|e| format!("the inspection cannot be saved: {e}"))?;
     let bytes = Uint8Array::from(jpeg.as_slice());
-    match save_once(db, record.clone(), &bytes).await {
+    let saved = match save_once(db, record.clone(), &bytes).await {
         Err(SaveError::Db(e)) if storage::is_quota_error(&e) => {
             // Room for this save, with margin for the record and the indexes.
             let wanted = 2 * jpeg.len() as u64 + 1024 * 1024;
@@ -182,7 +184,9 @@ pub async fn save_inspection(
                 .map_err(SaveError::into_message)
         }
         other => other.map_err(SaveError::into_message),
-    }
+    }?;
+    crate::sync::wake();
+    Ok(saved)
 }
 
 enum SaveError {
@@ -216,10 +220,7 @@ async fn save_once(
     mut record: InspectionRecord,
     jpeg: &Uint8Array,
 ) -> Result<InspectionRecord, SaveError> {
-    let tx = db.transaction(
-        &[SETTINGS, INSPECTIONS, SNAPSHOTS],
-        TransactionMode::ReadWrite,
-    )?;
+    let tx = storage::strict_transaction(db, &[SETTINGS, INSPECTIONS, SNAPSHOTS])?;
     let settings = tx.object_store(SETTINGS)?;
     let mut counter = read_counter(&settings).await?;
     counter.last_sequence += 1;
@@ -253,21 +254,22 @@ async fn save_once(
     }
 }
 
+/// `index` of the inspections, in a read-only transaction of its own.
+fn inspections_index(db: &idb::Database, index: &str, context: &str) -> Result<idb::Index, String> {
+    db.transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
+        .and_then(|tx| tx.object_store(INSPECTIONS))
+        .and_then(|store| store.index(index))
+        .map_err(|e| error(context, e))
+}
+
 /// Newest first.
 pub async fn recent_inspections(
     db: &idb::Database,
     limit: u32,
 ) -> Result<Vec<StoredInspection>, String> {
     const CONTEXT: &str = "reading the history";
-    let tx = db
-        .transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
-        .map_err(|e| error(CONTEXT, e))?;
-    let index = tx
-        .object_store(INSPECTIONS)
-        .and_then(|store| store.index(BY_SEQUENCE))
-        .map_err(|e| error(CONTEXT, e))?;
     let mut found = Vec::new();
-    let cursor = index
+    let cursor = inspections_index(db, BY_SEQUENCE, CONTEXT)?
         .open_cursor(None, Some(CursorDirection::Prev))
         .map_err(|e| error(CONTEXT, e))?
         .await
@@ -306,12 +308,7 @@ pub async fn snapshot_jpeg(db: &idb::Database, sha256: &str) -> Result<Option<Ve
 /// How many inspections wait for the server.
 pub async fn pending_count(db: &idb::Database) -> Result<u32, String> {
     const CONTEXT: &str = "counting the outbox";
-    let tx = db
-        .transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
-        .map_err(|e| error(CONTEXT, e))?;
-    tx.object_store(INSPECTIONS)
-        .and_then(|store| store.index(OUTBOX))
-        .map_err(|e| error(CONTEXT, e))?
+    inspections_index(db, OUTBOX, CONTEXT)?
         .count(None)
         .map_err(|e| error(CONTEXT, e))?
         .await
@@ -326,13 +323,7 @@ pub async fn outbox_batch(
     max_bytes: usize,
 ) -> Result<Vec<InspectionRecord>, String> {
     const CONTEXT: &str = "reading the outbox";
-    let tx = db
-        .transaction(&[INSPECTIONS], TransactionMode::ReadOnly)
-        .map_err(|e| error(CONTEXT, e))?;
-    let values = tx
-        .object_store(INSPECTIONS)
-        .and_then(|store| store.index(OUTBOX))
-        .map_err(|e| error(CONTEXT, e))?
+    let values = inspections_index(db, OUTBOX, CONTEXT)?
         .get_all(None, Some(max_records))
         .map_err(|e| error(CONTEXT, e))?
         .await
@@ -626,6 +617,31 @@ mod tests {
             .collect();
         sequences.sort();
         assert_eq!(sequences, [1, 2, 3, 4, 5]);
+    }
+
+    #[wasm_bindgen_test]
+    async fn saves_run_in_transactions_with_strict_durability() {
+        let t = TestDb::new().await;
+        let tx: web_sys::IdbTransaction = storage::strict_transaction(&t.db, &[SETTINGS])
+            .unwrap()
+            .into();
+        let durability = js_sys::Reflect::get(&tx, &"durability".into()).unwrap();
+        assert_eq!(durability.as_string().as_deref(), Some("strict"));
+        assert_eq!(tx.mode().unwrap(), web_sys::IdbTransactionMode::Readwrite);
+    }
+
+    #[wasm_bindgen_test]
+    fn pruning_starts_above_the_high_water_mark_and_aims_for_the_low_one() {
+        use crate::quota::Estimate;
+        let at = |usage| Estimate { usage, quota: 1000 };
+        assert_eq!(at(800).bytes_to_free(), 0);
+        assert_eq!(at(801).bytes_to_free(), 101);
+        assert_eq!(at(1000).bytes_to_free(), 300);
+        assert_eq!(
+            Estimate { usage: 5, quota: 0 }.bytes_to_free(),
+            0,
+            "no quota known"
+        );
     }
 
     #[wasm_bindgen_test]

@@ -18,7 +18,7 @@ use idb::{
 };
 use protocol::{ClassThreshold, Correction, ModelAssignment};
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 const DATABASE: &str = "linecheck";
 /// Bump with a new branch in `upgrade` whenever stores or indexes change.
@@ -141,6 +141,29 @@ fn upgrade(db: &Database) -> Result<(), idb::Error> {
         db.create_object_store(SNAPSHOTS, ObjectStoreParams::new())?;
     }
     Ok(())
+}
+
+/// A read-write transaction that completes only once its data is flushed to disk
+/// (`durability: "strict"`), for writes that must survive a power cut, not only a tab crash:
+/// browsers default to relaxed durability. idb 0.6 opens transactions without options, so the
+/// raw connection comes from a throwaway read-only transaction, which ends by itself.
+pub(crate) fn strict_transaction(
+    db: &Database,
+    stores: &[&str],
+) -> Result<Transaction, idb::Error> {
+    let probe: web_sys::IdbTransaction = db.transaction(stores, TransactionMode::ReadOnly)?.into();
+    let raw: JsValue = probe.db().into();
+    let failed = idb::Error::TransactionOpenFailed;
+    let open: js_sys::Function = js_sys::Reflect::get(&raw, &"transaction".into())
+        .map_err(failed)?
+        .unchecked_into();
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"durability".into(), &"strict".into()).map_err(failed)?;
+    let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+    let tx = open
+        .call3(&raw, &names, &"readwrite".into(), &options)
+        .map_err(failed)?;
+    Ok(tx.unchecked_into::<web_sys::IdbTransaction>().into())
 }
 
 /// Waits for `tx` to commit, so the caller may tell the operator "saved".
@@ -277,5 +300,8 @@ async fn write_setting<T: Serialize>(db: &Database, key: &str, value: &T) -> Res
         .map_err(|e| error("saving settings", e))?
         .await
         .map_err(|e| error("saving settings", e))?;
-    commit(tx, "saving settings").await
+    commit(tx, "saving settings").await?;
+    // A new or corrected token: the outbox can go now instead of at the next period.
+    crate::sync::wake();
+    Ok(())
 }

@@ -122,31 +122,19 @@ enum Outcome {
 
 /// One pass over the outbox; publishes what it finds to the indicator.
 async fn pass(db: &idb::Database) -> Outcome {
-    match drain(db).await {
-        Ok(outcome) => outcome,
-        Err(Failure::Offline(reason)) => {
-            sync_status::update(|r| {
-                r.phase = SyncPhase::Offline;
-                r.last_error = Some(reason);
-            });
-            refresh_pending(db).await;
-            Outcome::Offline
-        }
-        Err(Failure::Server(reason)) => {
-            sync_status::update(|r| {
-                r.phase = SyncPhase::Error;
-                r.last_error = Some(reason);
-            });
-            refresh_pending(db).await;
-            Outcome::Failed
-        }
-    }
-}
-
-async fn refresh_pending(db: &idb::Database) {
+    let (phase, reason, outcome) = match drain(db).await {
+        Ok(outcome) => return outcome,
+        Err(Failure::Offline(reason)) => (SyncPhase::Offline, reason, Outcome::Offline),
+        Err(Failure::Server(reason)) => (SyncPhase::Error, reason, Outcome::Failed),
+    };
+    sync_status::update(|r| {
+        r.phase = phase;
+        r.last_error = Some(reason);
+    });
     if let Ok(pending) = records::pending_count(db).await {
         sync_status::update(|r| r.pending = pending);
     }
+    outcome
 }
 
 pub(crate) enum Failure {
@@ -243,11 +231,11 @@ async fn drain(db: &idb::Database) -> Result<Outcome, Failure> {
 
 fn report_rejections(applied: &AppliedResults) {
     if let Some((id, reason)) = applied.rejected.last() {
-        let message = format!(
-            "{} inspections refused by the server and kept on this tablet; last: {id}: {reason}",
-            applied.rejected.len()
-        );
-        sync_status::update(|r| r.last_error = Some(message));
+        let refused = applied.rejected.len() as u32;
+        sync_status::update(|r| {
+            let before = r.rejected.as_ref().map_or(0, |(count, _)| *count);
+            r.rejected = Some((before + refused, format!("{id}: {reason}")));
+        });
     }
 }
 

@@ -1,8 +1,9 @@
 //! The sync indicator: what the sync loop last found, shown wherever `<SyncStatus />` is placed.
 //!
 //! The loop (`sync.rs`) publishes a [`SyncReport`]; every mounted indicator re-renders with it.
-//! Tests read `#sync-status` (`data-state`, `data-pending`) and `#storage-status`.
+//! Tests read `#sync-status` (`data-state`, `data-pending`), `#sync-rejected` and `#storage-status`.
 
+use crate::i18n::Texts;
 use chrono::{DateTime, Local, Utc};
 use std::cell::RefCell;
 use yew::prelude::*;
@@ -44,6 +45,9 @@ pub struct SyncReport {
     pub pending: u32,
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Records the server refused for good since the page loaded (kept on the tablet, marked in
+    /// the history), and the last reason; unlike `last_error`, a later success does not clear it.
+    pub rejected: Option<(u32, String)>,
     /// A storage notice for the operator (pruning, full, not persistent), if any.
     pub storage: Option<String>,
 }
@@ -90,8 +94,13 @@ fn local_time(time: DateTime<Utc>) -> String {
 }
 
 /// Pending count, last successful sync, last error, and the storage notice.
+#[derive(Properties, PartialEq)]
+pub struct SyncStatusProps {
+    pub texts: &'static Texts,
+}
+
 #[function_component(SyncStatus)]
-pub fn sync_status() -> Html {
+pub fn sync_status(props: &SyncStatusProps) -> Html {
     let report = use_state(current);
     {
         let report = report.clone();
@@ -100,38 +109,19 @@ pub fn sync_status() -> Html {
             move || unsubscribe(id)
         });
     }
+    let t = props.texts;
+    let count = |text: &str| text.replace("{n}", &report.pending.to_string());
     let (class, headline) = match report.phase {
-        SyncPhase::Starting => ("pending", "Checking the outbox…".to_string()),
-        SyncPhase::Synced => ("ok", "All inspections are on the server".to_string()),
-        SyncPhase::Pending => (
-            "pending",
-            format!("Sending {} inspections…", report.pending),
-        ),
-        SyncPhase::Offline => (
-            "pending",
-            format!(
-                "Offline: {} inspections kept on this tablet",
-                report.pending
-            ),
-        ),
-        SyncPhase::Error => (
-            "error",
-            format!(
-                "Not synced: {} inspections kept on this tablet",
-                report.pending
-            ),
-        ),
-        SyncPhase::NoToken => (
-            "error",
-            format!(
-                "No station token: {} inspections kept on this tablet until one is entered in setup",
-                report.pending
-            ),
-        ),
+        SyncPhase::Starting => ("pending", t.sync_checking.to_string()),
+        SyncPhase::Synced => ("ok", t.sync_all_on_server.to_string()),
+        SyncPhase::Pending => ("pending", count(t.sync_sending)),
+        SyncPhase::Offline => ("pending", count(t.sync_offline)),
+        SyncPhase::Error => ("error", count(t.sync_not_synced)),
+        SyncPhase::NoToken => ("error", count(t.sync_no_token)),
     };
     let last_success = match report.last_success {
-        Some(at) => format!("Last sync {}", local_time(at)),
-        None => "Not synced yet since start".to_string(),
+        Some(at) => format!("{} {}", t.sync_last, local_time(at)),
+        None => t.sync_never.to_string(),
     };
     html! {
         <div id="sync-status" class={class} data-state={report.phase.name()}
@@ -140,6 +130,11 @@ pub fn sync_status() -> Html {
             <span class="sync-last">{ last_success }</span>
             if let Some(error) = &report.last_error {
                 <span id="sync-error" class="error">{ error.clone() }</span>
+            }
+            if let Some((count, reason)) = &report.rejected {
+                <span id="sync-rejected" class="error" data-rejected={count.to_string()}>{
+                    format!("{} {reason}", t.sync_refused.replace("{n}", &count.to_string()))
+                }</span>
             }
             if let Some(storage) = &report.storage {
                 <span id="storage-status" class="error">{ storage.clone() }</span>

@@ -71,6 +71,17 @@ impl Database {
         };
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // Writers wait their turn for SQLite's one write lock instead of failing
+                        // with "database is locked" after sqlx's 5 s: with fifty kiosks flushing
+                        // backlogs at once, a push can queue for longer than that.
+                        connection.execute("PRAGMA busy_timeout = 60000").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .with_context(|| format!("cannot open the database {}", redacted(url)))?;

@@ -16,6 +16,7 @@ pub mod snapshots;
 pub mod supervisors;
 mod sync;
 pub mod tls;
+mod training_set;
 
 use anyhow::{Context, bail};
 use axum::{
@@ -160,6 +161,11 @@ pub fn endpoints() -> Vec<Endpoint> {
             review::inspections_csv,
         ),
         endpoint(Method::GET, "/api/v1/stats", review::stats),
+        endpoint(
+            Method::GET,
+            "/api/v1/training-set.zip",
+            training_set::training_set,
+        ),
         endpoint(
             Method::POST,
             "/api/v1/inspections/{id}/corrections",

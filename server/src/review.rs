@@ -176,7 +176,9 @@ impl Filters {
     }
 }
 
-fn query_filters(query: Result<Query<Filters>, QueryRejection>) -> Result<Filters, ApiError> {
+pub(crate) fn query_filters(
+    query: Result<Query<Filters>, QueryRejection>,
+) -> Result<Filters, ApiError> {
     let Query(filters) = query.map_err(|e| bad_request(e.body_text()))?;
     Ok(filters)
 }
@@ -214,6 +216,29 @@ async fn page(
         })
         .collect::<Result<_, _>>()?;
     Ok((records, next))
+}
+
+/// Every record the filters match, for exports that need them all (without cursor or limit).
+pub(crate) async fn all_records(
+    state: &AppState,
+    filters: &Filters,
+) -> Result<Vec<InspectionRecord>, ApiError> {
+    if filters.cursor.is_some() || filters.limit.is_some() {
+        return Err(bad_request(
+            "cursor and limit page the JSON history; an export holds every matching record".into(),
+        ));
+    }
+    let mut records = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (mut page_records, next) =
+            page(state, filters, cursor.as_deref(), CSV_PAGE_RECORDS).await?;
+        records.append(&mut page_records);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(records),
+        }
+    }
 }
 
 /// `GET /api/v1/inspections`.

@@ -402,9 +402,103 @@ async fn review_queries_refuse_bad_filters_and_strangers(backend: Backend) {
     }
 }
 
+/// The training set holds every filtered record with a snapshot, its JPEG byte for byte, and
+/// labels after the supervisors' corrections.
+async fn training_set_export_holds_the_snapshots_and_corrected_labels(backend: Backend) {
+    let (server, cookie, records) = loaded(backend).await;
+    // ST-01's first failing record: relabel its box and mark a missed defect.
+    let corrected = records
+        .iter()
+        .find(|r| r.station == "ST-01" && r.verdict == Verdict::Fail)
+        .unwrap();
+    for action in [
+        serde_json::json!({ "kind": "relabel", "detection": 0, "class_id": 4, "label": "pore" }),
+        serde_json::json!({ "kind": "missed_defect", "class_id": 1, "label": "dent",
+            "bbox": { "x1": 64.0, "y1": 48.0, "x2": 128.0, "y2": 96.0 } }),
+    ] {
+        let path = format!("/api/v1/inspections/{}/corrections", corrected.id);
+        let (status, json) = server
+            .as_supervisor(&cookie, Method::POST, &path, action.to_string())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+    }
+    let response = server
+        .raw_request(
+            Method::GET,
+            "/api/v1/training-set.zip?station=ST-01",
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body.to_vec())).unwrap();
+    let mut read = |name: &str| {
+        let mut bytes = vec![];
+        std::io::Read::read_to_end(&mut zip.by_name(name).unwrap(), &mut bytes).unwrap();
+        bytes
+    };
+    let yaml = String::from_utf8(read("data.yaml")).unwrap();
+    assert!(
+        yaml.contains(
+            "  0: scratch
+  1: dent
+  2: stain
+  3: class3
+  4: pore
+"
+        ),
+        "{yaml}"
+    );
+    let mut images = 0;
+    for (n, r) in (1..).zip(records.iter().filter(|r| r.station == "ST-01")) {
+        let split = if r.id.as_bytes()[15].is_multiple_of(10) {
+            "val"
+        } else {
+            "train"
+        };
+        assert_eq!(
+            read(&format!("images/{split}/{}.jpg", r.id)),
+            framed_jpeg(n)
+        );
+        images += 1;
+        let labels = String::from_utf8(read(&format!("labels/{split}/{}.txt", r.id))).unwrap();
+        let classes: Vec<&str> = labels
+            .lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let failing: Vec<String> = r
+            .detections
+            .iter()
+            .filter(|d| {
+                d.score >= protocol::threshold_for(&r.thresholds, r.default_threshold, d.class_id)
+            })
+            .map(|d| d.class_id.to_string())
+            .collect();
+        if r.id == corrected.id {
+            assert_eq!(classes, ["4", "1"], "{labels}");
+            // The missed defect's box, as fractions of the 640x480 frame.
+            assert_eq!(
+                labels.lines().nth(1),
+                Some("1 0.150000 0.150000 0.100000 0.100000")
+            );
+        } else {
+            assert_eq!(classes, failing, "{}: {labels}", r.id);
+        }
+    }
+    assert_eq!(images, 24);
+    assert_eq!(
+        zip.len(),
+        2 * images + 1,
+        "ST-02's records are filtered out"
+    );
+}
+
 on_both_databases!(
     history_filters_and_pages_match_what_was_pushed,
     csv_export_holds_exactly_the_filtered_rows,
+    training_set_export_holds_the_snapshots_and_corrected_labels,
     stats_count_hours_shifts_days_classes_and_locations,
     review_queries_refuse_bad_filters_and_strangers,
 );

@@ -49,8 +49,14 @@ impl Server {
 
     /// Starts on a fresh port with an existing data directory (e.g. after a crash).
     pub fn start_with_data(data_dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        Self::start_at("127.0.0.1:0", data_dir)
+    }
+
+    /// Starts on `addr` (`host:port`) with an existing data directory: a server coming back
+    /// where its kiosks' pages were loaded from.
+    pub fn start_at(addr: &str, data_dir: tempfile::TempDir) -> anyhow::Result<Self> {
         let mut child = Command::new(required_path("LINECHECK_SERVER_BIN"))
-            .args(["--addr", "127.0.0.1:0", "--static-dir"])
+            .args(["--addr", addr, "--static-dir"])
             .arg(required_path("LINECHECK_DIST"))
             .arg("--data-dir")
             .arg(data_dir.path())
@@ -77,6 +83,22 @@ impl Server {
         })
     }
 
+    /// Kills the server (SIGKILL) and starts it again on the same address with the same data, so
+    /// a page loaded from it reaches the new process as the same origin.
+    pub fn crash_and_restart(self) -> anyhow::Result<Self> {
+        let addr = self.addr();
+        let data_dir = self.kill();
+        Self::start_at(&addr, data_dir)
+    }
+
+    /// `host:port` it listens on.
+    pub fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     /// Kills the process as a power cut would (SIGKILL) and waits for it to be gone.
     pub fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
@@ -84,6 +106,23 @@ impl Server {
         let dir = tempfile::TempDir::new().expect("tempdir");
         std::mem::replace(&mut self.data_dir, dir)
     }
+}
+
+/// Enrolls `station` in the database of `data_dir` with the server's own CLI
+/// (`linecheck-server enroll-station`) and returns the token it prints.
+pub fn enroll_station(data_dir: &std::path::Path, station: &str) -> anyhow::Result<String> {
+    let output = Command::new(required_path("LINECHECK_SERVER_BIN"))
+        .args(["enroll-station", "--station", station, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .context("running enroll-station")?;
+    if !output.status.success() {
+        bail!(
+            "enroll-station failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
 }
 
 impl Drop for Server {
@@ -120,7 +159,7 @@ fn chromium_args(profile: &std::path::Path, camera_video: Option<&std::path::Pat
 pub struct Browser {
     pub client: Client,
     driver: Child,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -132,11 +171,23 @@ fn free_port() -> anyhow::Result<u16> {
 impl Browser {
     /// A browser whose camera shows Chromium's built-in test pattern.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with_camera(None).await
+        Self::launch(None, tempfile::tempdir()?).await
     }
 
     /// A browser whose camera plays `video` (y4m) in a loop.
     pub async fn start_with_camera(video: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        Self::launch(video, tempfile::tempdir()?).await
+    }
+
+    /// Starts on an existing profile: the same browser coming back after `crash`.
+    pub async fn start_with_profile(profile: tempfile::TempDir) -> anyhow::Result<Self> {
+        Self::launch(None, profile).await
+    }
+
+    async fn launch(
+        video: Option<&std::path::Path>,
+        profile: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut driver = Command::new(env_or("CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
@@ -154,7 +205,6 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = tempfile::tempdir()?;
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -171,7 +221,7 @@ impl Browser {
         Ok(Self {
             client,
             driver,
-            _profile: profile,
+            profile,
         })
     }
 
@@ -215,6 +265,16 @@ impl Browser {
         }
     }
 
+    /// Waits until an element matches `selector` (CSS), as pages render asynchronously.
+    pub async fn wait_for(&self, selector: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.client
+            .wait()
+            .at_most(timeout)
+            .for_element(Locator::Css(selector))
+            .await?;
+        Ok(())
+    }
+
     pub async fn click(&self, selector: &str) -> anyhow::Result<()> {
         self.client
             .find(Locator::Css(selector))
@@ -251,6 +311,35 @@ impl Browser {
             .to_string())
     }
 
+    /// Kills the browser and chromedriver (SIGKILL), as a crash or a tablet running out of battery
+    /// would, and returns the profile with everything the page stored.
+    pub fn crash(mut self) -> tempfile::TempDir {
+        self.kill_process_group();
+        let profile = tempfile::TempDir::new().expect("tempdir");
+        std::mem::replace(&mut self.profile, profile)
+    }
+
+    fn kill_process_group(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        // Until every process is gone, Chromium's profile lock still names a live process.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && Command::new("kill")
+                .args(["-s", "0", "--", &group])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Ends the WebDriver session cleanly; Drop then stops chromedriver.
     pub async fn close(self) -> anyhow::Result<()> {
         self.client.clone().close().await?;
@@ -261,10 +350,6 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Kills chromedriver and the Chromium it started, even when a test panicked.
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.driver.id())])
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.kill_process_group();
     }
 }

@@ -4,16 +4,10 @@
 use linecheck_e2e::{
     Browser, Server,
     kiosk::{
-        LOAD, open_screen, save_station, show_app_shell, wait_until_detector_ready,
+        LOAD, open_kiosk, open_screen, save_station, show_app_shell, wait_until_detector_ready,
         wait_until_settings_loaded,
     },
 };
-
-async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
-    let browser = Browser::start().await?;
-    show_app_shell(&browser, &server.url).await?;
-    Ok(browser)
-}
 
 /// Waits for the service worker to be active and in control of the page.
 async fn wait_until_controlled(browser: &Browser) -> anyhow::Result<()> {

@@ -4,42 +4,15 @@
 
 use linecheck_e2e::{
     Browser, CameraVideo, Server, iou,
-    kiosk::{LOAD, open_screen, save_station, show_app_shell, wait_until_detector_ready},
+    kiosk::{
+        inspect_part, open_screen, save_station, show_app_shell, stored_inspections,
+        wait_until_detector_ready,
+    },
 };
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// A software GPU or the wasm CPU backend analyses a frame in seconds, not milliseconds.
 const BOXES: Duration = Duration::from_secs(240);
-
-/// Every inspection row in the kiosk's IndexedDB, with its snapshot as base64.
-async fn stored_inspections(browser: &Browser) -> anyhow::Result<Vec<Value>> {
-    let rows = browser
-        .eval_async(
-            "const db = await new Promise((ok, fail) => {
-                 const r = indexedDB.open('linecheck'); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error);
-             });
-             const all = (store) => new Promise((ok, fail) => {
-                 const r = db.transaction(store).objectStore(store).getAll(); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error);
-             });
-             const get = (store, key) => new Promise((ok, fail) => {
-                 const r = db.transaction(store).objectStore(store).get(key); r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error);
-             });
-             const rows = await all('inspections');
-             for (const row of rows) {
-                 const sha = row.record.snapshot && row.record.snapshot.sha256;
-                 const bytes = sha ? await get('snapshots', sha) : null;
-                 row.jpeg = bytes ? btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join('')) : null;
-             }
-             db.close();
-             return rows;",
-        )
-        .await?;
-    match rows {
-        Value::Array(rows) => Ok(rows),
-        other => anyhow::bail!("reading IndexedDB: {other}"),
-    }
-}
 
 fn base64_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -76,32 +49,6 @@ async fn wait_for_boxes(browser: &Browser, min: u64, timeout: Duration) -> anyho
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// One part through the station: serial typed, Inspect, the decision button, stored.
-async fn inspect_part(browser: &Browser, serial: &str, decision: &str) -> anyhow::Result<String> {
-    browser.type_into("#part-serial", serial).await?;
-    browser.click("#inspect").await?;
-    browser
-        .client
-        .wait()
-        .at_most(LOAD)
-        .for_element(fantoccini::Locator::Css("#verdict"))
-        .await?;
-    let verdict = browser
-        .eval("return document.querySelector('#verdict').dataset.verdict;")
-        .await?;
-    browser.click(decision).await?;
-    let state = browser
-        .settled_state("#inspection-status", &["idle", "saving"], LOAD)
-        .await?;
-    assert_eq!(
-        state,
-        "saved",
-        "{}",
-        browser.text("#inspection-status").await?
-    );
-    Ok(verdict.as_str().unwrap_or_default().to_string())
 }
 
 async fn counter(browser: &Browser, name: &str) -> anyhow::Result<u64> {

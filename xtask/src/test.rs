@@ -218,6 +218,20 @@ pub fn run_all() -> anyhow::Result<()> {
             "warnings",
         ]),
     );
+    report.step(
+        "clippy (wasm32, kiosk browser tests)",
+        cargo(&[
+            "clippy",
+            "--package",
+            "linecheck-frontend",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--tests",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
     report.tests(
         "workspace tests",
         run_cargo_tests(
