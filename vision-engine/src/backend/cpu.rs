@@ -8,18 +8,15 @@ use crate::{
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend;
 
-fn activate(mut t: Tensor, kind: Activation) -> Tensor {
-    t.data_mut().iter_mut().for_each(|x| *x = kind.apply(*x));
-    t
-}
-
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         "cpu".into()
     }
 
     async fn activation(&self, kind: Activation, input: &Tensor) -> Result<Tensor, EngineError> {
-        Ok(activate(input.clone(), kind))
+        let mut output = input.clone();
+        cpu::activate_in_place(kind, output.data_mut());
+        Ok(output)
     }
 
     async fn conv2d(
@@ -30,11 +27,7 @@ impl Backend for CpuBackend {
         attrs: &Conv2d,
         activation: Option<Activation>,
     ) -> Result<Tensor, EngineError> {
-        let out = cpu::conv2d(input, weight, bias, attrs)?;
-        Ok(match activation {
-            Some(kind) => activate(out, kind),
-            None => out,
-        })
+        Ok(cpu::conv2d_then(input, weight, bias, attrs, activation)?)
     }
 
     async fn max_pool2d(&self, input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, EngineError> {

@@ -1,4 +1,12 @@
-use super::gemm;
+use std::ops::Range;
+
+use super::activate_in_place;
+use crate::Activation;
+
+use super::{
+    for_each_row_chunk,
+    gemm::{Dense, Init, PanelSource, gemm_from},
+};
 use crate::tensor::{ShapeError, Tensor, shape_error};
 
 /// Convolution attributes, as ONNX `Conv` has them for 2-D inputs.
@@ -88,15 +96,28 @@ pub(crate) fn conv2d_output_shape(
 }
 
 /// ONNX `Conv` on NCHW input with weight `[M, C / group, kH, kW]` and optional bias `[M]`.
-///
-/// Each group is one GEMM, `W_g[M/g × C/g·kH·kW] · columns[C/g·kH·kW × OH·OW]`; a 1×1 convolution
-/// with unit stride and no padding reads the input as its columns directly (the YOLO necks are
-/// mostly those).
 pub fn conv2d(
     input: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     attrs: &Conv2d,
+) -> Result<Tensor, ShapeError> {
+    conv2d_then(input, weight, bias, attrs, None)
+}
+
+/// [`conv2d`] followed by `activation`, fused: applied to each finished run of outputs while it
+/// is in cache.
+///
+/// Each group is one GEMM, `W_g[M/g × C/g·kH·kW] · columns[C/g·kH·kW × OH·OW]`, whose columns are
+/// unfolded from the image straight into the GEMM's packed panels; a 1×1 convolution with unit
+/// stride and no padding reads the image as its columns. Depthwise convolutions (one input
+/// channel per output channel) run as direct loops instead: a GEMM with one row wastes its tile.
+pub fn conv2d_then(
+    input: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    attrs: &Conv2d,
+    activation: Option<Activation>,
 ) -> Result<Tensor, ShapeError> {
     let [n, m, oh, ow] = conv2d_output_shape(
         input.shape(),
@@ -110,96 +131,205 @@ pub fn conv2d(
     let &[_, c_per_group, kh, kw] = weight.shape() else {
         unreachable!("checked rank 4")
     };
+    let mut output = Tensor::zeros(vec![n, m, oh, ow]);
     let g = attrs.group;
+    if g > 1 && c_per_group == 1 && m == g {
+        depthwise(
+            input.data(),
+            weight.data(),
+            bias.map(Tensor::data),
+            [c, h, w],
+            [kh, kw],
+            attrs,
+            [oh, ow],
+            output.data_mut(),
+            activation,
+        );
+        return Ok(output);
+    }
     let m_per_group = m / g;
     let k = c_per_group * kh * kw;
     let spatial = oh * ow;
     let direct = kh == 1 && kw == 1 && attrs.strides == [1, 1] && attrs.pads == [0; 4];
-    let mut output = Tensor::zeros(vec![n, m, oh, ow]);
-    let mut columns = if direct {
-        Vec::new()
-    } else {
-        vec![0.0; k * spatial]
-    };
-
     for batch in 0..n {
         for group in 0..g {
             let channels = batch * c + group * c_per_group;
             let image = &input.data()[channels * h * w..][..c_per_group * h * w];
-            let b_matrix: &[f32] = if direct {
-                image
-            } else {
-                im2col(
-                    image,
-                    [c_per_group, h, w],
-                    [kh, kw],
-                    attrs,
-                    [oh, ow],
-                    &mut columns,
-                );
-                &columns
-            };
             let first_out = (batch * m + group * m_per_group) * spatial;
             let out = &mut output.data_mut()[first_out..][..m_per_group * spatial];
-            if let Some(bias) = bias {
-                for (row, &b) in out
-                    .chunks_mut(spatial)
-                    .zip(&bias.data()[group * m_per_group..])
-                {
-                    row.fill(b);
-                }
-            }
+            let init = match bias {
+                Some(bias) => Init::RowBias(&bias.data()[group * m_per_group..][..m_per_group]),
+                None => Init::Zero,
+            };
             let a_matrix = &weight.data()[group * m_per_group * k..][..m_per_group * k];
-            gemm(
-                m_per_group,
-                spatial,
-                k,
-                a_matrix,
-                b_matrix,
-                out,
-                bias.is_some(),
-            );
+            if direct {
+                let columns = Dense {
+                    b: image,
+                    n: spatial,
+                };
+                gemm_from(
+                    m_per_group,
+                    spatial,
+                    k,
+                    a_matrix,
+                    &columns,
+                    out,
+                    init,
+                    activation,
+                );
+            } else {
+                let patches = Patches {
+                    image,
+                    size: [h, w],
+                    kernel: [kh, kw],
+                    attrs,
+                    output: [oh, ow],
+                };
+                gemm_from(
+                    m_per_group,
+                    spatial,
+                    k,
+                    a_matrix,
+                    &patches,
+                    out,
+                    init,
+                    activation,
+                );
+            }
         }
     }
     Ok(output)
 }
 
-/// Unfolds the receptive fields of `image` (`[C, H, W]`) into `columns` (`[C·kH·kW, OH·OW]`),
-/// writing zeros where the kernel reads padding.
-fn im2col(
-    image: &[f32],
+/// The receptive fields of one group's image (`[C, H, W]`), read as the `C·kH·kW` × `OH·OW`
+/// matrix im2col would build, with zeros where the kernel reads padding.
+struct Patches<'a> {
+    image: &'a [f32],
+    size: [usize; 2],
+    kernel: [usize; 2],
+    attrs: &'a Conv2d,
+    output: [usize; 2],
+}
+
+impl PanelSource for Patches<'_> {
+    #[inline(always)] // Into the GEMM's loops, to share their vector width.
+    fn pack<const NR: usize>(&self, rows: Range<usize>, columns: Range<usize>, dst: &mut [f32]) {
+        let [h, w] = self.size;
+        let [kh, kw] = self.kernel;
+        let [_, ow] = self.output;
+        let [sh, sw] = self.attrs.strides;
+        let [dh, dw] = self.attrs.dilations;
+        let (pt, pl) = (self.attrs.pads[0], self.attrs.pads[1]);
+        let kc = rows.len();
+        // Zero the last panel's columns past the end.
+        let nc = columns.len();
+        if !nc.is_multiple_of(NR) {
+            let last_panel = &mut dst[nc / NR * kc * NR..][..kc * NR];
+            for panel_row in last_panel.as_chunks_mut::<NR>().0 {
+                panel_row[nc % NR..].fill(0.0);
+            }
+        }
+        for (p, row) in rows.enumerate() {
+            let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+            let x_offset = (kx * dw) as isize - pl as isize;
+            let (mut oy, mut ox) = (columns.start / ow, columns.start % ow);
+            let mut j = 0;
+            while j < nc {
+                // One output row: a fixed input row, read from x = ox·sw + x_offset on.
+                let run = (ow - ox).min(nc - j);
+                let y = (oy * sh + ky * dh) as isize - pt as isize;
+                let in_row = (0..h as isize)
+                    .contains(&y)
+                    .then(|| &self.image[(ch * h + y as usize) * w..][..w]);
+                // In pieces that stay inside one panel, where they are contiguous.
+                let mut t = 0;
+                while t < run {
+                    let column = j + t;
+                    let lane = column % NR;
+                    let len = (NR - lane).min(run - t);
+                    let out = &mut dst[(column / NR) * kc * NR + p * NR + lane..][..len];
+                    let x_first = ((ox + t) * sw) as isize + x_offset;
+                    let x_last = x_first + ((len - 1) * sw) as isize;
+                    match in_row {
+                        None => out.fill(0.0),
+                        Some(in_row) if sw == 1 && x_first >= 0 && x_last < w as isize => {
+                            let from = &in_row[x_first as usize..][..len];
+                            // A whole panel row: a fixed-size copy, i.e. vector moves, no memcpy.
+                            match (
+                                <&mut [f32; NR]>::try_from(&mut *out),
+                                <&[f32; NR]>::try_from(from),
+                            ) {
+                                (Ok(out), Ok(from)) => *out = *from,
+                                _ => out.copy_from_slice(from),
+                            }
+                        }
+                        Some(in_row) => {
+                            for (i, value) in out.iter_mut().enumerate() {
+                                let x = x_first + (i * sw) as isize;
+                                *value = if (0..w as isize).contains(&x) {
+                                    in_row[x as usize]
+                                } else {
+                                    0.0
+                                };
+                            }
+                        }
+                    }
+                    t += len;
+                }
+                j += run;
+                ox = 0;
+                oy += 1;
+            }
+        }
+    }
+}
+
+/// Depthwise convolution: each output channel convolves its own input channel; channels are
+/// spread over the cores.
+#[allow(clippy::too_many_arguments)] // The convolution's operands and sizes, one each.
+fn depthwise(
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
     [c, h, w]: [usize; 3],
     [kh, kw]: [usize; 2],
     attrs: &Conv2d,
     [oh, ow]: [usize; 2],
-    columns: &mut [f32],
+    output: &mut [f32],
+    activation: Option<Activation>,
 ) {
     let [sh, sw] = attrs.strides;
     let [dh, dw] = attrs.dilations;
     let (pt, pl) = (attrs.pads[0], attrs.pads[1]);
-    let mut rows = columns.chunks_mut(oh * ow);
-    for ch in 0..c {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = rows.next().expect("columns has C·kH·kW rows");
-                for oy in 0..oh {
+    for_each_row_chunk(output, oh * ow, |first_plane, planes| {
+        for (i, plane) in planes.chunks_mut(oh * ow).enumerate() {
+            // Planes run over batch × channel; the channel picks the weights and bias.
+            let plane_index = first_plane + i;
+            let channel = plane_index % c;
+            let image = &input[plane_index * h * w..][..h * w];
+            plane.fill(bias.map_or(0.0, |b| b[channel]));
+            let kernel = &weight[channel * kh * kw..][..kh * kw];
+            for (oy, out_row) in plane.chunks_mut(ow).enumerate() {
+                for ky in 0..kh {
                     let y = (oy * sh + ky * dh) as isize - pt as isize;
-                    let out_row = &mut row[oy * ow..][..ow];
                     if y < 0 || y >= h as isize {
-                        out_row.fill(0.0);
                         continue;
                     }
-                    let in_row = &image[(ch * h + y as usize) * w..][..w];
-                    for (ox, value) in out_row.iter_mut().enumerate() {
-                        let x = (ox * sw + kx * dw) as isize - pl as isize;
-                        *value = if x < 0 || x >= w as isize {
-                            0.0
-                        } else {
-                            in_row[x as usize]
-                        };
+                    let in_row = &image[y as usize * w..][..w];
+                    for kx in 0..kw {
+                        let k_value = kernel[ky * kw + kx];
+                        for (ox, out) in out_row.iter_mut().enumerate() {
+                            let x = (ox * sw + kx * dw) as isize - pl as isize;
+                            if x >= 0 && x < w as isize {
+                                *out += k_value * in_row[x as usize];
+                            }
+                        }
                     }
+                }
+                if let Some(activation) = activation {
+                    activate_in_place(activation, out_row);
                 }
             }
         }
-    }
+    });
 }

@@ -5,6 +5,7 @@
 //! Each op checks its arguments and returns a [`ShapeError`](crate::ShapeError) naming itself,
 //! never panicking on shapes that came from a model file.
 
+mod activation;
 mod conv;
 mod elementwise;
 mod gemm;
@@ -14,7 +15,8 @@ mod pool;
 mod resize;
 mod softmax;
 
-pub use conv::{Conv2d, conv2d};
+pub use activation::activate_in_place;
+pub use conv::{Conv2d, conv2d, conv2d_then};
 pub use elementwise::{BinaryOp, binary, broadcast_shape};
 pub use gemm::gemm;
 pub use layout::{concat, gather, reshape_target, slice, split, transpose};
