@@ -473,7 +473,7 @@ pub fn inspect(props: &InspectProps) -> Html {
     let c = props.counters;
     html! {
         <section class="inspect">
-            <div class="counters" id="counters" data-parts={c.parts.to_string()} data-nok={c.nok.to_string()}>
+            <div class="counters" id="counters" data-parts={c.parts.to_string()} data-nok={c.nok.to_string()} data-unsure={c.unsure.to_string()}>
                 <span>{ t.parts }<b id="count-parts">{ c.parts }</b></span>
                 <span>{ t.fails }<b id="count-nok">{ c.nok }</b></span>
                 <span>{ t.held }<b id="count-unsure">{ c.unsure }</b></span>

@@ -51,6 +51,43 @@ async fn wait_for_boxes(browser: &Browser, min: u64, timeout: Duration) -> anyho
     }
 }
 
+/// Waits until boxes stayed put (within a few pixels: the camera has sensor noise) for three
+/// analysed frames in a row: a part standing still under the camera, as at an inspection moment.
+async fn wait_for_steady_boxes(browser: &Browser, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let (mut last, mut steady_frames): (Vec<Vec<f64>>, Vec<String>) = (Vec::new(), Vec::new());
+    loop {
+        let sample = browser
+            .eval(
+                "const boxes = Array.from(document.querySelectorAll('.picture.live svg.boxes rect'))
+                     .map((r) => ['x', 'y', 'width', 'height'].map((a) => Number(r.getAttribute(a))));
+                 return [boxes, document.querySelector('#detector-rate').dataset.frames || ''];",
+            )
+            .await?;
+        let boxes: Vec<Vec<f64>> = serde_json::from_value(sample[0].clone())?;
+        let frame = sample[1].as_str().unwrap_or_default().to_string();
+        let close = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 6.0);
+        let same = !boxes.is_empty()
+            && boxes.len() == last.len()
+            && boxes.iter().zip(&last).all(|(a, b)| close(a, b));
+        if !same {
+            steady_frames.clear();
+        }
+        if !boxes.is_empty() && !steady_frames.contains(&frame) {
+            steady_frames.push(frame);
+        }
+        last = boxes;
+        if steady_frames.len() >= 3 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no steady boxes within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
 async fn counter(browser: &Browser, name: &str) -> anyhow::Result<u64> {
     let value = browser
         .eval(&format!(
@@ -72,30 +109,52 @@ async fn boxes_land_on_the_defective_parts_and_each_inspection_is_stored_with_it
     println!("detector: {backend}");
     open_screen(&browser, "inspect").await?;
 
-    // Two parts judged while boxes are shown, one whatever is in view.
-    let mut verdicts = Vec::new();
-    for serial in ["SN-1", "SN-2"] {
-        wait_for_boxes(&browser, 1, BOXES).await?;
-        verdicts.push(inspect_part(&browser, serial, "#confirm").await?);
-    }
-    verdicts.push(inspect_part(&browser, "SN-3", "#unsure").await?);
-    assert_eq!(counter(&browser, "parts").await?, 3);
-
-    let rows = stored_inspections(&browser).await?;
-    assert_eq!(rows.len(), 3, "one row per inspection");
-    let mut matched_defects = 0;
-    for row in &rows {
+    // Parts judged as boxes are shown, until two were failed while a defective part stood still
+    // (the inspection moment). The belt keeps moving, so Inspect may catch a frame in motion:
+    // each stored snapshot is matched to its video frame and judged against that frame's truth.
+    let mut still_fails = 0;
+    let mut inspected = 0;
+    while still_fails < 2 {
+        anyhow::ensure!(
+            inspected < 12,
+            "{inspected} inspections, {still_fails} on a still defective part"
+        );
+        wait_for_steady_boxes(&browser, BOXES).await?;
+        inspected += 1;
+        let serial = format!("SN-{inspected}");
+        inspect_part(&browser, &serial, "#confirm").await?;
+        let rows = stored_inspections(&browser).await?;
+        let row = rows
+            .iter()
+            .find(|r| r["record"]["part_serial"] == serial.as_str())
+            .expect("the inspection is stored");
         let record = &row["record"];
-        let serial = record["part_serial"].as_str().unwrap_or_default();
         let jpeg = base64_decode(row["jpeg"].as_str().expect("every record has its snapshot"));
         let (truth, likeness) = video.frame_of(&jpeg)?;
         println!(
-            "{serial}: frame {} (correlation {likeness:.4})",
-            truth.frame
+            "{serial}: frame {} (correlation {likeness:.4}), {}",
+            truth.frame, record["verdict"]
         );
         assert!(
             likeness > 0.98,
             "{serial}: the snapshot matches no video frame (best correlation {likeness:.4})"
+        );
+        if !truth.still {
+            // Parts half in view and in motion: not an inspection moment the model is held to.
+            continue;
+        }
+        if truth.boxes.is_empty() {
+            assert_eq!(
+                record["verdict"], "pass",
+                "{serial}: frame {} has no defect",
+                truth.frame
+            );
+            continue;
+        }
+        assert_eq!(
+            record["verdict"], "fail",
+            "{serial}: frame {} shows defects",
+            truth.frame
         );
         let threshold = record["default_threshold"].as_f64().unwrap_or(0.25);
         for detection in record["detections"].as_array().into_iter().flatten() {
@@ -116,20 +175,17 @@ async fn boxes_land_on_the_defective_parts_and_each_inspection_is_stored_with_it
                 truth.frame,
                 truth.boxes
             );
-            matched_defects += 1;
         }
-        if serial != "SN-3" {
-            assert_eq!(
-                record["verdict"], "fail",
-                "{serial} was inspected with boxes shown"
-            );
-        }
+        still_fails += 1;
     }
-    assert!(
-        matched_defects >= 2,
-        "boxes on real defects: {matched_defects}"
+    inspect_part(&browser, "SN-UNSURE", "#unsure").await?;
+    assert_eq!(counter(&browser, "parts").await?, inspected + 1);
+    assert_eq!(counter(&browser, "unsure").await?, 1);
+    assert_eq!(
+        stored_inspections(&browser).await?.len() as u64,
+        inspected + 1,
+        "one row per inspection"
     );
-    println!("verdicts {verdicts:?}; {matched_defects} detections on real defects");
     browser.close().await
 }
 
