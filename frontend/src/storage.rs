@@ -218,7 +218,12 @@ pub async fn load_station(db: &Database) -> Result<Option<StationSettings>, Stri
 }
 
 pub async fn save_station(db: &Database, settings: &StationSettings) -> Result<(), String> {
-    write_setting(db, STATION_KEY, settings).await
+    write_setting(db, STATION_KEY, settings).await?;
+    // A new or corrected token: the outbox can go now instead of at the next period. (Only
+    // here: the sync pass itself writes other settings, the pull cursor, and must not wake
+    // itself.)
+    crate::sync::wake();
+    Ok(())
 }
 
 pub async fn load_backend_choice(db: &Database) -> Result<Option<BackendChoice>, String> {
@@ -300,8 +305,5 @@ async fn write_setting<T: Serialize>(db: &Database, key: &str, value: &T) -> Res
         .map_err(|e| error("saving settings", e))?
         .await
         .map_err(|e| error("saving settings", e))?;
-    commit(tx, "saving settings").await?;
-    // A new or corrected token: the outbox can go now instead of at the next period.
-    crate::sync::wake();
-    Ok(())
+    commit(tx, "saving settings").await
 }
