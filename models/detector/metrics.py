@@ -74,15 +74,15 @@ def _recall_at(per, conf):
     return hits / max(1, sum(n for _, _, n in per.values()))
 
 
-def evaluate(dets, gts, names, conf=0.25):
+def evaluate(dets, gts, names, conf=0.25, sweep=(0.25, 0.4, 0.5, 0.6)):
     """dets: per image [k, 6] at a low threshold; gts: per image [m, 5] (class, x1, y1, x2, y2).
 
-    Returns mAP50, mAP50-95, per-class AP/precision/recall (P/R at `conf`, IoU 0.5) and the false
-    detections per defect-free image at `conf`.
+    Returns mAP50, mAP50-95, per-class AP/precision/recall (P/R at `conf`, IoU 0.5), the false
+    detections per defect-free image at `conf`, and both at each threshold of `sweep`.
     """
     nc = len(names)
     per = {c: ([], [], 0) for c in range(nc)}
-    sweep = (conf, 0.4, 0.5, 0.6)
+    sweep = (conf, *sweep)
     fp_clean, n_clean = np.zeros(len(sweep)), 0
     for det, gt in zip(dets, gts):
         det = det[np.argsort(-det[:, 4], kind="stable")]
@@ -121,7 +121,8 @@ def evaluate(dets, gts, names, conf=0.25):
         "fp_per_clean_image": round(float(fp_clean[0]) / max(1, n_clean), 4),
         # The same at higher thresholds, with the recall over all classes that each one leaves.
         "threshold_sweep": {str(t): {"fp_per_clean_image": round(float(f) / max(1, n_clean), 4),
-                                     "recall": round(_recall_at(per, t), 4)} for t, f in zip(sweep, fp_clean)},
+                                     "false_detections": int(f),
+                                     "recall": round(_recall_at(per, t), 4)} for t, f in zip(sweep[1:], fp_clean[1:])},
         "clean_images": n_clean,
         "conf": conf,
         "classes": classes,
