@@ -85,14 +85,67 @@ pub(crate) fn gemm_from(
         return;
     }
     #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { gemm_avx512(m, n, k, a, source, c, init, activation) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        let a = pack_a::<6>(m, k, a);
-        let job = Job::new([m, n, k], &a, source, c, init, activation);
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        split_columns::<16>(&job, |columns| unsafe { columns_avx2(&job, columns) });
-        return;
+        return unsafe { gemm_avx2(m, n, k, a, source, c, init, activation) };
     }
     gemm_portable(m, n, k, a, source, c, init, activation);
+}
+
+/// [`gemm_from`] with 12 × 32 tiles (24 of the 32 zmm registers) and an explicit AVX-512
+/// micro-kernel: LLVM's own vectorisation of the generic one at this width used gathers.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
+unsafe fn gemm_avx512(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    source: &impl PanelSource,
+    c: &mut [f32],
+    init: Init,
+    activation: Option<Activation>,
+) {
+    let a = pack_a::<12>(m, k, a);
+    let job = Job::new([m, n, k], &a, source, c, init, activation);
+    split_columns::<32>(&job, |columns| {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe { columns_avx512(&job, columns) }
+    });
+}
+
+/// [`gemm_from`] with 6 × 16 tiles (12 of 16 ymm registers), vectorised by LLVM.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
+unsafe fn gemm_avx2(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    source: &impl PanelSource,
+    c: &mut [f32],
+    init: Init,
+    activation: Option<Activation>,
+) {
+    let a = pack_a::<6>(m, k, a);
+    let job = Job::new([m, n, k], &a, source, c, init, activation);
+    split_columns::<16>(&job, |columns| {
+        // SAFETY: the caller guarantees AVX2 and FMA.
+        unsafe { columns_avx2(&job, columns) }
+    });
 }
 
 /// [`gemm_from`] with the 4 × 8 tiles that suit 128-bit vectors (SSE2, wasm simd128).
@@ -109,17 +162,21 @@ fn gemm_portable(
 ) {
     let a = pack_a::<4>(m, k, a);
     let job = Job::new([m, n, k], &a, source, c, init, activation);
-    split_columns::<8>(&job, |columns| run_columns::<4, 8, false, _>(&job, columns));
+    split_columns::<8>(&job, |columns| {
+        run_columns::<4, 8, _>(&job, columns, micro_kernel::<4, 8, false>)
+    });
 }
 
 /// Packs `a` (`m` × `k`) into panels of `MR` rows, each k-major (`MR` values per k), rows past
 /// `m` zero.
 fn pack_a<const MR: usize>(m: usize, k: usize, a: &[f32]) -> Vec<f32> {
     let mut packed = vec![0.0; m.div_ceil(MR) * MR * k];
-    for (row, a_row) in a.chunks_exact(k).enumerate() {
-        let panel = &mut packed[row / MR * MR * k..][..MR * k];
-        for (p, &value) in a_row.iter().enumerate() {
-            panel[p * MR + row % MR] = value;
+    // Written in order and read from MR rows at once: scattered writes were the slow side.
+    for (rows, panel) in a.chunks(MR * k).zip(packed.chunks_exact_mut(MR * k)) {
+        for (p, column) in panel.as_chunks_mut::<MR>().0.iter_mut().enumerate() {
+            for (value, row) in column.iter_mut().zip(rows.chunks_exact(k)) {
+                *value = row[p];
+            }
         }
     }
     packed
@@ -186,22 +243,36 @@ fn split_columns<const NR: usize>(job: &Job<impl PanelSource>, work: impl Fn(Ran
     });
 }
 
-/// The same blocked loops, compiled with AVX2 and FMA (6 × 16 tiles: 12 of 16 ymm registers).
+/// The blocked loops compiled with AVX2 and FMA (thread entry points do not inherit features).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn columns_avx2(job: &Job<impl PanelSource>, columns: Range<usize>) {
-    run_columns::<6, 16, true, _>(job, columns);
+    run_columns::<6, 16, _>(job, columns, micro_kernel::<6, 16, true>);
+}
+
+/// The blocked loops compiled with AVX-512, around the explicit micro-kernel.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn columns_avx512(job: &Job<impl PanelSource>, columns: Range<usize>) {
+    run_columns::<12, 32, _>(job, columns, |a, b, acc| {
+        // SAFETY: this function's caller guarantees AVX-512F.
+        unsafe { micro_kernel_avx512(a, b, acc) }
+    });
 }
 
 /// Computes columns `columns` of `C`: blocks of `NC` columns × `KC` depth; within a block, each
 /// `MR`-row panel of A sweeps all `NR`-column panels of the packed B.
 #[inline(always)]
-fn run_columns<const MR: usize, const NR: usize, const FMA: bool, S: PanelSource>(
+fn run_columns<const MR: usize, const NR: usize, S: PanelSource>(
     job: &Job<S>,
     columns: Range<usize>,
+    micro_kernel: impl Fn(&[f32], &[f32], &mut [[f32; NR]; MR]),
 ) {
     let &Job { m, n, k, a, .. } = job;
     let mut packed_b = vec![0.0; KC.min(k) * NC.min(columns.len().next_multiple_of(NR))];
@@ -238,7 +309,7 @@ fn run_columns<const MR: usize, const NR: usize, const FMA: bool, S: PanelSource
                             _ => acc_row[..width].copy_from_slice(tile(i)),
                         }
                     }
-                    micro_kernel::<MR, NR, FMA>(a_panel, b_panel, &mut acc);
+                    micro_kernel(a_panel, b_panel, &mut acc);
                     for (i, acc_row) in acc.iter().enumerate().take(rows) {
                         let out = tile(i);
                         out.copy_from_slice(&acc_row[..width]);
@@ -278,6 +349,48 @@ fn micro_kernel<const MR: usize, const NR: usize, const FMA: bool>(
         }
     }
     *acc = tile;
+}
+
+/// [`micro_kernel`] for 12 × 32 tiles in AVX-512 registers: per step of depth, two loads of B
+/// and 24 fused multiply-adds with broadcasts of A.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn micro_kernel_avx512(a_panel: &[f32], b_panel: &[f32], acc: &mut [[f32; 32]; 12]) {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+    };
+    let depth = b_panel.len() / 32;
+    assert!(a_panel.len() == depth * 12 && b_panel.len() == depth * 32);
+    // SAFETY: every load and store below stays inside `acc`, `a_panel` and `b_panel` (asserted
+    // lengths: `depth` steps of 12 values of A and 32 of B).
+    unsafe {
+        let mut tile: [[__m512; 2]; 12] = std::array::from_fn(|i| {
+            [
+                _mm512_loadu_ps(acc[i].as_ptr()),
+                _mm512_loadu_ps(acc[i].as_ptr().add(16)),
+            ]
+        });
+        let (a, b) = (a_panel.as_ptr(), b_panel.as_ptr());
+        for p in 0..depth {
+            let (b_low, b_high) = (
+                _mm512_loadu_ps(b.add(p * 32)),
+                _mm512_loadu_ps(b.add(p * 32 + 16)),
+            );
+            for (i, row) in tile.iter_mut().enumerate() {
+                let a_value = _mm512_set1_ps(*a.add(p * 12 + i));
+                row[0] = _mm512_fmadd_ps(a_value, b_low, row[0]);
+                row[1] = _mm512_fmadd_ps(a_value, b_high, row[1]);
+            }
+        }
+        for (row, out) in tile.iter().zip(acc.iter_mut()) {
+            _mm512_storeu_ps(out.as_mut_ptr(), row[0]);
+            _mm512_storeu_ps(out.as_mut_ptr().add(16), row[1]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +441,30 @@ mod tests {
     fn dispatched_kernel_matches_the_definition() {
         check("dispatched", |m, n, k, a, b, c, init| {
             gemm_from(m, n, k, a, b, c, init, None)
+        });
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernel_matches_the_definition() {
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            eprintln!("this CPU has no AVX2+FMA: its kernel is not run here");
+            return;
+        }
+        check("avx2", |m, n, k, a, b, c, init| unsafe {
+            super::gemm_avx2(m, n, k, a, b, c, init, None)
+        });
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_kernel_matches_the_definition() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            eprintln!("this CPU has no AVX-512F: its kernel is not run here");
+            return;
+        }
+        check("avx512", |m, n, k, a, b, c, init| unsafe {
+            super::gemm_avx512(m, n, k, a, b, c, init, None)
         });
     }
 
