@@ -81,90 +81,73 @@ pub(crate) fn gemm_from(
     init: Init,
     activation: Option<Activation>,
 ) {
+    gemm_with(Kernel::best(), [m, n, k], a, source, c, init, activation);
+}
+
+/// The micro-kernels, by the vector registers they need.
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    /// 12 × 32 tiles (24 of the 32 zmm registers), an explicit micro-kernel: LLVM's own
+    /// vectorisation of the generic one at this width used gathers.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// 6 × 16 tiles (12 of 16 ymm registers), vectorised by LLVM.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// 4 × 8 tiles that suit 128-bit vectors (SSE2, wasm simd128).
+    Portable,
+}
+
+impl Kernel {
+    fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            return Kernel::Avx512;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Kernel::Avx2;
+        }
+        Kernel::Portable
+    }
+}
+
+/// [`gemm_from`] on `kernel`, which must be [`Kernel::best`] or one it implies.
+fn gemm_with(
+    kernel: Kernel,
+    [m, n, k]: [usize; 3],
+    a: &[f32],
+    source: &impl PanelSource,
+    c: &mut [f32],
+    init: Init,
+    activation: Option<Activation>,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { gemm_avx512(m, n, k, a, source, c, init, activation) };
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => {
+            let a = pack_a::<12>(m, k, a);
+            let job = Job::new([m, n, k], &a, source, c, init, activation);
+            // SAFETY: the CPU has AVX-512F (`Kernel::best`).
+            split_columns::<32>(&job, |columns| unsafe { columns_avx512(&job, columns) });
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            let a = pack_a::<6>(m, k, a);
+            let job = Job::new([m, n, k], &a, source, c, init, activation);
+            // SAFETY: the CPU has AVX2 and FMA (`Kernel::best`).
+            split_columns::<16>(&job, |columns| unsafe { columns_avx2(&job, columns) });
+        }
+        Kernel::Portable => {
+            let a = pack_a::<4>(m, k, a);
+            let job = Job::new([m, n, k], &a, source, c, init, activation);
+            split_columns::<8>(&job, |columns| {
+                run_columns::<4, 8, _>(&job, columns, micro_kernel::<4, 8, false>)
+            });
+        }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { gemm_avx2(m, n, k, a, source, c, init, activation) };
-    }
-    gemm_portable(m, n, k, a, source, c, init, activation);
-}
-
-/// [`gemm_from`] with 12 × 32 tiles (24 of the 32 zmm registers) and an explicit AVX-512
-/// micro-kernel: LLVM's own vectorisation of the generic one at this width used gathers.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
-unsafe fn gemm_avx512(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    source: &impl PanelSource,
-    c: &mut [f32],
-    init: Init,
-    activation: Option<Activation>,
-) {
-    let a = pack_a::<12>(m, k, a);
-    let job = Job::new([m, n, k], &a, source, c, init, activation);
-    split_columns::<32>(&job, |columns| {
-        // SAFETY: the caller guarantees AVX-512F.
-        unsafe { columns_avx512(&job, columns) }
-    });
-}
-
-/// [`gemm_from`] with 6 × 16 tiles (12 of 16 ymm registers), vectorised by LLVM.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
-unsafe fn gemm_avx2(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    source: &impl PanelSource,
-    c: &mut [f32],
-    init: Init,
-    activation: Option<Activation>,
-) {
-    let a = pack_a::<6>(m, k, a);
-    let job = Job::new([m, n, k], &a, source, c, init, activation);
-    split_columns::<16>(&job, |columns| {
-        // SAFETY: the caller guarantees AVX2 and FMA.
-        unsafe { columns_avx2(&job, columns) }
-    });
-}
-
-/// [`gemm_from`] with the 4 × 8 tiles that suit 128-bit vectors (SSE2, wasm simd128).
-#[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
-fn gemm_portable(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    source: &impl PanelSource,
-    c: &mut [f32],
-    init: Init,
-    activation: Option<Activation>,
-) {
-    let a = pack_a::<4>(m, k, a);
-    let job = Job::new([m, n, k], &a, source, c, init, activation);
-    split_columns::<8>(&job, |columns| {
-        run_columns::<4, 8, _>(&job, columns, micro_kernel::<4, 8, false>)
-    });
 }
 
 /// Packs `a` (`m` × `k`) into panels of `MR` rows, each k-major (`MR` values per k), rows past
@@ -395,7 +378,7 @@ unsafe fn micro_kernel_avx512(a_panel: &[f32], b_panel: &[f32], acc: &mut [[f32;
 
 #[cfg(test)]
 mod tests {
-    use super::{Dense, Init, gemm_from, gemm_portable};
+    use super::{Dense, Init, Kernel, gemm_with};
 
     /// Sizes that leave partial row and column tiles, span several `KC` and `NC` blocks and
     /// split over threads.
@@ -407,15 +390,13 @@ mod tests {
             .collect()
     }
 
-    fn check(kernel: &str, run: impl Fn(usize, usize, usize, &[f32], &Dense, &mut [f32], Init)) {
+    fn check(kernel: &str, run: impl Fn([usize; 3], &[f32], &Dense, &mut [f32], Init)) {
         super::super::set_worker_threads(2);
         for [m, n, k] in SHAPES {
             let (a, b, bias) = (values(m * k, 1), values(k * n, 2), values(m, 3));
             let mut c = vec![f32::NAN; m * n];
             run(
-                m,
-                n,
-                k,
+                [m, n, k],
                 &a,
                 &Dense { b: &b, n },
                 &mut c,
@@ -438,40 +419,21 @@ mod tests {
     }
 
     #[test]
-    fn dispatched_kernel_matches_the_definition() {
-        check("dispatched", |m, n, k, a, b, c, init| {
-            gemm_from(m, n, k, a, b, c, init, None)
-        });
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn avx2_kernel_matches_the_definition() {
-        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
-            eprintln!("this CPU has no AVX2+FMA: its kernel is not run here");
-            return;
+    fn every_kernel_this_cpu_has_matches_the_definition() {
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                kernels.push(Kernel::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
         }
-        check("avx2", |m, n, k, a, b, c, init| unsafe {
-            super::gemm_avx2(m, n, k, a, b, c, init, None)
-        });
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn avx512_kernel_matches_the_definition() {
-        if !std::is_x86_feature_detected!("avx512f") {
-            eprintln!("this CPU has no AVX-512F: its kernel is not run here");
-            return;
+        for kernel in kernels {
+            check(&format!("{kernel:?}"), |[m, n, k], a, b, c, init| {
+                gemm_with(kernel, [m, n, k], a, b, c, init, None)
+            });
         }
-        check("avx512", |m, n, k, a, b, c, init| unsafe {
-            super::gemm_avx512(m, n, k, a, b, c, init, None)
-        });
-    }
-
-    #[test]
-    fn portable_kernel_matches_the_definition() {
-        check("portable", |m, n, k, a, b, c, init| {
-            gemm_portable(m, n, k, a, b, c, init, None)
-        });
     }
 }
