@@ -225,6 +225,43 @@ const MISSED_BOX: [f64; 4] = [330.0, 260.0, 450.0, 340.0];
 async fn mark_missed_defect(browser: &Browser, inspection: &str) -> anyhow::Result<[f64; 4]> {
     browser.click("#missed-mark").await?;
     wait_text(browser, "#missed-hint").await?;
+    browser
+        .eval("document.querySelector('tr.review-detail .picture').scrollIntoView({ block: 'center' }); return true;")
+        .await?;
+    // A slip of the pointer is no box: the hint says so. Cancel discards the marking.
+    let layer = browser
+        .eval(
+            "const r = document.querySelector('tr.review-detail svg.draw-layer').getBoundingClientRect();
+             return [Math.round(r.left + r.width / 2), Math.round(r.top + r.height / 2)];",
+        )
+        .await?;
+    let centre = (layer[0].as_i64().expect("x"), layer[1].as_i64().expect("y"));
+    browser
+        .press_and_drag(centre, (centre.0 + 2, centre.1 + 2))
+        .await?;
+    browser.release_mouse().await?;
+    wait_text(browser, "#missed-hint.error").await?;
+    assert!(
+        browser
+            .client
+            .find(fantoccini::Locator::Css("#missed-save"))
+            .await
+            .is_err(),
+        "a slip offers no Save"
+    );
+    browser.click("#missed-cancel").await?;
+    wait_text(browser, "#missed-mark").await?;
+    let cancelled = browser
+        .eval(
+            "const detail = document.querySelector('tr.review-detail');
+             return { layer: !!detail.querySelector('svg.draw-layer'),
+                      corrections: detail.querySelectorAll('li.correction').length };",
+        )
+        .await?;
+    assert_eq!(cancelled, json!({ "layer": false, "corrections": 1 }));
+
+    browser.click("#missed-mark").await?;
+    wait_text(browser, "#missed-hint").await?;
     // How the screen maps to snapshot pixels, read from the detection's drawn box (its SVG
     // attributes are snapshot pixels): independent of the app's own conversion.
     let geometry = browser
