@@ -746,6 +746,35 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
         "{settings}"
     );
 
+    // The audit view, refreshed and filtered by kind, shows the upload and the assignment.
+    browser.click("#audit-refresh").await?;
+    wait_text(&browser, "#audit-table[data-count='4']").await?;
+    set_value(&browser, "#audit-kind", "assign_station").await?;
+    wait_text(&browser, "#audit-table[data-count='1']").await?;
+    let assigned = browser
+        .eval(
+            "const tr = document.querySelector('#audit-table tr.audit-row');
+             return { kind: tr.dataset.kind, seq: tr.dataset.seq, text: tr.textContent };",
+        )
+        .await?;
+    assert_eq!(
+        (&assigned["kind"], &assigned["seq"]),
+        (&json!("assign_station"), &json!("4")),
+        "{assigned}"
+    );
+    let text = assigned["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("maria") && text.contains("ST-01") && text.contains("line1-defects@9"),
+        "{text}"
+    );
+    set_value(&browser, "#audit-kind", "upload_model").await?;
+    let uploaded = wait_text(
+        &browser,
+        "#audit-table[data-count='1'] tr.audit-row[data-kind='upload_model']",
+    )
+    .await?;
+    assert!(uploaded.contains("line1-defects 9"), "{uploaded}");
+
     // Logging out ends the session: the screen asks for a login again.
     browser.click("#review-logout").await?;
     wait_text(&browser, "#review-login").await?;
