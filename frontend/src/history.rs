@@ -9,7 +9,7 @@ use crate::{
     storage,
 };
 use idb::Database;
-use protocol::{Correction, CorrectionAction, Verdict};
+use protocol::{Correction, Verdict, apply_corrections};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
@@ -157,16 +157,20 @@ pub fn history(props: &HistoryProps) -> Html {
             .collect();
         let detail = opened.as_ref().filter(|o| o.index == index).map(|o| {
             let thresholds = overlay::thresholds_of(r);
+            let corrected = apply_corrections(
+                r.detections.len(),
+                corrections.iter().filter(|c| c.inspection_id == r.id).map(|c| &c.action),
+            );
             html! {
                 <div class="history-detail">
                     if let Some(url) = &o.image_url {
-                        <SnapshotView url={url.clone()} detections={r.detections.clone()} {thresholds} />
+                        <SnapshotView url={url.clone()} detections={r.detections.clone()} {thresholds} {corrected} />
                     }
                     if let Some(e) = &o.error { <p class="error">{ e }</p> }
                     <p>{ format!("{:?} · {} {} · {}", r.decision, r.model.id, r.model.version, r.operator) }</p>
                     <ul class="corrections">
                         { for corrections.iter().filter(|c| c.inspection_id == r.id).map(|c| html! {
-                            <li class="correction">{ format!("{} {}: {}", c.corrected_at.format("%Y-%m-%d %H:%M"), c.supervisor, correction_text(&c.action, &r.detections)) }</li>
+                            <li class="correction">{ format!("{} {}: {}", c.corrected_at.format("%Y-%m-%d %H:%M"), c.supervisor, t.review.correction(&c.action, &r.detections)) }</li>
                         }) }
                     </ul>
                 </div>
@@ -210,28 +214,5 @@ pub fn history(props: &HistoryProps) -> Html {
                 }
             </section>
         </main>
-    }
-}
-
-/// A supervisor's correction in words, naming the detection it concerns.
-pub(crate) fn correction_text(
-    action: &CorrectionAction,
-    detections: &[protocol::Detection],
-) -> String {
-    let name = |i: &u32| {
-        detections.get(*i as usize).map_or_else(
-            || format!("#{i}"),
-            |d| format!("{} {:.0}%", d.label, d.score * 100.0),
-        )
-    };
-    match action {
-        CorrectionAction::Confirm { detection } => format!("confirmed {}", name(detection)),
-        CorrectionAction::Relabel {
-            detection, label, ..
-        } => {
-            format!("relabelled {} as {label}", name(detection))
-        }
-        CorrectionAction::Delete { detection } => format!("deleted {}", name(detection)),
-        CorrectionAction::MissedDefect { label, .. } => format!("marked a missed {label}"),
     }
 }

@@ -4,17 +4,20 @@
 //! verdict follows from its detections, and what makes a record valid. Both sides call the same
 //! functions, so a kiosk and a server can never disagree on a verdict or on validity.
 
+mod corrected;
 mod record;
 mod review;
 mod supervisor;
 mod sync;
 
+pub use corrected::{AddedBox, CorrectedDetections, Reviewed, apply_corrections};
 pub use record::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision, Outcome,
     SnapshotRef, ValidationError, Verdict, threshold_for, verdict_for,
 };
 pub use review::{
-    ClassCount, DayYield, Heatmap, InspectionPage, MAX_PAGE_RECORDS, PeriodCount, ShiftCount, Stats,
+    AuditChange, AuditEntry, AuditPage, ClassCount, DayYield, Heatmap, InspectionPage,
+    MAX_AUDIT_ENTRIES, MAX_PAGE_RECORDS, PeriodCount, ShiftCount, Stats,
 };
 pub use supervisor::{
     EnrollStationRequest, EnrolledStation, LoginRequest, ModelSummary, SessionInfo, StationSummary,

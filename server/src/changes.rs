@@ -2,7 +2,7 @@
 //! sequence (what stations pull by, see `protocol::PullResponse`) and writes its audit row.
 
 use crate::{ApiError, db::Database, now_text};
-use serde::Serialize;
+use protocol::AuditChange;
 use sqlx::{Any, Transaction};
 
 /// One change in progress: commit it with [`Change::commit`], or drop it to roll back.
@@ -35,25 +35,33 @@ impl Change {
         })
     }
 
-    /// Writes who did `action` to `subject`, with the change's `details`, and commits.
+    /// Writes who made `change` to `subject` (of `station`, if it concerns one), and commits.
     pub(crate) async fn commit(
         mut self,
         supervisor: &str,
-        action: &str,
         subject: &str,
-        details: &impl Serialize,
+        station: Option<&str>,
+        change: &AuditChange,
     ) -> Result<(), ApiError> {
-        let details = serde_json::to_string(details)
-            .map_err(|e| ApiError::internal(format!("cannot encode the audit details: {e}")))?;
+        // Stored as its kind and its details, the columns the audit trail is read by; the
+        // details straight from the request (through a JSON value, an f32 would gain digits).
+        let details = match change {
+            AuditChange::CorrectInspection(action) => serde_json::to_string(action),
+            AuditChange::UploadModel(model) => serde_json::to_string(model),
+            AuditChange::AssignStation(request) => serde_json::to_string(request),
+        }
+        .map_err(|e| ApiError::internal(format!("cannot encode the audit details: {e}")))?;
         sqlx::query(
-            "INSERT INTO audit_log (change_seq, supervisor, at, action, subject, details_json)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_log (change_seq, supervisor, at, action, subject, station,
+               details_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(self.seq)
         .bind(supervisor)
         .bind(&self.at)
-        .bind(action)
+        .bind(change.kind())
         .bind(subject)
+        .bind(station)
         .bind(details)
         .execute(&mut *self.tx)
         .await

@@ -4,6 +4,7 @@
 //! router in-process. `sync.rs` is the kiosks' push, `snapshots.rs` their images, `auth.rs` the
 //! station tokens both require, `supervisors.rs` supervisor accounts and sessions, `db.rs` the database (SQLite or PostgreSQL), `tls.rs` HTTPS.
 
+mod audit;
 pub mod auth;
 mod changes;
 mod corrections;
@@ -177,6 +178,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             corrections::correct,
         )
         .body_limit(SMALL_JSON_BYTES),
+        endpoint(
+            Method::GET,
+            "/api/v1/inspections/{id}/corrections",
+            corrections::list,
+        ),
+        endpoint(Method::GET, "/api/v1/audit", audit::audit),
     ]
 }
 

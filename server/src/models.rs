@@ -14,7 +14,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use protocol::ModelSummary;
+use protocol::{AuditChange, ModelSummary};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vision_engine::{CpuBackend, Detector, graph::OpByOp, postprocess::NmsOptions};
@@ -169,7 +169,12 @@ pub(crate) async fn upload(
             uploaded_at: parse_utc_text(&change.at)?,
         };
         change
-            .commit(&supervisor.name, "upload_model", &id, &summary)
+            .commit(
+                &supervisor.name,
+                &id,
+                None,
+                &AuditChange::UploadModel(summary.clone()),
+            )
             .await?;
         Ok((StatusCode::CREATED, Json(summary)))
     })

@@ -45,20 +45,21 @@ pub(crate) struct Filters {
     limit: Option<u32>,
 }
 
-fn bad_request(reason: String) -> ApiError {
+pub(crate) fn bad_request(reason: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, reason)
 }
 
-/// A `WHERE` clause over `inspections i` and its text parameters, numbered `$1...` in order.
+/// A `WHERE` clause and its text parameters, numbered `$1...` in order (over `inspections i` here,
+/// over `audit_log` in `audit.rs`).
 #[derive(Default, Clone)]
-struct Where {
+pub(crate) struct Where {
     clauses: Vec<String>,
     binds: Vec<String>,
 }
 
 impl Where {
     /// Adds `clause`, whose `{}`s each take the next parameter of `values`.
-    fn add(&mut self, clause: &str, values: &[&str]) {
+    pub(crate) fn add(&mut self, clause: &str, values: &[&str]) {
         let mut sql = String::new();
         let mut parts = clause.split("{}");
         sql.push_str(parts.next().unwrap_or_default());
@@ -70,7 +71,7 @@ impl Where {
         self.clauses.push(sql);
     }
 
-    fn sql(&self) -> String {
+    pub(crate) fn sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()
         } else {
@@ -78,7 +79,7 @@ impl Where {
         }
     }
 
-    fn query<'q, O>(
+    pub(crate) fn query<'q, O>(
         &'q self,
         sql: &'q str,
     ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>
@@ -93,7 +94,7 @@ impl Where {
     }
 }
 
-fn parse_time(field: &str, value: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_time(field: &str, value: &str) -> Result<String, ApiError> {
     chrono::DateTime::parse_from_rfc3339(value)
         .map(|t| utc_text(t.with_timezone(&chrono::Utc)))
         .map_err(|e| {

@@ -11,7 +11,7 @@ use axum::{
     extract::{Path, State, rejection::BytesRejection},
     http::StatusCode,
 };
-use protocol::{AssignmentRequest, ModelAssignment, StationSettings};
+use protocol::{AssignmentRequest, AuditChange, ModelAssignment, StationSettings};
 use sqlx::{Any, Executor};
 
 /// The body limit of an assignment: room for `protocol::MAX_CLASS_THRESHOLDS` thresholds.
@@ -154,7 +154,12 @@ pub(crate) async fn assign(
             .await?
             .expect("written above");
         change
-            .commit(&supervisor.name, "assign_station", &station, &request)
+            .commit(
+                &supervisor.name,
+                &station,
+                Some(&station),
+                &AuditChange::AssignStation(request),
+            )
             .await?;
         Ok(Json(settings))
     })

@@ -5,6 +5,7 @@
 
 use crate::{
     ApiError, AppState,
+    corrections::corrections_of,
     review::{Filters, all_records, query_filters},
     snapshots::jpeg_size,
     supervisors::Supervisor,
@@ -15,7 +16,10 @@ use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use protocol::{CorrectionAction, InspectionRecord, OperatorDecision, threshold_for};
+use protocol::{
+    CorrectionAction, InspectionRecord, OperatorDecision, Reviewed, apply_corrections,
+    threshold_for,
+};
 use std::{collections::BTreeMap, io::Write};
 
 /// One YOLO label: class id, then centre x, centre y, width, height as fractions of the image.
@@ -32,53 +36,24 @@ pub(crate) fn labels_of(
     (width, height): (u32, u32),
 ) -> Vec<YoloBox> {
     let overridden_ok = matches!(record.decision, OperatorDecision::OverriddenOk { .. });
-    // Indexed like the record's detections, which corrections refer to.
-    let mut kept: Vec<Option<(u32, protocol::BoundingBox)>> = record
+    let corrected = apply_corrections(record.detections.len(), corrections);
+    let kept = record
         .detections
         .iter()
-        .map(|d| {
-            let fails =
-                d.score >= threshold_for(&record.thresholds, record.default_threshold, d.class_id);
-            (fails && !overridden_ok).then_some((d.class_id, d.bbox))
-        })
-        .collect();
-    let mut missed = Vec::new();
-    for correction in corrections {
-        let original = |i: u32| {
-            record
-                .detections
-                .get(i as usize)
-                .map(|d| (d.class_id, d.bbox))
-        };
-        match correction {
-            CorrectionAction::Confirm { detection } => {
-                if let Some(slot) = kept.get_mut(*detection as usize) {
-                    *slot = original(*detection);
-                }
+        .zip(&corrected.detections)
+        .filter_map(|(d, reviewed)| match reviewed {
+            Reviewed::Unreviewed => {
+                let fails = d.score
+                    >= threshold_for(&record.thresholds, record.default_threshold, d.class_id);
+                (fails && !overridden_ok).then_some((d.class_id, d.bbox))
             }
-            CorrectionAction::Relabel {
-                detection,
-                class_id,
-                ..
-            } => {
-                if let Some(slot) = kept.get_mut(*detection as usize) {
-                    *slot = original(*detection).map(|(_, bbox)| (*class_id, bbox));
-                }
-            }
-            CorrectionAction::Delete { detection } => {
-                if let Some(slot) = kept.get_mut(*detection as usize) {
-                    *slot = None;
-                }
-            }
-            CorrectionAction::MissedDefect { class_id, bbox, .. } => {
-                missed.push((*class_id, *bbox))
-            }
-        }
-    }
+            Reviewed::Confirmed => Some((d.class_id, d.bbox)),
+            Reviewed::Relabelled { class_id, .. } => Some((*class_id, d.bbox)),
+            Reviewed::Deleted => None,
+        });
+    let missed = corrected.added.into_iter().map(|a| (a.class_id, a.bbox));
     let (w, h) = (width as f32, height as f32);
-    kept.into_iter()
-        .flatten()
-        .chain(missed)
+    kept.chain(missed)
         .map(|(class_id, b)| {
             let (x1, y1) = (b.x1.clamp(0.0, w), b.y1.clamp(0.0, h));
             let (x2, y2) = (b.x2.clamp(0.0, w), b.y2.clamp(0.0, h));
@@ -149,7 +124,11 @@ pub(crate) async fn training_set(
         let Some((width, height)) = jpeg_size(&jpeg) else {
             continue;
         };
-        let corrections = corrections_of(&state, record).await?;
+        let corrections: Vec<CorrectionAction> = corrections_of(&state, record.id)
+            .await?
+            .into_iter()
+            .map(|c| c.action)
+            .collect();
         for d in &record.detections {
             names.entry(d.class_id).or_insert_with(|| d.label.clone());
         }
@@ -196,26 +175,6 @@ pub(crate) async fn training_set(
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-async fn corrections_of(
-    state: &AppState,
-    record: &InspectionRecord,
-) -> Result<Vec<CorrectionAction>, ApiError> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT action_json FROM corrections WHERE inspection_id = $1 ORDER BY change_seq",
-    )
-    .bind(record.id.to_string())
-    .fetch_all(&state.db.pool)
-    .await
-    .map_err(ApiError::database)?;
-    rows.into_iter()
-        .map(|(json,)| {
-            serde_json::from_str(&json).map_err(|e| {
-                ApiError::internal(format!("a stored correction of {}: {e}", record.id))
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,11 +5,10 @@ mod common;
 mod database;
 
 use axum::http::{Method, StatusCode};
-use common::{Server, record};
+use common::{Server, assign, correct, station_with_records};
 use database::{Backend, on_both_databases};
 use protocol::{
-    CorrectionAction, MAX_PULL_CORRECTIONS, PROTOCOL_VERSION, PullResponse, PushRequest,
-    StationSettings,
+    CorrectionAction, MAX_PULL_CORRECTIONS, PROTOCOL_VERSION, PullResponse, StationSettings,
 };
 use serde_json::{Value, json};
 use std::{collections::HashSet, sync::Arc};
@@ -23,53 +22,11 @@ fn error_of(json: &Value) -> &str {
         .unwrap_or_else(|| panic!("no error in {json}"))
 }
 
-/// A station with `count` pushed records (ids `station_number << 32 | sequence`).
-async fn station_with_records(server: &Server, number: u128, count: u64) -> (String, Vec<Uuid>) {
-    let station = format!("ST-{number:02}");
-    let token = server.enroll(&station).await;
-    let device = Uuid::from_u128(0xD000 + number);
-    let records: Vec<_> = (1..=count)
-        .map(|seq| {
-            record(
-                Uuid::from_u128(number << 32 | seq as u128),
-                device,
-                &station,
-                seq,
-            )
-        })
-        .collect();
-    let ids = records.iter().map(|r| r.id).collect();
-    let push = PushRequest {
-        protocol_version: PROTOCOL_VERSION,
-        device_id: device,
-        records,
-    };
-    let (status, json) = server.push(&token, &push).await;
-    assert_eq!(status, StatusCode::OK, "{json}");
-    (token, ids)
-}
-
 async fn pull(server: &Server, token: &str, since: u64) -> PullResponse {
     let path = format!("/api/v1/sync/pull?protocol_version={PROTOCOL_VERSION}&since={since}");
     let (status, json) = server.send(Method::GET, &path, Some(token), "").await;
     assert_eq!(status, StatusCode::OK, "{json}");
     serde_json::from_value(json).unwrap()
-}
-
-async fn correct(server: &Server, cookie: &str, inspection: Uuid, action: Value) -> Value {
-    let path = format!("/api/v1/inspections/{inspection}/corrections");
-    let (status, json) = server
-        .as_supervisor(cookie, Method::POST, &path, action.to_string())
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{json}");
-    json
-}
-
-async fn assign(server: &Server, cookie: &str, station: &str, body: Value) -> (StatusCode, Value) {
-    let path = format!("/api/v1/stations/{station}/assignment");
-    server
-        .as_supervisor(cookie, Method::PUT, &path, body.to_string())
-        .await
 }
 
 async fn a_station_pulls_its_settings_and_corrections_once_each(backend: Backend) {

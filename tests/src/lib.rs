@@ -11,7 +11,10 @@ pub mod supervisor;
 pub use camera_video::{CameraVideo, FrameTruth, TruthBox, iou};
 
 use anyhow::{Context, bail};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{
+    Client, ClientBuilder, Locator,
+    actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction},
+};
 use serde_json::{Value, json};
 use std::{
     io::{BufRead, BufReader},
@@ -302,6 +305,36 @@ impl Browser {
         Ok(())
     }
 
+    /// Presses the mouse button at `from` and moves to `to` in a few steps (viewport CSS pixels),
+    /// as real input through WebDriver: the page sees pointer events. The button stays down until
+    /// `release_mouse`.
+    pub async fn press_and_drag(&self, from: (i64, i64), to: (i64, i64)) -> anyhow::Result<()> {
+        const STEPS: i64 = 4;
+        let mut mouse =
+            MouseActions::new("mouse".into())
+                .then(move_to(from))
+                .then(PointerAction::Down {
+                    button: MOUSE_BUTTON_LEFT,
+                });
+        for step in 1..=STEPS {
+            mouse = mouse.then(move_to((
+                from.0 + (to.0 - from.0) * step / STEPS,
+                from.1 + (to.1 - from.1) * step / STEPS,
+            )));
+        }
+        self.client.perform_actions(mouse).await?;
+        Ok(())
+    }
+
+    /// Lets go of the mouse button `press_and_drag` pressed, where the pointer is.
+    pub async fn release_mouse(&self) -> anyhow::Result<()> {
+        let mouse = MouseActions::new("mouse".into()).then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+        self.client.perform_actions(mouse).await?;
+        Ok(())
+    }
+
     pub async fn value(&self, selector: &str) -> anyhow::Result<String> {
         let script = format!("return document.querySelector({selector:?}).value;");
         Ok(self
@@ -345,6 +378,15 @@ impl Browser {
     pub async fn close(self) -> anyhow::Result<()> {
         self.client.clone().close().await?;
         Ok(())
+    }
+}
+
+/// A pointer move to `(x, y)` in viewport CSS pixels.
+fn move_to((x, y): (i64, i64)) -> PointerAction {
+    PointerAction::MoveTo {
+        duration: Some(Duration::from_millis(30)),
+        x: x as f64,
+        y: y as f64,
     }
 }
 

@@ -2,9 +2,12 @@
 //! own command logs in on the page, two stations' inspections are pushed through the sync API
 //! from the page (station tokens from `POST /api/v1/stations`), and then the filters change the
 //! table and the charts, "more" follows the server's cursor, a snapshot opens with its boxes,
-//! the CSV export holds exactly the filtered rows, and a correction made on the snapshot reaches
-//! the station's pull.
+//! the CSV export holds exactly the filtered rows, a correction made on the snapshot reaches
+//! the station's pull, a missed defect drawn on the snapshot with real pointer input reaches the
+//! pull and the training set's labels, and after a reload the evidence lists the corrections and
+//! the audit view names who made them.
 
+use anyhow::Context;
 use linecheck_e2e::{
     Browser, Server,
     kiosk::{LOAD, open_screen, show_app_shell},
@@ -108,7 +111,8 @@ async fn wait_text(browser: &Browser, selector: &str) -> anyhow::Result<String> 
         .wait()
         .at_most(LOAD)
         .for_element(fantoccini::Locator::Css(selector))
-        .await?
+        .await
+        .with_context(|| format!("waiting for {selector}"))?
         .text()
         .await?)
 }
@@ -208,6 +212,287 @@ async fn wait_for_rows(browser: &Browser, query: &str, rows: usize) -> anyhow::R
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The snapshot's size, as `snapshot_jpeg` makes it.
+const SNAPSHOT: (f64, f64) = (640.0, 480.0);
+/// Where on the snapshot (its pixels: x1, y1, x2, y2) the missed defect is drawn, away from the
+/// detection.
+const MISSED_BOX: [f64; 4] = [330.0, 260.0, 450.0, 340.0];
+
+/// Marks a missed scratch on the opened snapshot of `inspection` with the mouse, as real pointer
+/// input; the box the drag should give, in snapshot pixels.
+async fn mark_missed_defect(browser: &Browser, inspection: &str) -> anyhow::Result<[f64; 4]> {
+    browser.click("#missed-mark").await?;
+    wait_text(browser, "#missed-hint").await?;
+    browser
+        .eval("document.querySelector('tr.review-detail .picture').scrollIntoView({ block: 'center' }); return true;")
+        .await?;
+    // A slip of the pointer is no box: the hint says so. Cancel discards the marking.
+    let layer = browser
+        .eval(
+            "const r = document.querySelector('tr.review-detail svg.draw-layer').getBoundingClientRect();
+             return [Math.round(r.left + r.width / 2), Math.round(r.top + r.height / 2)];",
+        )
+        .await?;
+    let centre = (layer[0].as_i64().expect("x"), layer[1].as_i64().expect("y"));
+    browser
+        .press_and_drag(centre, (centre.0 + 2, centre.1 + 2))
+        .await?;
+    browser.release_mouse().await?;
+    wait_text(browser, "#missed-hint.error").await?;
+    assert!(
+        browser
+            .client
+            .find(fantoccini::Locator::Css("#missed-save"))
+            .await
+            .is_err(),
+        "a slip offers no Save"
+    );
+    browser.click("#missed-cancel").await?;
+    wait_text(browser, "#missed-mark").await?;
+    let cancelled = browser
+        .eval(
+            "const detail = document.querySelector('tr.review-detail');
+             return { layer: !!detail.querySelector('svg.draw-layer'),
+                      corrections: detail.querySelectorAll('li.correction').length };",
+        )
+        .await?;
+    assert_eq!(cancelled, json!({ "layer": false, "corrections": 1 }));
+
+    browser.click("#missed-mark").await?;
+    wait_text(browser, "#missed-hint").await?;
+    // How the screen maps to snapshot pixels, read from the detection's drawn box (its SVG
+    // attributes are snapshot pixels): independent of the app's own conversion.
+    let geometry = browser
+        .eval(
+            "const detail = document.querySelector('tr.review-detail');
+             detail.querySelector('.picture').scrollIntoView({ block: 'center' });
+             const rect = detail.querySelector('svg.boxes g.box rect');
+             const r = rect.getBoundingClientRect();
+             return { left: r.left, top: r.top, width: r.width, height: r.height,
+                      x: rect.x.baseVal.value, y: rect.y.baseVal.value,
+                      w: rect.width.baseVal.value, h: rect.height.baseVal.value };",
+        )
+        .await?;
+    let number = |name: &str| geometry[name].as_f64().expect("a number");
+    let scale = (
+        number("width") / number("w"),
+        number("height") / number("h"),
+    );
+    let to_screen = |x: f64, y: f64| {
+        (
+            (number("left") + (x - number("x")) * scale.0).round() as i64,
+            (number("top") + (y - number("y")) * scale.1).round() as i64,
+        )
+    };
+    let to_snapshot = |(x, y): (i64, i64)| {
+        (
+            number("x") + (x as f64 - number("left")) / scale.0,
+            number("y") + (y as f64 - number("top")) / scale.1,
+        )
+    };
+    let from = to_screen(MISSED_BOX[0], MISSED_BOX[1]);
+    let to = to_screen(MISSED_BOX[2], MISSED_BOX[3]);
+    let (start, end) = (to_snapshot(from), to_snapshot(to));
+    let expected = [start.0, start.1, end.0, end.1];
+
+    // While the button is down the rectangle follows the pointer.
+    browser.press_and_drag(from, to).await?;
+    let dragging = browser
+        .eval(
+            "const layer = document.querySelector('tr.review-detail svg.draw-layer');
+             const draft = layer && layer.querySelector('rect.draft-box');
+             return { dragging: layer && layer.dataset.dragging, box: draft && draft.dataset.box };",
+        )
+        .await?;
+    assert_eq!(dragging["dragging"], "true", "{dragging}");
+    browser.release_mouse().await?;
+    wait_text(browser, "#missed-save").await?;
+    let draft = browser
+        .eval("return document.querySelector('tr.review-detail rect.draft-box').dataset.box;")
+        .await?;
+    let draft: Vec<f64> = draft
+        .as_str()
+        .expect("the drawn box")
+        .split(' ')
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    for (drawn, expected) in draft.iter().zip(expected) {
+        assert!((drawn - expected).abs() <= 1.0, "{draft:?} vs {expected:?}");
+    }
+    set_value(browser, "#missed-class", "0").await?;
+    browser.click("#missed-save").await?;
+
+    // Saved: a supervisor-added box on the snapshot, and the second correction listed.
+    let deadline = Instant::now() + LOAD;
+    let shown = loop {
+        let shown = browser
+            .eval(&format!(
+                "const detail = document.querySelector('tr.review-detail[data-id=\"{inspection}\"]');
+                 const boxes = detail && detail.querySelector('svg.boxes');
+                 const list = detail && detail.querySelector('ul.corrections');
+                 return boxes && boxes.dataset.added === '1' && list && list.dataset.count === '2' ? {{
+                     added: Array.from(boxes.querySelectorAll('g.box.added'), (g) => g.dataset.label),
+                     deleted: boxes.querySelectorAll('g.box.deleted').length,
+                     drawing: !!detail.querySelector('svg.draw-layer'),
+                     corrections: Array.from(list.children, (li) => li.textContent) }} : null;"
+            ))
+            .await?;
+        if !shown.is_null() {
+            break shown;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the missed defect never showed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(shown["added"], json!(["scratch"]), "{shown}");
+    assert_eq!(shown["deleted"], 1, "{shown}");
+    assert_eq!(shown["drawing"], false, "{shown}");
+    assert!(
+        shown["corrections"][1]
+            .as_str()
+            .is_some_and(|t| t.contains("maria: added missed defect scratch")),
+        "{shown}"
+    );
+    Ok(expected)
+}
+
+/// The training-set export (under the current filters) labels `inspection`'s image with the
+/// missed defect alone (its one detection was deleted): class 0 and `expected` normalised,
+/// within a pixel.
+async fn assert_label_file(
+    browser: &Browser,
+    inspection: &str,
+    expected: &[f64; 4],
+) -> anyhow::Result<()> {
+    let zip = page(
+        browser,
+        "const response = await fetch(document.querySelector('#review-training-set').href);
+         if (!response.ok) throw new Error(response.status + ' ' + await response.text());
+         return Array.from(new Uint8Array(await response.arrayBuffer()));",
+    )
+    .await?;
+    let bytes: Vec<u8> = serde_json::from_value(zip)?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
+    let names = archive
+        .file_names()
+        .map(|name| name.map(|n| n.into_owned()))
+        .collect::<Result<Vec<String>, _>>()?;
+    let name = names
+        .iter()
+        .find(|n| n.starts_with("labels/") && n.ends_with(&format!("/{inspection}.txt")))
+        .ok_or_else(|| anyhow::anyhow!("no label file for {inspection} in {names:?}"))?
+        .clone();
+    let mut labels = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name(&name)?, &mut labels)?;
+    let lines: Vec<&str> = labels.lines().collect();
+    assert_eq!(lines.len(), 1, "{name}: {labels}");
+    let fields: Vec<f64> = lines[0]
+        .split(' ')
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    let [x1, y1, x2, y2] = *expected;
+    let (w, h) = SNAPSHOT;
+    let want = [
+        0.0,
+        (x1 + x2) / 2.0 / w,
+        (y1 + y2) / 2.0 / h,
+        (x2 - x1) / w,
+        (y2 - y1) / h,
+    ];
+    assert_eq!(fields[0], 0.0, "the class: {labels}");
+    for (i, (got, want)) in fields.iter().zip(want).enumerate().skip(1) {
+        let pixel = if i % 2 == 1 { 1.0 / w } else { 1.0 / h };
+        assert!((got - want).abs() <= pixel, "{name}: {labels} vs {want:?}");
+    }
+    Ok(())
+}
+
+/// After a reload, `inspection` opened again lists both corrections and draws its boxes as
+/// corrected; the audit trail names the supervisor for each.
+async fn check_after_reload(browser: &Browser, url: &str, inspection: &str) -> anyhow::Result<()> {
+    show_app_shell(browser, url).await?;
+    open_screen(browser, "review").await?;
+    wait_text(browser, "#review-table").await?;
+    set_value(browser, "#review-to", "2026-11-23").await?;
+    wait_for_rows(browser, "to=2026-11-24T00%3A00%3A00Z", 6).await?;
+    browser
+        .click(&format!("tr.review-row[data-id='{inspection}']"))
+        .await?;
+    wait_text(browser, "tr.review-detail ul.corrections[data-count='2']").await?;
+    let reopened = browser
+        .eval(
+            "const detail = document.querySelector('tr.review-detail');
+             const boxes = detail.querySelector('svg.boxes');
+             return { kinds: Array.from(detail.querySelectorAll('li.correction'), (li) => li.dataset.kind),
+                      texts: Array.from(detail.querySelectorAll('li.correction'), (li) => li.textContent),
+                      added: boxes ? boxes.dataset.added : null,
+                      deleted: boxes ? boxes.querySelectorAll('g.box.deleted').length : null };",
+        )
+        .await?;
+    assert_eq!(
+        reopened["kinds"],
+        json!(["delete", "missed_defect"]),
+        "{reopened}"
+    );
+    assert!(
+        reopened["texts"][0]
+            .as_str()
+            .is_some_and(|t| t.contains("maria: deleted scratch 90%")),
+        "{reopened}"
+    );
+    // The boxes wait for the image.
+    wait_text(
+        browser,
+        "tr.review-detail svg.boxes[data-added='1'] g.box.deleted",
+    )
+    .await?;
+
+    // The audit view, newest first: the missed defect, then the deletion, both maria's.
+    wait_text(browser, "#audit-table tr.audit-row").await?;
+    let audit = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('#audit-table tr.audit-row'), (tr) => ({
+                 kind: tr.dataset.kind, seq: tr.dataset.seq,
+                 supervisor: tr.querySelector('.audit-supervisor').textContent,
+                 subject: tr.querySelector('.audit-subject').textContent,
+                 what: tr.querySelector('.audit-what').textContent }));",
+        )
+        .await?;
+    let rows = audit.as_array().expect("audit rows");
+    assert_eq!(rows.len(), 2, "{audit}");
+    for (row, (seq, what)) in rows
+        .iter()
+        .zip([("2", "added missed defect scratch"), ("1", "deleted #0")])
+    {
+        assert_eq!(row["kind"], "correct_inspection", "{audit}");
+        assert_eq!(row["seq"], seq, "{audit}");
+        assert_eq!(row["supervisor"], "maria", "{audit}");
+        assert_eq!(row["subject"], inspection, "{audit}");
+        assert!(
+            row["what"].as_str().is_some_and(|t| t.contains(what)),
+            "{audit}"
+        );
+    }
+    // The same from the endpoint, filtered by kind and supervisor.
+    let listed = page(
+        browser,
+        "const response = await fetch('api/v1/audit?kind=correct_inspection&supervisor=maria');
+         if (!response.ok) throw new Error(response.status + ' ' + await response.text());
+         return await response.json();",
+    )
+    .await?;
+    assert_eq!(
+        listed["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    assert_eq!(
+        listed["entries"][0]["change"]["details"]["kind"], "missed_defect",
+        "{listed}"
+    );
+    assert_eq!(listed["entries"][0]["supervisor"], "maria", "{listed}");
+    Ok(())
 }
 
 #[tokio::test]
@@ -401,6 +686,29 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
     );
     assert_eq!(pulled[0]["supervisor"], "maria", "{pulled}");
 
+    // The supervisor marks a defect the model missed by dragging a box on the snapshot, and it
+    // reaches the station's pull, the training set and the audit trail; after a reload the
+    // evidence still lists both corrections and draws the boxes as corrected.
+    let inspection = inspection.as_str().expect("the opened inspection's id");
+    let missed = mark_missed_defect(&browser, inspection).await?;
+    let pulled = pull(&browser, &st01_token).await?["corrections"].clone();
+    assert_eq!(pulled.as_array().map(Vec::len), Some(2), "{pulled}");
+    let action = &pulled[1]["action"];
+    assert_eq!(
+        (&action["kind"], &action["class_id"], &action["label"]),
+        (&json!("missed_defect"), &json!(0), &json!("scratch")),
+        "{pulled}"
+    );
+    for (i, corner) in ["x1", "y1", "x2", "y2"].into_iter().enumerate() {
+        let pulled = action["bbox"][corner].as_f64().expect("a coordinate");
+        assert!(
+            (pulled - missed[i]).abs() <= 1.0,
+            "{corner}: {pulled} vs {missed:?}"
+        );
+    }
+    assert_label_file(&browser, inspection, &missed).await?;
+    check_after_reload(&browser, &server.url, inspection).await?;
+
     // A model is uploaded (the server checks it by running it) and assigned with thresholds to
     // ST-01, whose next pull carries them.
     let model = std::path::Path::new(&std::env::var_os("LINECHECK_DIST").expect("set by xtask"))
@@ -437,6 +745,35 @@ async fn supervisors_filter_history_see_charts_and_snapshots_and_export_csv() ->
         close_to(&settings["thresholds"][0]["threshold"], 0.6),
         "{settings}"
     );
+
+    // The audit view, refreshed and filtered by kind, shows the upload and the assignment.
+    browser.click("#audit-refresh").await?;
+    wait_text(&browser, "#audit-table[data-count='4']").await?;
+    set_value(&browser, "#audit-kind", "assign_station").await?;
+    wait_text(&browser, "#audit-table[data-count='1']").await?;
+    let assigned = browser
+        .eval(
+            "const tr = document.querySelector('#audit-table tr.audit-row');
+             return { kind: tr.dataset.kind, seq: tr.dataset.seq, text: tr.textContent };",
+        )
+        .await?;
+    assert_eq!(
+        (&assigned["kind"], &assigned["seq"]),
+        (&json!("assign_station"), &json!("4")),
+        "{assigned}"
+    );
+    let text = assigned["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("maria") && text.contains("ST-01") && text.contains("line1-defects@9"),
+        "{text}"
+    );
+    set_value(&browser, "#audit-kind", "upload_model").await?;
+    let uploaded = wait_text(
+        &browser,
+        "#audit-table[data-count='1'] tr.audit-row[data-kind='upload_model']",
+    )
+    .await?;
+    assert!(uploaded.contains("line1-defects 9"), "{uploaded}");
 
     // Logging out ends the session: the screen asks for a login again.
     browser.click("#review-logout").await?;

@@ -62,7 +62,7 @@ fn url_query() -> form_urlencoded::Serializer<'static, String> {
 }
 
 /// Midnight UTC `days_later` days after the date `text`, as RFC 3339; `None` when it is empty.
-fn day_start(text: &str, days_later: u64) -> Result<Option<String>, String> {
+pub fn day_start(text: &str, days_later: u64) -> Result<Option<String>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);

@@ -1,11 +1,25 @@
 //! A supervisor's corrections of one inspection's detections, from its opened snapshot: confirm
-//! it, delete it (not a defect) or relabel it as another class seen in the history. Each is sent
-//! at once (`POST /api/v1/inspections/{id}/corrections`) and listed as the server recorded it.
+//! it, delete it (not a defect) or relabel it as another class of the model. Each is sent at once
+//! (`POST /api/v1/inspections/{id}/corrections`) and handed to the evidence view as the server
+//! recorded it.
 
-use super::{api::call, texts::ReviewTexts};
-use crate::history::correction_text;
+use super::{
+    api::{Failure, call},
+    texts::ReviewTexts,
+};
 use protocol::{Correction, CorrectionAction, InspectionRecord};
+use uuid::Uuid;
 use yew::prelude::*;
+
+/// Stores one correction of the inspection `id`; the correction as the server recorded it.
+pub async fn send_correction(id: Uuid, action: &CorrectionAction) -> Result<Correction, Failure> {
+    call(
+        "POST",
+        &format!("api/v1/inspections/{id}/corrections"),
+        Some(action),
+    )
+    .await
+}
 
 #[derive(Properties, PartialEq)]
 pub struct CorrectionsProps {
@@ -13,25 +27,23 @@ pub struct CorrectionsProps {
     pub record: InspectionRecord,
     /// Classes a detection may be relabelled as: `(class_id, label)`.
     pub classes: Vec<(u32, String)>,
+    /// Each correction the server stored.
+    pub on_made: Callback<Correction>,
 }
 
 #[function_component(Corrections)]
 pub fn corrections(props: &CorrectionsProps) -> Html {
     let t = props.texts;
-    let made = use_state(Vec::<Correction>::new);
     let problem = use_state(|| None::<String>);
     let send = {
-        let (made, problem, id) = (made.clone(), problem.clone(), props.record.id);
+        let (problem, id, on_made) = (problem.clone(), props.record.id, props.on_made.clone());
         move |action: CorrectionAction| {
-            let (made, problem) = (made.clone(), problem.clone());
+            let (problem, on_made) = (problem.clone(), on_made.clone());
             wasm_bindgen_futures::spawn_local(async move {
-                let url = format!("api/v1/inspections/{id}/corrections");
-                match call::<Correction>("POST", &url, Some(&action)).await {
+                match send_correction(id, &action).await {
                     Ok(correction) => {
-                        let mut next = (*made).clone();
-                        next.push(correction);
-                        made.set(next);
                         problem.set(None);
+                        on_made.emit(correction);
                     }
                     Err(e) => problem.set(Some(e.to_string())),
                 }
@@ -73,11 +85,6 @@ pub fn corrections(props: &CorrectionsProps) -> Html {
                 }) }
             </ul>
             if let Some(problem) = &*problem { <p class="error">{ problem }</p> }
-            <ul class="corrections">
-                { for made.iter().map(|c| html! {
-                    <li class="correction">{ format!("{} {}: {}", c.corrected_at.format("%Y-%m-%d %H:%M"), c.supervisor, correction_text(&c.action, detections)) }</li>
-                }) }
-            </ul>
         </div>
     }
 }

@@ -1,24 +1,25 @@
 //! The supervisors' review area: login, the history of every station under filters (paged by
-//! the server's keyset cursor), each inspection's snapshot with its boxes, the charts, and the
-//! CSV export of what the filters select. Everything comes from the server's review API; none
+//! the server's keyset cursor), each inspection's evidence and corrections, the charts, the CSV
+//! export of what the filters select, models and the audit trail. Everything comes from the server's review API; none
 //! of it touches the kiosk's own IndexedDB.
 
 mod api;
+mod audit;
 mod charts;
 mod corrections;
+mod evidence;
+mod missed_defect;
 mod models;
 pub mod texts;
 
-use crate::{i18n::Texts, overlay};
+use crate::i18n::Texts;
 use api::{Failure, Filters, call};
+use audit::Audit;
 use charts::Charts;
-use corrections::Corrections;
+use evidence::Evidence;
 use models::Models;
-use protocol::{
-    InspectionPage, InspectionRecord, LoginRequest, OperatorDecision, SessionInfo, Stats, Verdict,
-};
+use protocol::{InspectionPage, InspectionRecord, LoginRequest, SessionInfo, Stats, Verdict};
 use std::rc::Rc;
-use texts::ReviewTexts;
 use uuid::Uuid;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -121,6 +122,7 @@ pub fn review(props: &ReviewProps) -> Html {
                 </p>
                 <Board texts={props.texts} />
                 <Models texts={t} />
+                <Audit texts={t} />
             </main>
         },
     }
@@ -320,20 +322,14 @@ fn board(props: &BoardProps) -> Html {
             .iter()
             .map(|d| format!("{} {:.0}%", d.label, d.score * 100.0))
             .collect();
-        let detail = (*opened == Some(id)).then(|| html! {
-            <tr class="review-detail" data-id={id.to_string()}>
-                <td colspan="9">
-                    if let Some(snapshot) = &r.snapshot {
-                        <overlay::SnapshotView url={format!("api/v1/snapshots/{}", snapshot.sha256)}
-                            detections={r.detections.clone()} thresholds={overlay::thresholds_of(r)} />
-                    } else {
-                        <p class="muted">{ t.no_snapshot }</p>
-                    }
-                    <p class="review-decision">{ format!("{}: {}", t.decision, decision_text(t, &r.decision)) }</p>
-                    <p class="review-model">{ format!("{}: {} {}", t.model, r.model.id, r.model.version) }</p>
-                    <Corrections texts={t} record={r.clone()} classes={classes.clone()} />
-                </td>
-            </tr>
+        let detail = (*opened == Some(id)).then(|| {
+            html! {
+                <tr class="review-detail" data-id={id.to_string()}>
+                    <td colspan="9">
+                        <Evidence texts={t} record={r.clone()} seen_classes={classes.clone()} />
+                    </td>
+                </tr>
+            }
         });
         html! {
             <>
@@ -417,14 +413,5 @@ fn board(props: &BoardProps) -> Html {
                 }
             }
         </>
-    }
-}
-
-fn decision_text(t: &ReviewTexts, decision: &OperatorDecision) -> String {
-    match decision {
-        OperatorDecision::Confirmed => t.confirmed.to_string(),
-        OperatorDecision::OverriddenOk { reason } => format!("{} ({reason})", t.overridden_ok),
-        OperatorDecision::OverriddenNok { reason } => format!("{} ({reason})", t.overridden_nok),
-        OperatorDecision::Unsure => t.unsure.to_string(),
     }
 }

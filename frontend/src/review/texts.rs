@@ -1,5 +1,7 @@
 //! The review area's words, English and German, reached through `Texts::review`.
 
+use protocol::{CorrectionAction, Detection};
+
 #[derive(Debug, PartialEq)]
 pub struct ReviewTexts {
     pub nav: &'static str,
@@ -51,6 +53,59 @@ pub struct ReviewTexts {
     pub class_threshold: &'static str,
     pub assign: &'static str,
     pub assigned: &'static str,
+    pub mark_missed: &'static str,
+    pub draw_hint: &'static str,
+    pub box_too_small: &'static str,
+    pub defect_class: &'static str,
+    pub save: &'static str,
+    pub cancel: &'static str,
+    pub corrections: &'static str,
+    pub no_corrections: &'static str,
+    pub did_confirm: &'static str,
+    pub did_relabel: &'static str,
+    pub did_delete: &'static str,
+    pub did_add_missed: &'static str,
+    pub audit: &'static str,
+    pub audit_kind: &'static str,
+    pub all_kinds: &'static str,
+    pub kind_correction: &'static str,
+    pub kind_upload: &'static str,
+    pub kind_assignment: &'static str,
+    pub supervisor: &'static str,
+    pub subject: &'static str,
+    pub what: &'static str,
+    pub refresh: &'static str,
+    pub no_audit: &'static str,
+    pub classes: &'static str,
+    pub time_utc: &'static str,
+}
+
+impl ReviewTexts {
+    /// A supervisor's correction in words, naming the detection it concerns (`#index` when the
+    /// record's detections are not at hand).
+    pub fn correction(&self, action: &CorrectionAction, detections: &[Detection]) -> String {
+        let name = |i: &u32| {
+            detections.get(*i as usize).map_or_else(
+                || format!("#{i}"),
+                |d| format!("{} {:.0}%", d.label, d.score * 100.0),
+            )
+        };
+        match action {
+            CorrectionAction::Confirm { detection } => {
+                format!("{} {}", self.did_confirm, name(detection))
+            }
+            CorrectionAction::Relabel {
+                detection, label, ..
+            } => format!("{} {} → {label}", self.did_relabel, name(detection)),
+            CorrectionAction::Delete { detection } => {
+                format!("{} {}", self.did_delete, name(detection))
+            }
+            CorrectionAction::MissedDefect { label, bbox, .. } => format!(
+                "{} {label} ({:.0}, {:.0})–({:.0}, {:.0})",
+                self.did_add_missed, bbox.x1, bbox.y1, bbox.x2, bbox.y2
+            ),
+        }
+    }
 }
 
 pub static ENGLISH: ReviewTexts = ReviewTexts {
@@ -103,6 +158,31 @@ pub static ENGLISH: ReviewTexts = ReviewTexts {
     class_threshold: "NOK threshold, %, for",
     assign: "Assign",
     assigned: "Assigned to",
+    mark_missed: "Mark missed defect",
+    draw_hint: "Drag a box around the defect on the snapshot.",
+    box_too_small: "That box is too small: drag a larger one.",
+    defect_class: "Defect class",
+    save: "Save",
+    cancel: "Cancel",
+    corrections: "Corrections",
+    no_corrections: "No corrections yet.",
+    did_confirm: "confirmed",
+    did_relabel: "relabelled",
+    did_delete: "deleted",
+    did_add_missed: "added missed defect",
+    audit: "Audit trail",
+    audit_kind: "Kind",
+    all_kinds: "All kinds",
+    kind_correction: "Correction",
+    kind_upload: "Model upload",
+    kind_assignment: "Station assignment",
+    supervisor: "Supervisor",
+    subject: "Subject",
+    what: "What",
+    refresh: "Refresh",
+    no_audit: "No changes under these filters.",
+    classes: "classes",
+    time_utc: "Time (UTC)",
 };
 
 pub static GERMAN: ReviewTexts = ReviewTexts {
@@ -155,4 +235,29 @@ pub static GERMAN: ReviewTexts = ReviewTexts {
     class_threshold: "NIO-Schwelle, %, für",
     assign: "Zuweisen",
     assigned: "Zugewiesen an",
+    mark_missed: "Übersehenen Fehler markieren",
+    draw_hint: "Einen Rahmen um den Fehler im Bild ziehen.",
+    box_too_small: "Der Rahmen ist zu klein: einen größeren ziehen.",
+    defect_class: "Fehlerklasse",
+    save: "Speichern",
+    cancel: "Abbrechen",
+    corrections: "Korrekturen",
+    no_corrections: "Noch keine Korrekturen.",
+    did_confirm: "bestätigt",
+    did_relabel: "umbenannt",
+    did_delete: "gelöscht",
+    did_add_missed: "übersehenen Fehler ergänzt",
+    audit: "Änderungsprotokoll",
+    audit_kind: "Art",
+    all_kinds: "Alle Arten",
+    kind_correction: "Korrektur",
+    kind_upload: "Modell hochgeladen",
+    kind_assignment: "Stationszuweisung",
+    supervisor: "Aufsicht",
+    subject: "Gegenstand",
+    what: "Was",
+    refresh: "Aktualisieren",
+    no_audit: "Keine Änderungen unter diesen Filtern.",
+    classes: "Klassen",
+    time_utc: "Zeit (UTC)",
 };

@@ -13,8 +13,9 @@ use http_body_util::BodyExt;
 use linecheck_server::{AppState, auth::enroll_station, router, supervisors::add_supervisor};
 use protocol::{
     BoundingBox, ClassThreshold, Detection, InspectionRecord, ModelRef, OperatorDecision,
-    SnapshotRef, verdict_for,
+    PROTOCOL_VERSION, PushRequest, SnapshotRef, verdict_for,
 };
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use tower::ServiceExt;
@@ -272,4 +273,55 @@ pub fn with_snapshot(mut record: InspectionRecord, jpeg: &[u8]) -> InspectionRec
         byte_len: jpeg.len() as u64,
     });
     record
+}
+
+/// A station `ST-{number}` with `count` pushed records (ids `station_number << 32 | sequence`).
+pub async fn station_with_records(
+    server: &Server,
+    number: u128,
+    count: u64,
+) -> (String, Vec<Uuid>) {
+    let station = format!("ST-{number:02}");
+    let token = server.enroll(&station).await;
+    let device = Uuid::from_u128(0xD000 + number);
+    let records: Vec<_> = (1..=count)
+        .map(|seq| {
+            record(
+                Uuid::from_u128(number << 32 | seq as u128),
+                device,
+                &station,
+                seq,
+            )
+        })
+        .collect();
+    let ids = records.iter().map(|r| r.id).collect();
+    let push = PushRequest {
+        protocol_version: PROTOCOL_VERSION,
+        device_id: device,
+        records,
+    };
+    let (status, json) = server.push(&token, &push).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    (token, ids)
+}
+
+pub async fn correct(server: &Server, cookie: &str, inspection: Uuid, action: Value) -> Value {
+    let path = format!("/api/v1/inspections/{inspection}/corrections");
+    let (status, json) = server
+        .as_supervisor(cookie, Method::POST, &path, action.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    json
+}
+
+pub async fn assign(
+    server: &Server,
+    cookie: &str,
+    station: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let path = format!("/api/v1/stations/{station}/assignment");
+    server
+        .as_supervisor(cookie, Method::PUT, &path, body.to_string())
+        .await
 }
