@@ -407,60 +407,49 @@ pub(crate) async fn stats(
         .fetch_all(db)
         .await
         .map_err(ApiError::database)?;
-    let shifts: Vec<(String, String, i64, i64)> = w
-        .query(&format!(
-            "SELECT SUBSTR(i.local_time, 1, 10),
-               CASE WHEN SUBSTR(i.local_time, 12, 2) >= '06' AND SUBSTR(i.local_time, 12, 2) < '14'
-                      THEN 'early'
-                    WHEN SUBSTR(i.local_time, 12, 2) >= '14' AND SUBSTR(i.local_time, 12, 2) < '22'
-                      THEN 'late'
-                    ELSE 'night' END,
-               COUNT(*), {failed}
-             FROM inspections i {} GROUP BY 1, 2 ORDER BY 1, 2",
-            w.sql()
-        ))
-        .fetch_all(db)
-        .await
-        .map_err(ApiError::database)?;
     // Detections, of the filtered class only when one is asked for.
     let mut detections = w.clone();
     if let Some(class) = &filters.class {
         detections.add("d.label = {}", &[class]);
     }
-    let classes: Vec<(String, i64)> = detections
+    // One pass over the detections for both the Pareto (by label) and the heat map (by cell;
+    // none for records without a snapshot size).
+    let framed = "i.snapshot_width > 0 AND i.snapshot_height > 0";
+    let cells: Vec<(String, Option<i64>, Option<i64>, i64)> = detections
         .query(&format!(
-            "SELECT d.label, COUNT(*) FROM inspection_detections d
-             JOIN inspections i ON i.id = d.inspection_id {}
-             GROUP BY d.label ORDER BY 2 DESC, 1",
-            detections.sql()
-        ))
-        .fetch_all(db)
-        .await
-        .map_err(ApiError::database)?;
-    let mut framed = detections.clone();
-    framed.add("i.snapshot_width > 0 AND i.snapshot_height > 0", &[]);
-    let cells: Vec<(i64, i64, i64)> = framed
-        .query(&format!(
-            "SELECT (d.centre_x * {HEATMAP_BINS}) / i.snapshot_width,
-               (d.centre_y * {HEATMAP_BINS}) / i.snapshot_height, COUNT(*)
+            "SELECT d.label,
+               CASE WHEN {framed} THEN (d.centre_x * {HEATMAP_BINS}) / i.snapshot_width END,
+               CASE WHEN {framed} THEN (d.centre_y * {HEATMAP_BINS}) / i.snapshot_height END,
+               COUNT(*)
              FROM inspection_detections d JOIN inspections i ON i.id = d.inspection_id {}
-             GROUP BY 1, 2",
-            framed.sql()
+             GROUP BY 1, 2, 3",
+            detections.sql()
         ))
         .fetch_all(db)
         .await
         .map_err(ApiError::database)?;
 
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    // Days and shifts are sums of hours (`YYYY-MM-DDTHH`), so one scan of the inspections
+    // serves all three charts.
     let mut days: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut shifts: BTreeMap<(String, &str), (u64, u64)> = BTreeMap::new();
     let per_hour = hours
         .into_iter()
         .map(|(period, inspections, failed)| {
-            let day = days
-                .entry(period[..period.len().min(10)].to_owned())
-                .or_default();
-            day.0 += count(inspections);
-            day.1 += count(failed);
+            let date = period[..period.len().min(10)].to_owned();
+            let shift = match period.get(11..13).unwrap_or_default() {
+                hour if ("06".."14").contains(&hour) => "early",
+                hour if ("14".."22").contains(&hour) => "late",
+                _ => "night",
+            };
+            for sums in [
+                days.entry(date.clone()).or_default(),
+                shifts.entry((date, shift)).or_default(),
+            ] {
+                sums.0 += count(inspections);
+                sums.1 += count(failed);
+            }
             PeriodCount {
                 period,
                 inspections: count(inspections),
@@ -479,13 +468,20 @@ pub(crate) async fn stats(
         .collect();
     let per_shift = shifts
         .into_iter()
-        .map(|(date, shift, inspections, failed)| ShiftCount {
+        .map(|((date, shift), (inspections, failed))| ShiftCount {
             date,
-            shift,
-            inspections: count(inspections),
-            failed: count(failed),
+            shift: shift.to_owned(),
+            inspections,
+            failed,
         })
         .collect();
+    let mut classes: BTreeMap<&str, i64> = BTreeMap::new();
+    for (label, _, _, n) in &cells {
+        *classes.entry(label).or_default() += n;
+    }
+    let mut classes: Vec<(&str, i64)> = classes.into_iter().collect();
+    // Most frequent first, then by name (the map's order, kept by the stable sort).
+    classes.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
     let total: u64 = classes.iter().map(|(_, n)| count(*n)).sum();
     let mut running = 0;
     let pareto = classes
@@ -493,7 +489,7 @@ pub(crate) async fn stats(
         .map(|(label, n)| {
             running += count(n);
             ClassCount {
-                label,
+                label: label.to_owned(),
                 detections: count(n),
                 cumulative_share: running as f64 / total.max(1) as f64,
             }
@@ -501,7 +497,10 @@ pub(crate) async fn stats(
         .collect();
     let bins = HEATMAP_BINS as usize;
     let mut counts = vec![0; bins * bins];
-    for (column, row, n) in cells {
+    for (column, row, n) in cells
+        .iter()
+        .filter_map(|&(_, column, row, n)| Some((column?, row?, n)))
+    {
         // Boxes reaching past the frame's edge land in the edge cells.
         let clamp = |v: i64| v.clamp(0, HEATMAP_BINS - 1) as usize;
         counts[clamp(row) * bins + clamp(column)] += count(n);
