@@ -43,10 +43,11 @@ pub(crate) async fn pull(db: &Database, token: &str) -> Result<(), Failure> {
         let page: PullResponse = serde_json::from_str(&body)
             .map_err(|e| Failure::Server(format!("an unreadable pull answer: {e}")))?;
         if let Some(settings) = &page.settings {
-            let mut station = storage::load_station(db).await?.unwrap_or_default();
-            station.default_threshold = settings.default_threshold;
-            station.thresholds = settings.thresholds.clone();
-            storage::save_station(db, &station).await?;
+            storage::update_station(db, |station| {
+                station.default_threshold = settings.default_threshold;
+                station.thresholds = settings.thresholds.clone();
+            })
+            .await?;
             storage::save_assigned_model(db, settings.model.as_ref()).await?;
             changed = true;
         }

@@ -607,6 +607,28 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
+    async fn a_pulled_threshold_change_keeps_a_token_saved_meanwhile() {
+        let t = TestDb::new().await;
+        let station = |token: &str| storage::StationSettings {
+            token: token.into(),
+            ..Default::default()
+        };
+        storage::save_station(&t.db, &station("refused"))
+            .await
+            .unwrap();
+        // The pull's change starts first, setup's save of a corrected token comes while it runs.
+        let corrected = station("corrected");
+        let (pulled, saved) = futures::join!(
+            storage::update_station(&t.db, |s| s.default_threshold = 0.7),
+            storage::save_station(&t.db, &corrected),
+        );
+        pulled.unwrap();
+        saved.unwrap();
+        let stored = storage::load_station(&t.db).await.unwrap().unwrap();
+        assert_eq!(stored.token, "corrected");
+    }
+
+    #[wasm_bindgen_test]
     async fn concurrent_saves_never_share_a_sequence() {
         let t = TestDb::new().await;
         let saves = ["a", "b", "c", "d", "e"].map(|serial| save(&t.db, serial));

@@ -206,6 +206,10 @@ pub(crate) async fn read_setting<T: for<'de> Deserialize<'de>>(
         .map_err(|e| error("reading settings", e))?
         .await
         .map_err(|e| error("reading settings", e))?;
+    from_stored(value)
+}
+
+fn from_stored<T: for<'de> Deserialize<'de>>(value: Option<JsValue>) -> Result<Option<T>, String> {
     value
         .map(|v| {
             serde_wasm_bindgen::from_value(v)
@@ -225,6 +229,35 @@ pub async fn save_station(db: &Database, settings: &StationSettings) -> Result<(
     // itself.)
     crate::sync::wake();
     Ok(())
+}
+
+/// Changes the stored station settings in one transaction, so a change saved meanwhile (a new
+/// token from setup) is not overwritten with the values read before it. For the sync pass's own
+/// changes (thresholds from a pull): unlike [`save_station`], it does not wake the sync loop.
+pub async fn update_station(
+    db: &Database,
+    change: impl FnOnce(&mut StationSettings),
+) -> Result<(), String> {
+    let context = "saving settings";
+    let tx = db
+        .transaction(&[SETTINGS], TransactionMode::ReadWrite)
+        .map_err(|e| error(context, e))?;
+    let store = tx.object_store(SETTINGS).map_err(|e| error(context, e))?;
+    let key = JsValue::from_str(STATION_KEY);
+    let stored: Option<JsValue> = store
+        .get(key.clone())
+        .map_err(|e| error(context, e))?
+        .await
+        .map_err(|e| error(context, e))?;
+    let mut station: StationSettings = from_stored(stored)?.unwrap_or_default();
+    change(&mut station);
+    let value = serde_wasm_bindgen::to_value(&station).map_err(|e| error(context, e))?;
+    store
+        .put(&value, Some(&key))
+        .map_err(|e| error(context, e))?
+        .await
+        .map_err(|e| describe(context, e))?;
+    commit(tx, context).await
 }
 
 pub async fn load_backend_choice(db: &Database) -> Result<Option<BackendChoice>, String> {
