@@ -121,3 +121,204 @@ fn the_detector_on_the_gpu_finds_what_it_finds_on_the_cpu() {
         support::gpu_detector_agrees_with_cpu(&gpu).await;
     });
 }
+
+// The end-to-end (NMS-free) head of YOLO26 exports against ONNX Runtime:
+// `fixtures/make_end_to_end_fixture.py` puts that head (ReduceMax, two TopK, GatherElements,
+// Expand, integer Mod and Div) on the miniature detector and stores ONNX Runtime's `[1, 20, 6]`
+// outputs for its two inputs. Every backend must reproduce them, raw and as detections; real
+// YOLO26n exports are checked on the GPU machine (`tools/ultralytics_parity.py`, PARITY.md).
+mod end_to_end {
+    use super::support::{self, relative_error};
+    use vision_engine::{
+        CpuBackend, Detector, GpuBackend, Tensor,
+        end_to_end::decode_end_to_end,
+        graph::{Executor, Network, OpByOp},
+        letterbox::Letterbox,
+        npy, onnx,
+        postprocess::{NmsOptions, RawDetection},
+    };
+
+    const MODEL: &[u8] = include_bytes!("fixtures/detector/mini_end_to_end.onnx");
+    const INPUTS: [&[u8]; 2] = [
+        include_bytes!("fixtures/detector/input0.npy"),
+        include_bytes!("fixtures/detector/input1.npy"),
+    ];
+    const ORT_OUTPUTS: [&[u8]; 2] = [
+        include_bytes!("fixtures/detector/ort_end_to_end0.npy"),
+        include_bytes!("fixtures/detector/ort_end_to_end1.npy"),
+    ];
+    const K: usize = 20;
+    /// Between the fixture's lowest and highest scores, so the threshold selects a subset.
+    const CONFIDENCE: f32 = 0.72;
+
+    fn network() -> Network {
+        Network::from_onnx(&onnx::parse_model(MODEL).unwrap()).unwrap()
+    }
+
+    fn column(t: &Tensor, c: usize) -> Vec<f32> {
+        t.data().iter().skip(c).step_by(6).copied().collect()
+    }
+
+    fn detections(output: &Tensor) -> Vec<RawDetection> {
+        let options = NmsOptions {
+            confidence: CONFIDENCE,
+            ..NmsOptions::default()
+        };
+        decode_end_to_end(output.data(), Some(3), options).unwrap()
+    }
+
+    /// Raw output within 1e-4 (relative) of ONNX Runtime's, scores within 1e-3, the same classes in
+    /// the same order, and the same detections.
+    async fn matches_onnx_runtime(executor: &impl Executor) {
+        for (i, (input, expected)) in INPUTS.iter().zip(ORT_OUTPUTS).enumerate() {
+            let expected = npy::read(expected).unwrap();
+            let out = executor
+                .execute(npy::read(input).unwrap())
+                .await
+                .unwrap()
+                .swap_remove(0);
+            let name = executor.name();
+            assert_eq!(out.shape(), [1, K, 6]);
+            let err = relative_error(&out, &expected);
+            assert!(err <= 1e-4, "{name} input {i}: relative error {err:e}");
+            let worst_score = column(&out, 4)
+                .iter()
+                .zip(column(&expected, 4))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst_score <= 1e-3,
+                "{name} input {i}: score off by {worst_score}"
+            );
+            assert_eq!(
+                column(&out, 5),
+                column(&expected, 5),
+                "{name} input {i}: classes"
+            );
+
+            let (ours, reference) = (detections(&out), detections(&expected));
+            assert!(
+                !reference.is_empty() && reference.len() < K,
+                "the threshold must select a subset: {}",
+                reference.len()
+            );
+            assert_eq!(ours.len(), reference.len(), "{name} input {i}: detections");
+            for (a, b) in ours.iter().zip(&reference) {
+                assert_eq!(a.class_id, b.class_id);
+                assert!((a.score - b.score).abs() <= 1e-3);
+                let close = a
+                    .bbox
+                    .iter()
+                    .zip(&b.bbox)
+                    .all(|(x, y)| (x - y).abs() <= 1e-2);
+                assert!(close, "{name}: box {:?} vs {:?}", a.bbox, b.bbox);
+            }
+        }
+    }
+
+    #[test]
+    fn loading_folds_the_expand_targets_and_keeps_the_head_on_the_backend() {
+        let network = network();
+        assert_eq!(network.outputs, [("output0".to_string(), vec![1, K, 6])]);
+        let counts = network.op_counts();
+        for (op, n) in [
+            ("ReduceMax", 1),
+            ("TopK", 2),
+            ("GatherElements", 3),
+            ("Expand", 2),
+        ] {
+            assert_eq!(counts.get(op), Some(&n), "{op}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn the_reference_outputs_depend_on_the_input() {
+        let [a, b] = ORT_OUTPUTS.map(|bytes| npy::read(bytes).unwrap());
+        assert!(relative_error(&a, &b) > 1e-2, "a blind runtime would pass");
+        assert_ne!(
+            column(&a, 5),
+            column(&b, 5),
+            "other classes win on the other input"
+        );
+    }
+
+    #[test]
+    fn cpu_backend_matches_onnx_runtime() {
+        let network = network();
+        pollster::block_on(matches_onnx_runtime(&OpByOp {
+            network: &network,
+            backend: &CpuBackend,
+        }));
+    }
+
+    #[test]
+    fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident() {
+        pollster::block_on(async {
+            let gpu = GpuBackend::new().await.expect(
+                "the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)",
+            );
+            let network = network();
+            matches_onnx_runtime(&OpByOp {
+                network: &network,
+                backend: &gpu,
+            })
+            .await;
+            let prepared = gpu.prepare(&network).unwrap();
+            matches_onnx_runtime(&prepared).await;
+            matches_onnx_runtime(&prepared).await;
+        });
+    }
+
+    #[test]
+    fn the_detector_maps_end_to_end_boxes_through_the_letterbox_on_both_backends() {
+        pollster::block_on(async {
+            let gpu = GpuBackend::new()
+                .await
+                .expect("the GPU suite needs an adapter");
+            let detector = Detector::from_onnx_bytes(MODEL).unwrap();
+            assert_eq!(detector.labels(), ["scratch", "dent", "crack"]);
+            let prepared = gpu.prepare(detector.network()).unwrap();
+            let cpu = OpByOp {
+                network: detector.network(),
+                backend: &CpuBackend,
+            };
+            let (w, h) = (96, 72);
+            let rgba = support::test_image(w, h, 11);
+            let all = NmsOptions {
+                confidence: 0.0,
+                ..NmsOptions::default()
+            };
+            // A threshold at the 6th best score of this image keeps the 5 best.
+            let first = detector.detect(&cpu, &rgba, w, h, all).await.unwrap();
+            let options = NmsOptions {
+                confidence: first.raw_output.data()[5 * 6 + 4],
+                ..all
+            };
+            let on_gpu = detector
+                .detect(&prepared, &rgba, w, h, options)
+                .await
+                .unwrap();
+            let on_cpu = detector.detect(&cpu, &rgba, w, h, options).await.unwrap();
+            assert!(relative_error(&on_gpu.raw_output, &on_cpu.raw_output) <= 1e-4);
+            let letterbox = Letterbox::new(w, h, 64, 64);
+            let raw = decode_end_to_end(on_cpu.raw_output.data(), Some(3), options).unwrap();
+            assert_eq!(raw.len(), 5);
+            assert_eq!(on_cpu.detections.len(), raw.len());
+            assert_eq!(on_gpu.detections.len(), raw.len());
+            for ((c, g), r) in on_cpu.detections.iter().zip(&on_gpu.detections).zip(&raw) {
+                assert_eq!((c.class_id, g.class_id), (r.class_id, r.class_id));
+                assert_eq!(
+                    c.bbox,
+                    letterbox.to_source(r.bbox),
+                    "CPU boxes in image pixels"
+                );
+                let close = c
+                    .bbox
+                    .iter()
+                    .zip(&g.bbox)
+                    .all(|(x, y)| (x - y).abs() <= 0.05);
+                assert!(close, "{:?} vs {:?}", c.bbox, g.bbox);
+            }
+        });
+    }
+}
