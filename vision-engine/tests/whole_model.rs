@@ -231,6 +231,55 @@ mod end_to_end {
         }
     }
 
+    /// The load error for the fixture with `edit` applied to the head's first node of type `op`.
+    fn load_error(op: &str, edit: impl Fn(&mut onnx::Node)) -> String {
+        let mut model = onnx::parse_model(MODEL).unwrap();
+        let node = model.graph.nodes.iter_mut();
+        edit(
+            node.filter(|n| n.name.starts_with("/head/"))
+                .find(|n| n.op_type == op)
+                .unwrap(),
+        );
+        match Network::from_onnx(&model) {
+            Ok(_) => panic!("the edited {op} loaded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn set_int(node: &mut onnx::Node, name: &str, value: i64) {
+        node.attributes.retain(|a| a.name != name);
+        node.attributes.push(onnx::Attribute {
+            name: name.into(),
+            value: onnx::AttributeValue::Int(value),
+        });
+    }
+
+    #[test]
+    fn what_the_head_cannot_run_is_a_load_error_naming_the_node() {
+        let err = load_error("TopK", |n| set_int(n, "sorted", 0));
+        assert!(
+            err.starts_with("unsupported operator TopK (node \"/head/TopK_")
+                && err.contains("sorted 0"),
+            "{err}"
+        );
+        let err = load_error("Mod", |n| set_int(n, "fmod", 2));
+        assert!(err.contains("(Mod): fmod 2 is neither 0 nor 1"), "{err}");
+        let err = load_error("ReduceMax", |n| {
+            n.attributes.retain(|a| a.name != "axes");
+            n.attributes.push(onnx::Attribute {
+                name: "axes".into(),
+                value: onnx::AttributeValue::Ints(vec![0, 2]),
+            });
+        });
+        assert!(
+            err.contains("ReduceMax: axes [0, 2] are not contiguous"),
+            "{err}"
+        );
+        // Integers at run time stay exact only through moves and integer Div/Mod.
+        let err = load_error("Div", |n| n.op_type = "Add".into());
+        assert!(err.contains("Add on run-time integers"), "{err}");
+    }
+
     #[test]
     fn the_reference_outputs_depend_on_the_input() {
         let [a, b] = ORT_OUTPUTS.map(|bytes| npy::read(bytes).unwrap());
