@@ -7,7 +7,11 @@ struct Params {
     count: u32,
     rank: u32,
     axis: u32,
-    len: u32, // size of data's axis
+    len: u32,      // size of data's axis
+    nan_bits: u32, // a quiet NaN's bits: WGSL refuses NaN in constant expressions
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
     shape: array<vec4<u32>, 2>,        // the indices' (and output's) shape
     data_strides: array<vec4<u32>, 2>,
 }
@@ -28,7 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         index += f32(params.len);
     }
     if !(index >= 0.0 && index < f32(params.len)) || fract(index) != 0.0 {
-        out[i] = bitcast<f32>(0x7fc00000u);
+        out[i] = bitcast<f32>(params.nan_bits);
         return;
     }
     var rest = i;

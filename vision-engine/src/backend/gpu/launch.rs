@@ -235,6 +235,7 @@ fn gather_elements_launch(
     let count: usize = shape.iter().product();
     let params = Params::default()
         .words(&words(op, &[count, shape.len(), axis, data_shape[axis]])?)
+        .words(&[f32::NAN.to_bits(), 0, 0, 0])
         .array8(words(op, shape)?)
         .array8(words(op, &strides(data_shape))?);
     Ok(Launch {
