@@ -80,15 +80,22 @@ conv_gemm!(CONV_GEMM_32X32, 32, 32, 8);
 pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
 
 kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
-kernel!(BINARY, "binary.wgsl", ["add", "sub", "mul", "div"]);
+kernel!(
+    BINARY,
+    "binary.wgsl",
+    ["add", "sub", "mul", "div", "int_div", "int_mod", "int_fmod"]
+);
 kernel!(CONV2D, "conv2d.wgsl", ["main"]);
 kernel!(GATHER, "gather.wgsl", ["main"]);
+kernel!(GATHER_ELEMENTS, "gather_elements.wgsl", ["main"]);
 kernel!(LETTERBOX, "letterbox.wgsl", ["main"]);
 kernel!(MATMUL, "matmul.wgsl", ["main"]);
 kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
+kernel!(REDUCE_MAX, "reduce_max.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
 kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
 kernel!(STRIDED_COPY, "strided_copy.wgsl", ["main"]);
+kernel!(TOP_K, "top_k.wgsl", ["main"]);
 
 pub const ALL: &[Kernel] = &[
     ACTIVATION,
@@ -97,12 +104,15 @@ pub const ALL: &[Kernel] = &[
     CONV_GEMM_64X64.kernel,
     CONV_GEMM_32X32.kernel,
     GATHER,
+    GATHER_ELEMENTS,
     LETTERBOX,
     MATMUL,
     MAX_POOL,
+    REDUCE_MAX,
     RESIZE_NEAREST,
     SOFTMAX,
     STRIDED_COPY,
+    TOP_K,
 ];
 
 #[cfg(test)]

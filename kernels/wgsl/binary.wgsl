@@ -65,3 +65,40 @@ fn div(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
         out[i] = a[o.x] / b[o.y];
     }
 }
+
+// Integer Div and Mod on exact integers held as f32 (TopK indices and what follows from them).
+// The loader only lets constant, non-zero divisors reach these.
+
+@compute @workgroup_size(256)
+fn int_div(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i < params.count {
+        let o = operands(i);
+        out[i] = f32(i32(a[o.x]) / i32(b[o.y]));
+    }
+}
+
+// Mod with fmod = 0: the remainder takes the divisor's sign.
+@compute @workgroup_size(256)
+fn int_mod(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i < params.count {
+        let o = operands(i);
+        let y = i32(b[o.y]);
+        var r = i32(a[o.x]) % y;
+        if r != 0 && (r < 0) != (y < 0) {
+            r += y;
+        }
+        out[i] = f32(r);
+    }
+}
+
+// Mod with fmod = 1: the remainder takes the dividend's sign.
+@compute @workgroup_size(256)
+fn int_fmod(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i < params.count {
+        let o = operands(i);
+        out[i] = f32(i32(a[o.x]) % i32(b[o.y]));
+    }
+}

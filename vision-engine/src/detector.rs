@@ -2,6 +2,7 @@
 
 use crate::{
     EngineError, Tensor,
+    end_to_end::{self, decode_end_to_end},
     graph::{Executor, LoadError, Network},
     letterbox::Letterbox,
     onnx,
@@ -41,12 +42,20 @@ pub enum DetectorError {
     Engine(#[from] EngineError),
 }
 
-/// An Ultralytics-layout detector: one image input `[1, 3, H, W]`, first output `[1, 4 + C, N]`.
+/// An Ultralytics-layout detector: one image input `[1, 3, H, W]`, first output `[1, 4 + C, N]`
+/// (decoded with NMS) or end-to-end `[1, K, 6]` (boxes already chosen by the model).
 #[derive(Debug, Clone)]
 pub struct Detector {
     network: Network,
     labels: Vec<String>,
-    anchors: usize,
+    layout: Layout,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    Anchors(usize),
+    /// `labels` are the model's names, or empty where it names none.
+    EndToEnd,
 }
 
 impl Detector {
@@ -63,9 +72,18 @@ impl Detector {
         };
         let &[1, rows, anchors] = shape.as_slice() else {
             return Err(DetectorError::NotADetector(format!(
-                "output \"{name}\" has shape {shape:?}, expected [1, 4 + classes, anchors]"
+                "output \"{name}\" has shape {shape:?}, expected [1, 4 + classes, anchors] or [1, K, 6]"
             )));
         };
+        // Ultralytics tells the layouts apart the same way; a `[1, 4 + C, N]` head has at least
+        // 21 anchors (strides 8, 16 and 32 of the smallest input, 32x32).
+        if anchors == end_to_end::ROW {
+            return Ok(Self {
+                labels: network.class_names.clone().unwrap_or_default(),
+                network,
+                layout: Layout::EndToEnd,
+            });
+        }
         if rows < 5 {
             return Err(DetectorError::NotADetector(format!(
                 "output \"{name}\" has {rows} rows: no classes"
@@ -85,7 +103,7 @@ impl Detector {
         Ok(Self {
             network,
             labels,
-            anchors,
+            layout: Layout::Anchors(anchors),
         })
     }
 
@@ -151,13 +169,26 @@ impl Detector {
         letterbox: &Letterbox,
         options: NmsOptions,
     ) -> Result<Vec<Detection>, DetectorError> {
-        let raw = decode_and_nms(raw_output.data(), self.labels.len(), self.anchors, options)
-            .map_err(|e| DetectorError::NotADetector(e.to_string()))?;
+        let raw = match self.layout {
+            Layout::Anchors(anchors) => {
+                decode_and_nms(raw_output.data(), self.labels.len(), anchors, options)
+                    .map_err(|e| DetectorError::NotADetector(e.to_string()))?
+            }
+            Layout::EndToEnd => {
+                let classes = (!self.labels.is_empty()).then_some(self.labels.len());
+                decode_end_to_end(raw_output.data(), classes, options)
+                    .map_err(|e| DetectorError::NotADetector(e.to_string()))?
+            }
+        };
         Ok(raw
             .into_iter()
             .map(|d| Detection {
                 class_id: d.class_id,
-                label: self.labels[d.class_id as usize].clone(),
+                label: self
+                    .labels
+                    .get(d.class_id as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("class {}", d.class_id)),
                 score: d.score,
                 bbox: letterbox.to_source(d.bbox),
             })

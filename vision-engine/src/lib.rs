@@ -6,13 +6,15 @@
 //! same conformance suite (`tests/conformance.rs`).
 //!
 //! Pre- and post-processing that does not depend on the backend lives here too: Ultralytics-style
-//! letterbox geometry and decoding of `[1, 4 + classes, N]` detector outputs with NMS.
+//! letterbox geometry, decoding of `[1, 4 + classes, N]` detector outputs with NMS, and of
+//! end-to-end `[1, K, 6]` outputs without.
 //!
 //! This crate knows nothing of Yew, IndexedDB or HTTP.
 
 mod backend;
 pub mod cpu;
 mod detector;
+pub mod end_to_end;
 mod error;
 mod gpu;
 pub mod graph;

@@ -42,3 +42,17 @@ async fn the_detector_on_webgpu_letterboxes_and_finds_what_the_cpu_finds() {
         .expect("Chromium must expose a WebGPU adapter (--enable-unsafe-webgpu)");
     support::gpu_detector_agrees_with_cpu(&gpu).await;
 }
+
+#[wasm_bindgen_test]
+async fn the_end_to_end_head_on_webgpu_and_the_cpu_matches_onnx_runtime() {
+    let gpu = GpuBackend::new()
+        .await
+        .expect("Chromium must expose a WebGPU adapter (--enable-unsafe-webgpu)");
+    let network = support::end_to_end::network();
+    support::end_to_end::matches_onnx_runtime(&gpu.prepare(&network).unwrap()).await;
+    support::end_to_end::matches_onnx_runtime(&OpByOp {
+        network: &network,
+        backend: &CpuBackend,
+    })
+    .await;
+}

@@ -298,6 +298,167 @@ async fn softmax_and_matmul_match_the_reference(backend: &impl Backend) {
     }
 }
 
+/// Values drawn from few levels, so rows hold many ties.
+fn tied_tensor(rng: &mut StdRng, shape: &[usize], levels: i32) -> Tensor {
+    let len = shape.iter().product();
+    Tensor::new(
+        shape.to_vec(),
+        (0..len)
+            .map(|_| rng.random_range(-levels..=levels) as f32 * 0.25 + 0.125)
+            .collect(),
+    )
+    .unwrap()
+}
+
+async fn reductions_and_top_k_match_their_definitions(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(26);
+    // (shape, axis, k): YOLO26's heads ([1, 8400, 80] reduced, then top 300 of 8400 and of
+    // 24,000 in miniature), a middle axis, a k of the whole axis, rows longer than a workgroup.
+    let cases: [(&[usize], i64, usize); 6] = [
+        (&[1, 700, 7], -1, 1),
+        (&[1, 700], 1, 60),
+        (&[2, 9, 3], 1, 4),
+        (&[3, 5], -1, 5),
+        (&[1, 3000], 1, 300),
+        (&[4, 1, 2], 0, 2),
+    ];
+    for (seed, (shape, axis, k)) in cases.into_iter().enumerate() {
+        for x in [
+            random_tensor(&mut rng, shape),
+            tied_tensor(&mut rng, shape, 3 + seed as i32),
+        ] {
+            let reduced = backend.reduce_max(&x, &[axis], false).await.unwrap();
+            assert_eq!(
+                reduced,
+                cpu::reduce_max(&x, &[axis], false).unwrap(),
+                "{} ReduceMax {shape:?} axis {axis}",
+                backend.name()
+            );
+            for largest in [true, false] {
+                let out = backend.top_k(&x, axis, k, largest).await.unwrap();
+                // The definition: a stable sort by value keeps equal values in index order.
+                let axis_n = vision_engine::normalize_axis("TopK", axis, shape.len()).unwrap();
+                let (len, inner) = (shape[axis_n], shape[axis_n + 1..].iter().product::<usize>());
+                let outer = x.len() / (len * inner);
+                // Output element (o, t, r) is the t-th of row (o, r), in output order.
+                let (mut values, mut indices) = (Vec::new(), Vec::new());
+                for (o, t, r) in (0..outer)
+                    .flat_map(|o| (0..k).flat_map(move |t| (0..inner).map(move |r| (o, t, r))))
+                {
+                    let mut row: Vec<(f32, usize)> = (0..len)
+                        .map(|j| (x.data()[(o * len + j) * inner + r], j))
+                        .collect();
+                    row.sort_by(|a, b| {
+                        let order = b.0.partial_cmp(&a.0).unwrap();
+                        if largest { order } else { order.reverse() }
+                    });
+                    values.push(row[t].0);
+                    indices.push(row[t].1 as f32);
+                }
+                let what = format!(
+                    "{} TopK {shape:?} axis {axis} k {k} largest {largest}",
+                    backend.name()
+                );
+                assert_eq!(out[0].data(), values, "{what}: values");
+                assert_eq!(out[1].data(), indices, "{what}: indices");
+                assert_eq!(out[0].shape(), out[1].shape());
+            }
+        }
+    }
+    let err = backend
+        .top_k(&Tensor::zeros(vec![1, 4]), 1, 5, true)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("TopK:"), "{err}");
+}
+
+async fn gather_elements_and_expand_match_the_reference_exactly(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(27);
+    // (data, indices, axis): YOLO26's gathers of 300 of 8400 anchors in miniature, then others.
+    let cases: [(&[usize], &[usize], i64); 4] = [
+        (&[1, 500, 7], &[1, 30, 7], 1),
+        (&[1, 500], &[1, 30], -1),
+        (&[3, 4, 5], &[2, 4, 6], 2),
+        (&[6, 2, 3], &[9, 2, 1], 0),
+    ];
+    for (data_shape, index_shape, axis) in cases {
+        let data = random_tensor(&mut rng, data_shape);
+        let axis_n =
+            vision_engine::normalize_axis("GatherElements", axis, data_shape.len()).unwrap();
+        let len = data_shape[axis_n] as i64;
+        let count: usize = index_shape.iter().product();
+        let indices = Tensor::new(
+            index_shape.to_vec(),
+            (0..count)
+                .map(|_| rng.random_range(-len..len) as f32)
+                .collect(),
+        )
+        .unwrap();
+        assert_eq!(
+            backend
+                .gather_elements(&data, &indices, axis)
+                .await
+                .unwrap(),
+            cpu::gather_elements(&data, &indices, axis).unwrap(),
+            "{} GatherElements {data_shape:?} {index_shape:?} axis {axis}",
+            backend.name()
+        );
+    }
+    let x = random_tensor(&mut rng, &[1, 30, 1]);
+    for shape in [&[1, 1, 80][..], &[2, 1, 30, 4], &[30, 1]] {
+        assert_eq!(
+            backend.expand(&x, shape).await.unwrap(),
+            cpu::expand(&x, shape).unwrap(),
+            "{} Expand to {shape:?}",
+            backend.name()
+        );
+    }
+    let err = backend
+        .gather_elements(&x, &Tensor::zeros(vec![1, 2]), 1)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("GatherElements:"), "{err}");
+}
+
+async fn integer_div_and_mod_match_their_definitions(backend: &impl Backend) {
+    let mut rng = StdRng::seed_from_u64(28);
+    let shape = [1, 300];
+    let a = Tensor::new(
+        shape.to_vec(),
+        (0..300)
+            .map(|_| rng.random_range(-24_000..24_000) as f32)
+            .collect(),
+    )
+    .unwrap();
+    for divisor in [80.0, -7.0, 1.0] {
+        let b = Tensor::new(vec![], vec![divisor]).unwrap();
+        for op in [BinaryOp::IntDiv, BinaryOp::Mod, BinaryOp::Fmod] {
+            let out = backend.binary(op, &a, &b).await.unwrap();
+            let expected: Vec<f32> = a
+                .data()
+                .iter()
+                .map(|&x| {
+                    let (x, y) = (x as i64, divisor as i64);
+                    (match op {
+                        BinaryOp::IntDiv => x / y,
+                        BinaryOp::Fmod => x % y,
+                        _ => ((x % y) + y) % y,
+                    }) as f32
+                })
+                .collect();
+            assert_eq!(
+                out.data(),
+                expected,
+                "{} {op:?} by {divisor}",
+                backend.name()
+            );
+        }
+    }
+    let zero = Tensor::new(vec![1], vec![0.0]).unwrap();
+    let err = backend.binary(BinaryOp::Mod, &a, &zero).await.unwrap_err();
+    assert!(err.to_string().starts_with("Mod:"), "{err}");
+}
+
 async fn bad_shapes_are_errors_naming_the_op(backend: &impl Backend) {
     let x = Tensor::zeros(vec![1, 4, 8, 8]);
     let err = backend
@@ -342,6 +503,9 @@ macro_rules! conformance_suite {
             check!(layout_ops_match_the_reference_exactly);
             check!(softmax_and_matmul_match_the_reference);
             check!(bad_shapes_are_errors_naming_the_op);
+            check!(reductions_and_top_k_match_their_definitions);
+            check!(gather_elements_and_expand_match_the_reference_exactly);
+            check!(integer_div_and_mod_match_their_definitions);
         }
     };
 }

@@ -153,3 +153,37 @@ fn bad_input_gives_a_clear_error_and_a_nonzero_exit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_end_to_end_model_prints_its_thresholded_rows_and_writes_its_k_by_6_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_image(dir.path());
+    let raw = dir.path().join("raw");
+    for backend in ["cpu", "gpu"] {
+        let (ok, stdout, stderr) = detect(&[
+            "--model",
+            fixture("mini_end_to_end.onnx").to_str().unwrap(),
+            "--backend",
+            backend,
+            "--conf",
+            "0.72",
+            "--raw-out",
+            raw.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        let written = npy::read(&std::fs::read(raw.join("part.npy")).unwrap()).unwrap();
+        assert_eq!(written.shape(), [1, 20, 6]);
+        let above = written.data().chunks(6).filter(|r| r[4] > 0.72).count();
+        let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let detections = line["detections"].as_array().unwrap();
+        assert!(
+            above > 0 && above < 20,
+            "{backend}: {above} rows above the threshold"
+        );
+        assert_eq!(detections.len(), above, "{backend}: {stdout}");
+        for d in detections {
+            assert!(["scratch", "dent", "crack"].contains(&d["label"].as_str().unwrap()));
+        }
+    }
+}

@@ -121,3 +121,179 @@ fn the_detector_on_the_gpu_finds_what_it_finds_on_the_cpu() {
         support::gpu_detector_agrees_with_cpu(&gpu).await;
     });
 }
+
+// The end-to-end (NMS-free) head of YOLO26 exports against ONNX Runtime:
+// `fixtures/make_end_to_end_fixture.py` puts that head (ReduceMax, two TopK, GatherElements,
+// Expand, integer Mod and Div) on the miniature detector and stores ONNX Runtime's `[1, 20, 6]`
+// outputs for its two inputs. Every backend must reproduce them, raw and as detections; real
+// YOLO26n exports are checked on the GPU machine (`tools/ultralytics_parity.py`, PARITY.md).
+mod end_to_end {
+    use super::support::{
+        self,
+        end_to_end::{K, MODEL, ORT_OUTPUTS, column, matches_onnx_runtime, network},
+        relative_error,
+    };
+    use vision_engine::{
+        CpuBackend, Detector, GpuBackend,
+        end_to_end::decode_end_to_end,
+        graph::{Network, OpByOp},
+        letterbox::Letterbox,
+        npy, onnx,
+        postprocess::NmsOptions,
+    };
+
+    #[test]
+    fn loading_folds_the_expand_targets_and_keeps_the_head_on_the_backend() {
+        let network = network();
+        assert_eq!(network.outputs, [("output0".to_string(), vec![1, K, 6])]);
+        let counts = network.op_counts();
+        for (op, n) in [
+            ("ReduceMax", 1),
+            ("TopK", 2),
+            ("GatherElements", 3),
+            ("Expand", 2),
+        ] {
+            assert_eq!(counts.get(op), Some(&n), "{op}: {counts:?}");
+        }
+    }
+
+    /// The load error for the fixture with `edit` applied to the head's first node of type `op`.
+    fn load_error(op: &str, edit: impl Fn(&mut onnx::Node)) -> String {
+        let mut model = onnx::parse_model(MODEL).unwrap();
+        let node = model.graph.nodes.iter_mut();
+        edit(
+            node.filter(|n| n.name.starts_with("/head/"))
+                .find(|n| n.op_type == op)
+                .unwrap(),
+        );
+        match Network::from_onnx(&model) {
+            Ok(_) => panic!("the edited {op} loaded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn set_int(node: &mut onnx::Node, name: &str, value: i64) {
+        node.attributes.retain(|a| a.name != name);
+        node.attributes.push(onnx::Attribute {
+            name: name.into(),
+            value: onnx::AttributeValue::Int(value),
+        });
+    }
+
+    #[test]
+    fn what_the_head_cannot_run_is_a_load_error_naming_the_node() {
+        let err = load_error("TopK", |n| set_int(n, "sorted", 0));
+        assert!(
+            err.starts_with("unsupported operator TopK (node \"/head/TopK_")
+                && err.contains("sorted 0"),
+            "{err}"
+        );
+        let err = load_error("Mod", |n| set_int(n, "fmod", 2));
+        assert!(err.contains("(Mod): fmod 2 is neither 0 nor 1"), "{err}");
+        let err = load_error("ReduceMax", |n| {
+            n.attributes.retain(|a| a.name != "axes");
+            n.attributes.push(onnx::Attribute {
+                name: "axes".into(),
+                value: onnx::AttributeValue::Ints(vec![0, 2]),
+            });
+        });
+        assert!(
+            err.contains("ReduceMax: axes [0, 2] are not contiguous"),
+            "{err}"
+        );
+        // Integers at run time stay exact only through moves and integer Div/Mod.
+        let err = load_error("Div", |n| n.op_type = "Add".into());
+        assert!(err.contains("Add on run-time integers"), "{err}");
+    }
+
+    #[test]
+    fn the_reference_outputs_depend_on_the_input() {
+        let [a, b] = ORT_OUTPUTS.map(|bytes| npy::read(bytes).unwrap());
+        assert!(relative_error(&a, &b) > 1e-2, "a blind runtime would pass");
+        assert_ne!(
+            column(&a, 5),
+            column(&b, 5),
+            "other classes win on the other input"
+        );
+    }
+
+    #[test]
+    fn cpu_backend_matches_onnx_runtime() {
+        let network = network();
+        pollster::block_on(matches_onnx_runtime(&OpByOp {
+            network: &network,
+            backend: &CpuBackend,
+        }));
+    }
+
+    #[test]
+    fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident() {
+        pollster::block_on(async {
+            let gpu = GpuBackend::new().await.expect(
+                "the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)",
+            );
+            let network = network();
+            matches_onnx_runtime(&OpByOp {
+                network: &network,
+                backend: &gpu,
+            })
+            .await;
+            let prepared = gpu.prepare(&network).unwrap();
+            matches_onnx_runtime(&prepared).await;
+            matches_onnx_runtime(&prepared).await;
+        });
+    }
+
+    #[test]
+    fn the_detector_maps_end_to_end_boxes_through_the_letterbox_on_both_backends() {
+        pollster::block_on(async {
+            let gpu = GpuBackend::new()
+                .await
+                .expect("the GPU suite needs an adapter");
+            let detector = Detector::from_onnx_bytes(MODEL).unwrap();
+            assert_eq!(detector.labels(), ["scratch", "dent", "crack"]);
+            let prepared = gpu.prepare(detector.network()).unwrap();
+            let cpu = OpByOp {
+                network: detector.network(),
+                backend: &CpuBackend,
+            };
+            let (w, h) = (96, 72);
+            let rgba = support::test_image(w, h, 11);
+            let all = NmsOptions {
+                confidence: 0.0,
+                ..NmsOptions::default()
+            };
+            // A threshold at the 6th best score of this image keeps the 5 best.
+            let first = detector.detect(&cpu, &rgba, w, h, all).await.unwrap();
+            let options = NmsOptions {
+                confidence: first.raw_output.data()[5 * 6 + 4],
+                ..all
+            };
+            let on_gpu = detector
+                .detect(&prepared, &rgba, w, h, options)
+                .await
+                .unwrap();
+            let on_cpu = detector.detect(&cpu, &rgba, w, h, options).await.unwrap();
+            assert!(relative_error(&on_gpu.raw_output, &on_cpu.raw_output) <= 1e-4);
+            let letterbox = Letterbox::new(w, h, 64, 64);
+            let raw = decode_end_to_end(on_cpu.raw_output.data(), Some(3), options).unwrap();
+            assert_eq!(raw.len(), 5);
+            assert_eq!(on_cpu.detections.len(), raw.len());
+            assert_eq!(on_gpu.detections.len(), raw.len());
+            for ((c, g), r) in on_cpu.detections.iter().zip(&on_gpu.detections).zip(&raw) {
+                assert_eq!((c.class_id, g.class_id), (r.class_id, r.class_id));
+                assert_eq!(
+                    c.bbox,
+                    letterbox.to_source(r.bbox),
+                    "CPU boxes in image pixels"
+                );
+                let close = c
+                    .bbox
+                    .iter()
+                    .zip(&g.bbox)
+                    .all(|(x, y)| (x - y).abs() <= 0.05);
+                assert!(close, "{:?} vs {:?}", c.bbox, g.bbox);
+            }
+        });
+    }
+}

@@ -100,4 +100,36 @@ impl Backend for CpuBackend {
     async fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
         Ok(cpu::matmul(a, b)?)
     }
+
+    async fn reduce_max(
+        &self,
+        input: &Tensor,
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Result<Tensor, EngineError> {
+        Ok(cpu::reduce_max(input, axes, keepdims)?)
+    }
+
+    async fn top_k(
+        &self,
+        input: &Tensor,
+        axis: i64,
+        k: usize,
+        largest: bool,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        Ok(cpu::top_k(input, axis, k, largest)?.into())
+    }
+
+    async fn gather_elements(
+        &self,
+        data: &Tensor,
+        indices: &Tensor,
+        axis: i64,
+    ) -> Result<Tensor, EngineError> {
+        Ok(cpu::gather_elements(data, indices, axis)?)
+    }
+
+    async fn expand(&self, input: &Tensor, shape: &[usize]) -> Result<Tensor, EngineError> {
+        Ok(cpu::expand(input, shape)?)
+    }
 }

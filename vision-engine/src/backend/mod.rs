@@ -93,4 +93,31 @@ pub trait Backend {
     async fn softmax(&self, input: &Tensor, axis: i64) -> Result<Tensor, EngineError>;
 
     async fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError>;
+
+    /// `ReduceMax` over contiguous `axes` (empty: all).
+    async fn reduce_max(
+        &self,
+        input: &Tensor,
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Result<Tensor, EngineError>;
+
+    /// Sorted `TopK`: values and indices (exact integers held as f32), ties in index order.
+    async fn top_k(
+        &self,
+        input: &Tensor,
+        axis: i64,
+        k: usize,
+        largest: bool,
+    ) -> Result<Vec<Tensor>, EngineError>;
+
+    /// `GatherElements` with indices held as f32.
+    async fn gather_elements(
+        &self,
+        data: &Tensor,
+        indices: &Tensor,
+        axis: i64,
+    ) -> Result<Tensor, EngineError>;
+
+    async fn expand(&self, input: &Tensor, shape: &[usize]) -> Result<Tensor, EngineError>;
 }

@@ -13,6 +13,7 @@ mod layout;
 mod matmul;
 mod pool;
 mod resize;
+mod select;
 mod softmax;
 
 pub use activation::activate_in_place;
@@ -23,15 +24,17 @@ pub use layout::{concat, gather, reshape_target, slice, split, transpose};
 pub use matmul::matmul;
 pub use pool::{MaxPool2d, max_pool2d};
 pub use resize::{CoordinateTransform, NearestRounding, resize_nearest};
+pub use select::{MAX_EXACT_INDEX, expand, gather_elements, reduce_max, top_k};
 pub use softmax::softmax;
 
 // The shape plans, shared with the GPU backend so both validate and index identically.
 pub(crate) use conv::conv2d_output_shape;
-pub(crate) use elementwise::broadcast_strides;
+pub(crate) use elementwise::{broadcast_strides, check_divisor};
 pub(crate) use layout::{concat_shape, gather_plan, slice_plan, split_plan, transpose_plan};
 pub(crate) use matmul::{MatmulPlan, matmul_plan};
 pub(crate) use pool::max_pool2d_output_shape;
 pub(crate) use resize::resize_maps;
+pub(crate) use select::{ReducePlan, TopKPlan, gather_elements_plan, reduce_plan, top_k_plan};
 
 /// Splits `out` into chunks of whole rows and fills them on all cores (one core in wasm).
 pub(crate) fn for_each_row_chunk(

@@ -35,10 +35,12 @@ impl Ints {
 pub(super) enum Known {
     Float(Tensor),
     Int(Ints),
-    /// Computed at run time into value `slot`.
+    /// Computed at run time into value `slot`; `ints` when it holds integers (as exact f32,
+    /// see `cpu::select`).
     Value {
         slot: usize,
         shape: Vec<usize>,
+        ints: bool,
     },
 }
 
@@ -53,6 +55,15 @@ impl Known {
 
     pub fn is_constant(&self) -> bool {
         !matches!(self, Known::Value { .. })
+    }
+
+    /// Whether the value is of an integer type.
+    pub fn holds_ints(&self) -> bool {
+        match self {
+            Known::Float(_) => false,
+            Known::Int(_) => true,
+            Known::Value { ints, .. } => *ints,
+        }
     }
 }
 
@@ -130,31 +141,45 @@ pub(super) fn move_ints(
     })
 }
 
-/// Integer Add/Sub/Mul/Div with broadcasting; division truncates, as in ONNX.
+/// Integer Add/Sub/Mul/Div/Mod with broadcasting; division truncates, as in ONNX.
 pub(super) fn int_binary(op: BinaryOp, a: &Ints, b: &Ints) -> Result<Ints, ShapeError> {
-    // Broadcast each operand's positions to the output shape by adding zeros of the other's shape.
-    let spread = |x: &Ints, other: &[usize]| -> Result<Vec<usize>, ShapeError> {
-        let p = cpu::binary(
-            BinaryOp::Add,
-            &positions(&x.shape, 0)?,
-            &Tensor::zeros(other.to_vec()),
-        )?;
-        Ok(p.data().iter().map(|&v| v as usize).collect())
-    };
-    let shape = cpu::broadcast_shape("fold", &a.shape, &b.shape)?;
-    let (pa, pb) = (spread(a, &b.shape)?, spread(b, &a.shape)?);
-    let data = pa
+    int_elementwise(op.name(), &[a, b], |v| {
+        op.apply_int(v[0], v[1])
+            .ok_or_else(|| shape_error(op.name(), "integer division by zero"))
+    })
+}
+
+/// An element-wise op on integer tensors broadcast together (numpy rules): `f` gets one value of
+/// each input.
+pub(super) fn int_elementwise(
+    op: &'static str,
+    inputs: &[&Ints],
+    f: impl Fn(&[i64]) -> Result<i64, ShapeError>,
+) -> Result<Ints, ShapeError> {
+    let mut shape: Vec<usize> = Vec::new();
+    for x in inputs {
+        shape = cpu::broadcast_shape(op, &shape, &x.shape)?;
+    }
+    // Each input's positions, broadcast to the output shape by adding zeros of that shape.
+    let spread = inputs
         .iter()
-        .zip(&pb)
-        .map(|(&i, &j)| {
-            let (x, y) = (a.data[i], b.data[j]);
-            match op {
-                BinaryOp::Add => Ok(x.wrapping_add(y)),
-                BinaryOp::Sub => Ok(x.wrapping_sub(y)),
-                BinaryOp::Mul => Ok(x.wrapping_mul(y)),
-                BinaryOp::Div if y == 0 => Err(shape_error("Div", "integer division by zero")),
-                BinaryOp::Div => Ok(x / y),
+        .map(|x| {
+            let p = cpu::binary(
+                BinaryOp::Add,
+                &positions(&x.shape, 0)?,
+                &Tensor::zeros(shape.clone()),
+            )?;
+            Ok(p.data().iter().map(|&v| v as usize).collect())
+        })
+        .collect::<Result<Vec<Vec<usize>>, ShapeError>>()?;
+    let len: usize = shape.iter().product();
+    let mut values = vec![0; inputs.len()];
+    let data = (0..len)
+        .map(|e| {
+            for ((value, x), p) in values.iter_mut().zip(inputs).zip(&spread) {
+                *value = x.data[p[e]];
             }
+            f(&values)
         })
         .collect::<Result<_, _>>()?;
     Ok(Ints { shape, data })

@@ -2,7 +2,7 @@
 
 use super::{
     Network, Op, Operand, Step,
-    constant::{Ints, Known, from_onnx, int_binary, move_ints},
+    constant::{Ints, Known, from_onnx, int_binary, int_elementwise, move_ints},
 };
 use crate::{
     Activation, CpuBackend, ShapeError, Tensor,
@@ -273,13 +273,25 @@ impl<'m> Loader<'m> {
             .collect::<NodeResult<_>>()?;
         let shapes: Vec<Vec<usize>> = operands.iter().map(|k| k.shape().to_vec()).collect();
         let operands: Vec<Known> = operands.into_iter().cloned().collect();
+        let input_ints: Vec<bool> = operands.iter().map(Known::holds_ints).collect();
         if operands.iter().all(Known::is_constant) {
             // Nothing here depends on the image: compute it once, now, on the CPU.
             let constants: Vec<Tensor> = operands.iter().map(|k| self.as_float(k)).collect();
             let refs: Vec<&Tensor> = constants.iter().collect();
             let results = ready(super::execute(&CpuBackend, &op, &self.constants, &refs))
                 .map_err(|e| Fault::Invalid(e.to_string()))?;
-            return self.set(node, results.into_iter().map(Known::Float).collect());
+            let results = results
+                .into_iter()
+                .enumerate()
+                .map(|(o, t)| {
+                    if output_holds_ints(&op, o, &input_ints) {
+                        Known::Int(Ints::truncated(&t))
+                    } else {
+                        Known::Float(t)
+                    }
+                })
+                .collect();
+            return self.set(node, results);
         }
         let output_shapes = output_shapes(&op, &shapes, &self.constants)?;
         let inputs = operands.iter().map(|k| self.operand(k)).collect();
@@ -296,7 +308,12 @@ impl<'m> Loader<'m> {
         let results = outputs
             .iter()
             .zip(output_shapes)
-            .map(|(&slot, shape)| Known::Value { slot, shape })
+            .enumerate()
+            .map(|(o, (&slot, shape))| Known::Value {
+                slot,
+                shape,
+                ints: output_holds_ints(&self.steps[self.steps.len() - 1].op, o, &input_ints),
+            })
             .collect();
         self.set(node, results)
     }
@@ -312,13 +329,21 @@ impl<'m> Loader<'m> {
     fn cast(&mut self, node: &'m Node) -> NodeResult<()> {
         let to = DataType::from_code(int_attr(node, "to", 1)? as i32);
         let value = match (self.required(node, 0)?.clone(), data_type_is_float(to)) {
+            // Run-time integers (TopK's indices) stay integers, held exactly as f32.
+            (v @ Known::Value { ints: true, .. }, false) => v,
             (Known::Value { .. }, false) => {
                 return unsupported(format!(
                     ": to {to:?} on image data (the engine computes in f32)"
                 ));
             }
+            // An integer value becomes a float one: the f32 values are the same.
+            (Known::Value { slot, shape, .. }, true) => Known::Value {
+                slot,
+                shape,
+                ints: false,
+            },
             // Run-time values are f32 whatever the model's float type: fp16 models compute in f32.
-            (v @ (Known::Value { .. } | Known::Float(_)), true) => v,
+            (v @ Known::Float(_), true) => v,
             (Known::Int(i), true) => Known::Float(i.to_floats()),
             (Known::Int(i), false) => Known::Int(i),
             (Known::Float(t), false) => Known::Int(Ints::truncated(&t)),
@@ -395,7 +420,7 @@ impl<'m> Loader<'m> {
                 data: i.data,
             }),
             Known::Int(_) => return invalid(format!("cannot reshape {shape:?} to {target:?}")),
-            Known::Value { slot, .. } => {
+            Known::Value { slot, ints, .. } => {
                 let out = self.new_value(target.clone());
                 self.steps.push(Step {
                     node: node.name.clone(),
@@ -406,6 +431,7 @@ impl<'m> Loader<'m> {
                 Known::Value {
                     slot: out,
                     shape: target,
+                    ints,
                 }
             }
         };
@@ -427,6 +453,17 @@ impl<'m> Loader<'m> {
             "Sub" => binary(BinaryOp::Sub)?,
             "Mul" => binary(BinaryOp::Mul)?,
             "Div" => binary(BinaryOp::Div)?,
+            "Mod" => binary(mod_op(node)?)?,
+            "Equal" => int_elementwise("Equal", &[&ints[0], &ints[1]], |v| {
+                Ok(i64::from(v[0] == v[1]))
+            })?,
+            "Where" => int_elementwise("Where", &[&ints[0], &ints[1], &ints[2]], |v| {
+                Ok(if v[0] != 0 { v[1] } else { v[2] })
+            })?,
+            "Expand" => {
+                let shape = sizes("shape", &ints[1].data)?;
+                move_ints(&[&ints[0]], |t| cpu::expand(t[0], &shape))?
+            }
             "Concat" => {
                 let axis = int_attr(node, "axis", 0)?;
                 move_ints(&ints.iter().collect::<Vec<_>>(), |t| cpu::concat(t, axis))?
@@ -494,6 +531,35 @@ impl<'m> Loader<'m> {
         self.set(node, vec![Known::Int(result)])
     }
 
+    /// The arithmetic of Add/Sub/Mul/Div/Mod on run-time values: f32, or integer Div/Mod on
+    /// run-time integers by constant, non-zero divisors (which keeps them exact; see
+    /// `cpu::select`).
+    fn arithmetic(&self, node: &'m Node) -> NodeResult<BinaryOp> {
+        let (a, b) = (self.required(node, 0)?, self.required(node, 1)?);
+        let op = match (node.op_type.as_str(), a.holds_ints() || b.holds_ints()) {
+            ("Add", false) => return Ok(BinaryOp::Add),
+            ("Sub", false) => return Ok(BinaryOp::Sub),
+            ("Mul", false) => return Ok(BinaryOp::Mul),
+            ("Div", false) => return Ok(BinaryOp::Div),
+            ("Div", true) => BinaryOp::IntDiv,
+            ("Mod", true) => mod_op(node)?,
+            ("Mod", false) => return unsupported(": on float values"),
+            (other, _) => {
+                return unsupported(format!(
+                    ": {other} on run-time integers (the engine holds them as f32, kept exact \
+                     only by integer Div and Mod)"
+                ));
+            }
+        };
+        match b {
+            Known::Int(divisor) if a.holds_ints() => {
+                cpu::check_divisor(op, &divisor.to_floats())?;
+                Ok(op)
+            }
+            _ => unsupported(": integer division needs a constant integer divisor"),
+        }
+    }
+
     /// The op a compute node runs, and which of its ONNX inputs are its data operands.
     fn op(&mut self, node: &'m Node) -> NodeResult<(Op, Vec<usize>)> {
         let rank = |loader: &Self| loader.required(node, 0).map(|k| k.shape().len());
@@ -540,10 +606,48 @@ impl<'m> Loader<'m> {
                 (Op::MaxPool(attrs), vec![0])
             }
             "Sigmoid" => (Op::Activation(Activation::Sigmoid), vec![0]),
-            "Add" => (Op::Binary(BinaryOp::Add), vec![0, 1]),
-            "Sub" => (Op::Binary(BinaryOp::Sub), vec![0, 1]),
-            "Mul" => (Op::Binary(BinaryOp::Mul), vec![0, 1]),
-            "Div" => (Op::Binary(BinaryOp::Div), vec![0, 1]),
+            "Add" | "Sub" | "Mul" | "Div" | "Mod" => {
+                (Op::Binary(self.arithmetic(node)?), vec![0, 1])
+            }
+            "ReduceMax" => {
+                let axes = match (ints_attr(node, "axes")?, self.ints_input(node, 1)?) {
+                    (Some(a), _) | (None, Some(a)) => a,
+                    (None, None) => Vec::new(),
+                };
+                if axes.is_empty() && int_attr(node, "noop_with_empty_axes", 0)? != 0 {
+                    return unsupported(": noop_with_empty_axes 1 without axes");
+                }
+                let keepdims = int_attr(node, "keepdims", 1)? != 0;
+                (Op::ReduceMax { axes, keepdims }, vec![0])
+            }
+            "TopK" => {
+                if int_attr(node, "sorted", 1)? != 1 {
+                    return unsupported(": sorted 0 (the engine returns sorted results)");
+                }
+                let k = match self.ints_input(node, 1)?.as_deref() {
+                    Some(&[k]) => sizes("k", &[k])?[0],
+                    _ => return unsupported(": k must be a constant of one value"),
+                };
+                let largest = match int_attr(node, "largest", 1)? {
+                    0 => false,
+                    1 => true,
+                    other => return invalid(format!("largest {other} is neither 0 nor 1")),
+                };
+                let axis = int_attr(node, "axis", -1)?;
+                (Op::TopK { axis, k, largest }, vec![0])
+            }
+            "GatherElements" => {
+                if !self.required(node, 1)?.holds_ints() {
+                    return invalid("indices must be integers");
+                }
+                (Op::GatherElements(int_attr(node, "axis", 0)?), vec![0, 1])
+            }
+            "Expand" => {
+                let Some(shape) = self.ints_input(node, 1)? else {
+                    return unsupported(": the shape must be a constant");
+                };
+                (Op::Expand(sizes("shape", &shape)?), vec![0])
+            }
             "MatMul" => (Op::MatMul, vec![0, 1]),
             "Transpose" => (
                 Op::Transpose(sizes(
@@ -681,6 +785,39 @@ impl<'m> Loader<'m> {
     }
 }
 
+/// `Mod`'s integer op: the remainder takes the divisor's sign (`fmod` 0) or the dividend's.
+fn mod_op(node: &Node) -> NodeResult<BinaryOp> {
+    match int_attr(node, "fmod", 0)? {
+        0 => Ok(BinaryOp::Mod),
+        1 => Ok(BinaryOp::Fmod),
+        other => invalid(format!("fmod {other} is neither 0 nor 1")),
+    }
+}
+
+/// Whether output `output` of `op` holds integers, given which inputs do: TopK's indices and
+/// integer Div/Mod make them, ops that move values keep what their data input holds.
+fn output_holds_ints(op: &Op, output: usize, inputs: &[bool]) -> bool {
+    match op {
+        Op::TopK { .. } => output == 1 || inputs[0],
+        Op::Binary(b) => b.is_integer(),
+        Op::Transpose(_)
+        | Op::Slice { .. }
+        | Op::Concat(_)
+        | Op::Split { .. }
+        | Op::Gather { .. }
+        | Op::Reshape(_)
+        | Op::ReduceMax { .. }
+        | Op::GatherElements(_)
+        | Op::Expand(_) => inputs[0],
+        Op::Conv { .. }
+        | Op::MaxPool(_)
+        | Op::Activation(_)
+        | Op::Resize { .. }
+        | Op::Softmax(_)
+        | Op::MatMul => false,
+    }
+}
+
 /// The shapes a step produces, checked by the same plans the backends run.
 fn output_shapes(
     op: &Op,
@@ -745,6 +882,18 @@ fn output_shapes(
         }
         Op::MatMul => one(cpu::matmul_plan(&inputs[0], &inputs[1])?.output_shape),
         Op::Reshape(shape) => one(shape.clone()),
+        Op::ReduceMax { axes, keepdims } => {
+            one(cpu::reduce_plan("ReduceMax", &inputs[0], axes, *keepdims)?.output_shape)
+        }
+        Op::TopK { axis, k, .. } => {
+            let shape = cpu::top_k_plan(&inputs[0], *axis, *k)?.shape;
+            Ok(vec![shape.clone(), shape])
+        }
+        Op::GatherElements(axis) => {
+            cpu::gather_elements_plan(&inputs[0], &inputs[1], *axis)?;
+            one(inputs[1].clone())
+        }
+        Op::Expand(shape) => one(cpu::broadcast_shape("Expand", &inputs[0], shape)?),
     }
 }
 
@@ -797,6 +946,7 @@ impl Network {
             Known::Value {
                 slot,
                 shape: input_shape.clone(),
+                ints: false,
             },
         );
         for (i, t) in graph.initializers.iter().enumerate() {

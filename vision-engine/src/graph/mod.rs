@@ -99,6 +99,19 @@ pub enum Op {
     MatMul,
     /// Same values, new shape: no work on any backend.
     Reshape(Vec<usize>),
+    ReduceMax {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    /// Two outputs: values, then indices (exact integers held as f32).
+    TopK {
+        axis: i64,
+        k: usize,
+        largest: bool,
+    },
+    /// Inputs: data, then indices.
+    GatherElements(i64),
+    Expand(Vec<usize>),
 }
 
 /// One op of the network with the ONNX node it came from, for errors and reports.
@@ -232,6 +245,10 @@ impl Network {
                 Op::Softmax(_) => "Softmax",
                 Op::MatMul => "MatMul",
                 Op::Reshape(_) => "Reshape",
+                Op::ReduceMax { .. } => "ReduceMax",
+                Op::TopK { .. } => "TopK",
+                Op::GatherElements(_) => "GatherElements",
+                Op::Expand(_) => "Expand",
             };
             *counts.entry(name).or_default() += 1;
         }
@@ -300,5 +317,13 @@ pub(crate) async fn execute(
         Op::Softmax(axis) => one(backend.softmax(inputs[0], *axis).await?),
         Op::MatMul => one(backend.matmul(inputs[0], inputs[1]).await?),
         Op::Reshape(shape) => one(inputs[0].clone().reshaped(shape.clone())?),
+        Op::ReduceMax { axes, keepdims } => {
+            one(backend.reduce_max(inputs[0], axes, *keepdims).await?)
+        }
+        Op::TopK { axis, k, largest } => backend.top_k(inputs[0], *axis, *k, *largest).await,
+        Op::GatherElements(axis) => {
+            one(backend.gather_elements(inputs[0], inputs[1], *axis).await?)
+        }
+        Op::Expand(shape) => one(backend.expand(inputs[0], shape).await?),
     }
 }

@@ -2,6 +2,8 @@
 //! the ONNX Runtime outputs stored beside it, shared by the native test (`whole_model.rs`) and the
 //! browser test (`browser.rs`). The fixtures are compiled in: the browser has no file system.
 
+pub mod end_to_end;
+
 use vision_engine::{
     CpuBackend, Detector, GpuBackend, Tensor,
     graph::{Executor, Network, OpByOp},

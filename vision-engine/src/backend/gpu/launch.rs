@@ -221,6 +221,34 @@ fn slice_launch(
     Ok((shape, launch))
 }
 
+/// `GatherElements` of `data` (shape `data_shape`) through `indices` (shape `shape`, already
+/// checked by `cpu::gather_elements_plan`) along `axis`, into `output`.
+fn gather_elements_launch(
+    data_shape: &[usize],
+    shape: &[usize],
+    axis: usize,
+    (data, indices): (Binding, Binding),
+    output: Binding,
+) -> Result<Launch, ShapeError> {
+    let op = "GatherElements";
+    check_rank(op, shape.len())?;
+    let count: usize = shape.iter().product();
+    let params = Params::default()
+        .words(&words(op, &[count, shape.len(), axis, data_shape[axis]])?)
+        .words(&[f32::NAN.to_bits(), 0, 0, 0])
+        .array8(words(op, shape)?)
+        .array8(words(op, &strides(data_shape))?);
+    Ok(Launch {
+        kernel: kernels::GATHER_ELEMENTS,
+        entry: "main",
+        inputs: vec![data, indices],
+        output,
+        params: params.0,
+        offsets: Vec::new(),
+        grid: Grid::Elements(count),
+    })
+}
+
 /// RGBA pixels (input 0, one u32 each) letterboxed into the network input (output 0).
 pub(super) fn letterbox(lb: &Letterbox) -> Launch {
     let count = (lb.input_width * lb.input_height) as usize;
@@ -420,6 +448,9 @@ pub(super) fn plan(
                 BinaryOp::Sub => ("Sub", "sub"),
                 BinaryOp::Mul => ("Mul", "mul"),
                 BinaryOp::Div => ("Div", "div"),
+                BinaryOp::IntDiv => ("Div", "int_div"),
+                BinaryOp::Mod => ("Mod", "int_mod"),
+                BinaryOp::Fmod => ("Mod", "int_fmod"),
             };
             let shape = cpu::broadcast_shape(name, inputs[0], inputs[1])?;
             check_rank(name, shape.len())?;
@@ -630,6 +661,90 @@ pub(super) fn plan(
                     grid: Grid::Elements(count),
                 },
             )
+        }
+        Op::ReduceMax { axes, keepdims } => {
+            let op = "ReduceMax";
+            let cpu::ReducePlan {
+                outer,
+                len,
+                inner,
+                output_shape,
+            } = cpu::reduce_plan(op, inputs[0], axes, *keepdims)?;
+            let count = outer * inner;
+            let params = Params::default().words(&words(op, &[count, len, inner.max(1), 0])?);
+            single(
+                output_shape,
+                Launch {
+                    kernel: kernels::REDUCE_MAX,
+                    entry: "main",
+                    inputs: vec![Binding::Input(0)],
+                    output: Binding::Output(0),
+                    params: params.0,
+                    offsets: Vec::new(),
+                    grid: Grid::Elements(count),
+                },
+            )
+        }
+        Op::TopK { axis, k, largest } => {
+            let op = "TopK";
+            let cpu::TopKPlan {
+                axis,
+                outer,
+                len,
+                inner,
+                shape,
+            } = cpu::top_k_plan(inputs[0], *axis, *k)?;
+            let count = outer * len * inner;
+            let params = Params::default()
+                .words(&words(op, &[count, len, *k, inner.max(1)])?)
+                .words(&[u32::from(*largest), 0, 0, 0]);
+            // Output 1 (the indices) by rank, then output 0 gathered from the input through them.
+            let indices = Launch {
+                kernel: kernels::TOP_K,
+                entry: "main",
+                inputs: vec![Binding::Input(0)],
+                output: Binding::Output(1),
+                params: params.0,
+                offsets: Vec::new(),
+                grid: Grid::Elements(if *k == 0 { 0 } else { count }),
+            };
+            let values = gather_elements_launch(
+                inputs[0],
+                &shape,
+                axis,
+                (Binding::Input(0), Binding::Output(1)),
+                Binding::Output(0),
+            )?;
+            OpPlan {
+                outputs: vec![shape.clone(), shape],
+                launches: vec![indices, values],
+                aliases_input: false,
+            }
+        }
+        Op::GatherElements(axis) => {
+            let axis = cpu::gather_elements_plan(inputs[0], inputs[1], *axis)?;
+            let launch = gather_elements_launch(
+                inputs[0],
+                inputs[1],
+                axis,
+                (Binding::Input(0), Binding::Input(1)),
+                Binding::Output(0),
+            )?;
+            single(inputs[1].to_vec(), launch)
+        }
+        Op::Expand(shape) => {
+            let output = cpu::broadcast_shape("Expand", inputs[0], shape)?;
+            let source: Vec<i64> = broadcast_strides(inputs[0], &output)
+                .iter()
+                .map(|&s| s as i64)
+                .collect();
+            let launch = strided_copy(
+                "Expand",
+                (Binding::Input(0), 0, &source),
+                (Binding::Output(0), 0, &strides(&output)),
+                &output,
+            )?;
+            single(output, launch)
         }
         Op::Reshape(shape) => {
             let (from, to) = (

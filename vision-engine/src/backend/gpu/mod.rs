@@ -10,7 +10,7 @@ pub use network::{GpuNetwork, LaunchTime};
 use super::{Activation, Backend};
 use crate::{
     EngineError, GpuContext, Tensor,
-    cpu::{BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
+    cpu::{self, BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
     graph::Op,
     letterbox::Letterbox,
     tensor::shape_error,
@@ -20,19 +20,22 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 12] = [
+const KERNELS: [(Kernel, usize); 15] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
     (kernels::CONV_GEMM_64X64.kernel, 3),
     (kernels::CONV_GEMM_32X32.kernel, 3),
     (kernels::GATHER, 2),
+    (kernels::GATHER_ELEMENTS, 2),
     (kernels::LETTERBOX, 1),
     (kernels::MATMUL, 2),
     (kernels::MAX_POOL, 1),
+    (kernels::REDUCE_MAX, 1),
     (kernels::RESIZE_NEAREST, 2),
     (kernels::SOFTMAX, 1),
     (kernels::STRIDED_COPY, 1),
+    (kernels::TOP_K, 1),
 ];
 
 /// The highest rank the index-walking kernels take (their uniforms hold 8 sizes).
@@ -371,6 +374,8 @@ impl Backend for GpuBackend {
     }
 
     async fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+        // A resident network's divisors are checked at load; here the host tensor is at hand.
+        cpu::check_divisor(op, b)?;
         self.run_one(Op::Binary(op), &[a, b]).await
     }
 
@@ -454,6 +459,44 @@ impl Backend for GpuBackend {
 
     async fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
         self.run_one(Op::MatMul, &[a, b]).await
+    }
+
+    async fn reduce_max(
+        &self,
+        input: &Tensor,
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Result<Tensor, EngineError> {
+        let op = Op::ReduceMax {
+            axes: axes.to_vec(),
+            keepdims,
+        };
+        self.run_one(op, &[input]).await
+    }
+
+    async fn top_k(
+        &self,
+        input: &Tensor,
+        axis: i64,
+        k: usize,
+        largest: bool,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        self.run_op(&Op::TopK { axis, k, largest }, &[input], &[])
+            .await
+    }
+
+    async fn gather_elements(
+        &self,
+        data: &Tensor,
+        indices: &Tensor,
+        axis: i64,
+    ) -> Result<Tensor, EngineError> {
+        self.run_one(Op::GatherElements(axis), &[data, indices])
+            .await
+    }
+
+    async fn expand(&self, input: &Tensor, shape: &[usize]) -> Result<Tensor, EngineError> {
+        self.run_one(Op::Expand(shape.to_vec()), &[input]).await
     }
 }
 
