@@ -82,10 +82,12 @@ pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
 kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
 kernel!(BINARY, "binary.wgsl", ["add", "sub", "mul", "div"]);
 kernel!(CONV2D, "conv2d.wgsl", ["main"]);
+kernel!(DECODE_BOXES, "decode_boxes.wgsl", ["main"]);
 kernel!(GATHER, "gather.wgsl", ["main"]);
 kernel!(LETTERBOX, "letterbox.wgsl", ["main"]);
 kernel!(MATMUL, "matmul.wgsl", ["main"]);
 kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
+kernel!(NMS, "nms.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
 kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
 kernel!(STRIDED_COPY, "strided_copy.wgsl", ["main"]);
@@ -96,10 +98,12 @@ pub const ALL: &[Kernel] = &[
     CONV2D,
     CONV_GEMM_64X64.kernel,
     CONV_GEMM_32X32.kernel,
+    DECODE_BOXES,
     GATHER,
     LETTERBOX,
     MATMUL,
     MAX_POOL,
+    NMS,
     RESIZE_NEAREST,
     SOFTMAX,
     STRIDED_COPY,
