@@ -44,16 +44,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let row = params.anchors;
     let base = params.input_offset + anchor;
-    var best = bitcast<f32>(0xff800000u); // -infinity: any score but NaN beats it
+    // The CPU starts from -infinity, which WGSL cannot write as a constant: until a score is
+    // taken, any score but NaN and -infinity (>= the lowest finite f32) beats it.
+    var best = 0.0;
     var class_id = 0u;
+    var taken = false;
     for (var c = 0u; c < params.classes; c++) {
         let score = output[base + (4u + c) * row];
-        if score > best {
+        if select(score >= -0x1.fffffep+127f, score > best, taken) {
             best = score;
             class_id = c;
+            taken = true;
         }
     }
-    if !(best > params.confidence) {
+    if !taken || !(best > params.confidence) {
         return;
     }
     let cx = output[base];

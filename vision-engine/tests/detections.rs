@@ -164,6 +164,24 @@ fn signed_zero_scores_are_ordered_as_the_cpu_orders_them() {
 }
 
 #[test]
+fn nan_and_minus_infinity_scores_are_never_the_best_class() {
+    let gpu = gpu();
+    pollster::block_on(async {
+        let anchors = 400;
+        let mut output = random_output(10, 3, anchors, 2000.0, 0);
+        for a in 0..anchors {
+            let odd = [f32::NAN, f32::NEG_INFINITY, -f32::MAX][a % 3];
+            // The first class, the first two, or all three hold the odd score.
+            for c in 0..=(a / 3) % 3 {
+                output.data_mut()[(4 + c) * anchors + a] = odd;
+            }
+        }
+        let kept = gpu_equals_cpu(&gpu, "non-finite", &output, options(-f32::MAX, 0.45)).await;
+        assert!(kept > 100);
+    });
+}
+
+#[test]
 fn a_wrongly_sized_output_is_an_error_naming_the_stage() {
     let gpu = gpu();
     let output = random_output(9, 3, 50, 100.0, 0);

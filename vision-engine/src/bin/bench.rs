@@ -334,7 +334,9 @@ mod cli {
             }
         }
         println!(
-            "whole frame ({width}x{height} RGBA upload, letterbox, network, decode + NMS on the GPU,              {found} boxes read back): wall median {:.3} ms; with the raw output read back and              NMS on the CPU instead: {:.3} ms",
+            "whole frame ({width}x{height} RGBA upload, letterbox, network, decode + NMS on the GPU, \
+             {found} boxes read back): wall median {:.3} ms; with the raw output read back and \
+             NMS on the CPU instead: {:.3} ms",
             Summary::of(boxes_only).median,
             Summary::of(raw_and_cpu).median
         );

@@ -143,7 +143,8 @@ pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
         .detect_with_raw_output(&cpu, &rgba, 96, 72, options)
         .await
         .unwrap();
-    assert!(relative_error(&gpu_raw, &cpu_raw) <= 1e-4);
+    let err = relative_error(&gpu_raw, &cpu_raw);
+    assert!(err <= 1e-4, "raw output: relative error {err:e}");
 
     let reference: Vec<_> = decode_and_nms(gpu_raw.data(), LAYOUT, options)
         .unwrap()

@@ -47,7 +47,7 @@ impl DetectionStage {
         let slots = 4 * SLOT_WORDS * anchors as u64;
         let candidate_bytes = 4 * HEADER_WORDS + slots;
         let kept_bytes = candidate_bytes + 4 * anchors.next_power_of_two() as u64;
-        let limit = u64::from(backend.ctx.device.limits().max_storage_buffer_binding_size);
+        let limit = backend.ctx.device.limits().max_storage_buffer_binding_size;
         if kept_bytes > limit {
             return Err(shape_error(
                 "Detections",
@@ -153,7 +153,9 @@ impl DetectionStage {
             )));
         }
         Ok(slots
-            .chunks_exact(SLOT_WORDS as usize)
+            .as_chunks::<{ SLOT_WORDS as usize }>()
+            .0
+            .iter()
             .take(kept)
             .map(|w| RawDetection {
                 bbox: [0, 1, 2, 3].map(|i| f32::from_bits(w[i])),

@@ -239,8 +239,9 @@ pub struct GpuNetwork<'a> {
     launch_names: Vec<(String, &'static str)>,
     /// Where each graph output comes from.
     outputs: Vec<OutputSource>,
-    /// Decoding and NMS of the first output, bound at the first detection.
-    detections: std::cell::OnceCell<DetectionStage>,
+    /// Decoding and NMS of the first output, bound at the first detection (boxed: a
+    /// `GpuNetwork` stays small beside the CPU executor in an enum).
+    detections: std::cell::OnceCell<Box<DetectionStage>>,
     // Kept alive for the bind groups that read them.
     _constants: Vec<wgpu::Buffer>,
 }
@@ -514,7 +515,7 @@ impl GpuNetwork<'_> {
             let stage =
                 DetectionStage::new(self.backend, layout, source, self.plan.offset_of[*value])?;
             // Single-threaded: nothing else can have set it since the check.
-            let _ = self.detections.set(stage);
+            let _ = self.detections.set(Box::new(stage));
         }
         let stage = self.detections.get().expect("set above");
         if stage.layout() != layout {
