@@ -86,11 +86,13 @@ kernel!(
     ["add", "sub", "mul", "div", "int_div", "int_mod", "int_fmod"]
 );
 kernel!(CONV2D, "conv2d.wgsl", ["main"]);
+kernel!(DECODE_BOXES, "decode_boxes.wgsl", ["main"]);
 kernel!(GATHER, "gather.wgsl", ["main"]);
 kernel!(GATHER_ELEMENTS, "gather_elements.wgsl", ["main"]);
 kernel!(LETTERBOX, "letterbox.wgsl", ["main"]);
 kernel!(MATMUL, "matmul.wgsl", ["main"]);
 kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
+kernel!(NMS, "nms.wgsl", ["main"]);
 kernel!(REDUCE_MAX, "reduce_max.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
 kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
@@ -103,11 +105,13 @@ pub const ALL: &[Kernel] = &[
     CONV2D,
     CONV_GEMM_64X64.kernel,
     CONV_GEMM_32X32.kernel,
+    DECODE_BOXES,
     GATHER,
     GATHER_ELEMENTS,
     LETTERBOX,
     MATMUL,
     MAX_POOL,
+    NMS,
     REDUCE_MAX,
     RESIZE_NEAREST,
     SOFTMAX,

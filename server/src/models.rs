@@ -72,7 +72,7 @@ fn validate_model(bytes: &[u8]) -> Result<Vec<String>, String> {
         network: detector.network(),
         backend: &CpuBackend,
     };
-    let result = pollster::block_on(detector.detect(
+    let (_, raw_output) = pollster::block_on(detector.detect_with_raw_output(
         &executor,
         &image,
         width,
@@ -80,7 +80,7 @@ fn validate_model(bytes: &[u8]) -> Result<Vec<String>, String> {
         NmsOptions::default(),
     ))
     .map_err(|e| format!("the model fails on a {width}x{height} test image: {e}"))?;
-    if let Some(bad) = result.raw_output.data().iter().find(|v| !v.is_finite()) {
+    if let Some(bad) = raw_output.data().iter().find(|v| !v.is_finite()) {
         return Err(format!(
             "the model's output on a {width}x{height} test image holds {bad}: its weights are broken"
         ));

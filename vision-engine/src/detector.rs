@@ -1,12 +1,11 @@
 //! From camera pixels to boxes: letterbox, the network, decoding and NMS, boxes in image pixels.
 
 use crate::{
-    EngineError, Tensor,
-    end_to_end::{self, decode_end_to_end},
+    EngineError, Tensor, end_to_end,
     graph::{Executor, LoadError, Network},
     letterbox::Letterbox,
     onnx,
-    postprocess::{NmsOptions, decode_and_nms},
+    postprocess::{self, NmsOptions, OutputLayout, RawDetection},
 };
 
 /// One object found in an image, in the image's own pixels.
@@ -19,12 +18,10 @@ pub struct Detection {
     pub bbox: [f32; 4],
 }
 
-/// What one image gave: the detections, and the network's raw output for checks against
-/// other runtimes.
+/// What one image gave: the detections and the letterbox they were found through.
 #[derive(Debug, Clone)]
 pub struct DetectionResult {
     pub detections: Vec<Detection>,
-    pub raw_output: Tensor,
     pub letterbox: Letterbox,
 }
 
@@ -47,15 +44,9 @@ pub enum DetectorError {
 #[derive(Debug, Clone)]
 pub struct Detector {
     network: Network,
+    /// For end-to-end models, the model's names, or none where it names none.
     labels: Vec<String>,
-    layout: Layout,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Layout {
-    Anchors(usize),
-    /// `labels` are the model's names, or empty where it names none.
-    EndToEnd,
+    layout: OutputLayout,
 }
 
 impl Detector {
@@ -78,10 +69,12 @@ impl Detector {
         // Ultralytics tells the layouts apart the same way; a `[1, 4 + C, N]` head has at least
         // 21 anchors (strides 8, 16 and 32 of the smallest input, 32x32).
         if anchors == end_to_end::ROW {
+            let labels = network.class_names.clone().unwrap_or_default();
+            let classes = (!labels.is_empty()).then_some(labels.len());
             return Ok(Self {
-                labels: network.class_names.clone().unwrap_or_default(),
+                labels,
                 network,
-                layout: Layout::EndToEnd,
+                layout: OutputLayout::EndToEnd { rows, classes },
             });
         }
         if rows < 5 {
@@ -103,7 +96,7 @@ impl Detector {
         Ok(Self {
             network,
             labels,
-            layout: Layout::Anchors(anchors),
+            layout: OutputLayout::Anchors { classes, anchors },
         })
     }
 
@@ -140,7 +133,8 @@ impl Detector {
         Ok(Letterbox::new(width, height, in_w, in_h))
     }
 
-    /// Runs the whole pipeline on an RGBA image; `executor` runs this detector's network.
+    /// Runs the whole pipeline on an RGBA image; `executor` runs this detector's network. On
+    /// a GPU executor only the kept boxes come back from the GPU.
     pub async fn detect(
         &self,
         executor: &impl Executor,
@@ -149,39 +143,69 @@ impl Detector {
         height: u32,
         options: NmsOptions,
     ) -> Result<DetectionResult, DetectorError> {
-        let letterbox = self.letterbox_for(rgba, width, height)?;
-        let raw_output = executor
-            .execute_rgba(rgba, &letterbox)
+        Ok(self
+            .run(executor, rgba, width, height, options, false)
             .await?
-            .swap_remove(0);
-        let detections = self.decode(&raw_output, &letterbox, options)?;
-        Ok(DetectionResult {
-            detections,
-            raw_output,
-            letterbox,
-        })
+            .0)
     }
 
-    /// Decoding, NMS and mapping back to image pixels, for a raw output from any runtime.
+    /// [`Detector::detect`], also reading back the network's raw first output (for checks
+    /// against other runtimes, `detect --raw-out`).
+    pub async fn detect_with_raw_output(
+        &self,
+        executor: &impl Executor,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        options: NmsOptions,
+    ) -> Result<(DetectionResult, Tensor), DetectorError> {
+        let (result, raw) = self
+            .run(executor, rgba, width, height, options, true)
+            .await?;
+        let raw = raw
+            .ok_or_else(|| DetectorError::NotADetector("the executor kept no raw output".into()))?;
+        Ok((result, raw))
+    }
+
+    async fn run(
+        &self,
+        executor: &impl Executor,
+        rgba: &[u8],
+        width: u32,
+        height: u32,
+        options: NmsOptions,
+        keep_raw: bool,
+    ) -> Result<(DetectionResult, Option<Tensor>), DetectorError> {
+        let letterbox = self.letterbox_for(rgba, width, height)?;
+        let (raw_detections, raw_output) = executor
+            .detect_rgba(rgba, &letterbox, self.layout, options, keep_raw)
+            .await?;
+        let detections = self.in_image_pixels(raw_detections, &letterbox);
+        Ok((
+            DetectionResult {
+                detections,
+                letterbox,
+            },
+            raw_output,
+        ))
+    }
+
+    /// Decoding, NMS and mapping back to image pixels on the host, for a raw output from any
+    /// runtime.
     pub fn decode(
         &self,
         raw_output: &Tensor,
         letterbox: &Letterbox,
         options: NmsOptions,
     ) -> Result<Vec<Detection>, DetectorError> {
-        let raw = match self.layout {
-            Layout::Anchors(anchors) => {
-                decode_and_nms(raw_output.data(), self.labels.len(), anchors, options)
-                    .map_err(|e| DetectorError::NotADetector(e.to_string()))?
-            }
-            Layout::EndToEnd => {
-                let classes = (!self.labels.is_empty()).then_some(self.labels.len());
-                decode_end_to_end(raw_output.data(), classes, options)
-                    .map_err(|e| DetectorError::NotADetector(e.to_string()))?
-            }
-        };
-        Ok(raw
-            .into_iter()
+        let raw = postprocess::decode_and_nms(raw_output.data(), self.layout, options)
+            .map_err(|e| DetectorError::NotADetector(e.to_string()))?;
+        Ok(self.in_image_pixels(raw, letterbox))
+    }
+
+    /// Labels the detections and maps their boxes from model-input to image pixels.
+    fn in_image_pixels(&self, raw: Vec<RawDetection>, letterbox: &Letterbox) -> Vec<Detection> {
+        raw.into_iter()
             .map(|d| Detection {
                 class_id: d.class_id,
                 label: self
@@ -192,7 +216,7 @@ impl Detector {
                 score: d.score,
                 bbox: letterbox.to_source(d.bbox),
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -75,6 +75,20 @@ fn prints_one_json_object_per_image_and_writes_the_raw_output() {
         }
         assert!(line["timings_ms"]["detect"].as_f64().unwrap() > 0.0);
 
+        // Without --raw-out only the boxes are read back: the same detections.
+        let (ok, boxes_only, stderr) = detect(&[
+            "--model",
+            fixture("mini_detector.onnx").to_str().unwrap(),
+            "--backend",
+            backend,
+            "--conf",
+            "0.5",
+            image.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        let boxes_only: serde_json::Value = serde_json::from_str(boxes_only.trim()).unwrap();
+        assert_eq!(boxes_only["detections"], line["detections"], "{backend}");
+
         // The raw output is exactly what the engine computes for that image.
         let written = npy::read(&std::fs::read(raw.join("part.npy")).unwrap()).unwrap();
         let detector =
@@ -85,7 +99,7 @@ fn prints_one_json_object_per_image_and_writes_the_raw_output() {
             network: detector.network(),
             backend: &CpuBackend,
         };
-        let expected = pollster::block_on(detector.detect(
+        let (_, expected) = pollster::block_on(detector.detect_with_raw_output(
             &executor,
             rgba.as_raw(),
             96,
@@ -97,7 +111,7 @@ fn prints_one_json_object_per_image_and_writes_the_raw_output() {
         let max_diff = written
             .data()
             .iter()
-            .zip(expected.raw_output.data())
+            .zip(expected.data())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(

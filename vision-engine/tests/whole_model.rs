@@ -264,19 +264,25 @@ mod end_to_end {
                 ..NmsOptions::default()
             };
             // A threshold at the 6th best score of this image keeps the 5 best.
-            let first = detector.detect(&cpu, &rgba, w, h, all).await.unwrap();
-            let options = NmsOptions {
-                confidence: first.raw_output.data()[5 * 6 + 4],
-                ..all
-            };
-            let on_gpu = detector
-                .detect(&prepared, &rgba, w, h, options)
+            let (_, first) = detector
+                .detect_with_raw_output(&cpu, &rgba, w, h, all)
                 .await
                 .unwrap();
-            let on_cpu = detector.detect(&cpu, &rgba, w, h, options).await.unwrap();
-            assert!(relative_error(&on_gpu.raw_output, &on_cpu.raw_output) <= 1e-4);
+            let options = NmsOptions {
+                confidence: first.data()[5 * 6 + 4],
+                ..all
+            };
+            let (on_gpu, gpu_raw) = detector
+                .detect_with_raw_output(&prepared, &rgba, w, h, options)
+                .await
+                .unwrap();
+            let (on_cpu, cpu_raw) = detector
+                .detect_with_raw_output(&cpu, &rgba, w, h, options)
+                .await
+                .unwrap();
+            assert!(relative_error(&gpu_raw, &cpu_raw) <= 1e-4);
             let letterbox = Letterbox::new(w, h, 64, 64);
-            let raw = decode_end_to_end(on_cpu.raw_output.data(), Some(3), options).unwrap();
+            let raw = decode_end_to_end(cpu_raw.data(), Some(3), options).unwrap();
             assert_eq!(raw.len(), 5);
             assert_eq!(on_cpu.detections.len(), raw.len());
             assert_eq!(on_gpu.detections.len(), raw.len());

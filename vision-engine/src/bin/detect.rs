@@ -143,17 +143,25 @@ mod cli {
         let (width, height) = image.dimensions();
         let decode_ms = ms(started);
         let inference = Instant::now();
-        let result = detector
-            .detect(executor, image.as_raw(), width, height, options)
-            .await
-            .map_err(|e| e.to_string())?;
+        // The raw output is read back from the GPU only when it is to be written.
+        let (result, raw_output) = match &args.raw_out {
+            Some(_) => detector
+                .detect_with_raw_output(executor, image.as_raw(), width, height, options)
+                .await
+                .map(|(result, raw)| (result, Some(raw))),
+            None => detector
+                .detect(executor, image.as_raw(), width, height, options)
+                .await
+                .map(|result| (result, None)),
+        }
+        .map_err(|e| e.to_string())?;
         let detect_ms = ms(inference);
-        if let Some(dir) = &args.raw_out {
+        if let (Some(dir), Some(raw_output)) = (&args.raw_out, raw_output) {
             let stem = path
                 .file_stem()
                 .map_or("output".into(), |s| s.to_string_lossy().into_owned());
             let out = dir.join(format!("{stem}.npy"));
-            std::fs::write(&out, npy::write(&result.raw_output))
+            std::fs::write(&out, npy::write(&raw_output))
                 .map_err(|e| format!("{}: {e}", out.display()))?;
         }
         let detections: Vec<_> = result

@@ -14,6 +14,8 @@ use crate::{
     Activation, Backend, EngineError, Tensor,
     cpu::{BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
     letterbox::Letterbox,
+    postprocess::{self, NmsOptions, OutputLayout, RawDetection},
+    tensor::shape_error,
 };
 
 pub use load::LoadError;
@@ -36,6 +38,34 @@ pub trait Executor {
         self.execute(crate::letterbox::to_input(rgba, letterbox))
             .await
     }
+
+    /// Letterbox, network, then decoding and NMS of the first output (laid out as `layout`):
+    /// the detections in model-input pixels, and the raw first output where `keep_raw`. By
+    /// default on the host after reading every output back; a GPU executor decodes in the same
+    /// submission and reads back only the kept boxes (and the raw output only when asked).
+    async fn detect_rgba(
+        &self,
+        rgba: &[u8],
+        letterbox: &Letterbox,
+        layout: OutputLayout,
+        options: NmsOptions,
+        keep_raw: bool,
+    ) -> Result<(Vec<RawDetection>, Option<Tensor>), EngineError> {
+        let raw = self.execute_rgba(rgba, letterbox).await?.swap_remove(0);
+        decode_on_host(raw, layout, options, keep_raw)
+    }
+}
+
+/// `postprocess::decode_and_nms` of a raw output read back to the host.
+pub(crate) fn decode_on_host(
+    raw: Tensor,
+    layout: OutputLayout,
+    options: NmsOptions,
+    keep_raw: bool,
+) -> Result<(Vec<RawDetection>, Option<Tensor>), EngineError> {
+    let detections = postprocess::decode_and_nms(raw.data(), layout, options)
+        .map_err(|e| shape_error("Detections", e.to_string()))?;
+    Ok((detections, keep_raw.then_some(raw)))
 }
 
 /// A network run op by op on a backend, each op on host tensors.

@@ -8,11 +8,15 @@ use vision_engine::{
     CpuBackend, Detector, GpuBackend, Tensor,
     graph::{Executor, Network, OpByOp},
     npy, onnx,
-    postprocess::{NmsOptions, RawDetection, decode_and_nms},
+    postprocess::{NmsOptions, OutputLayout, RawDetection, decode_and_nms},
 };
 
 pub const CLASSES: usize = 3;
 pub const ANCHORS: usize = 84;
+const LAYOUT: OutputLayout = OutputLayout::Anchors {
+    classes: CLASSES,
+    anchors: ANCHORS,
+};
 
 const MODEL: &[u8] = include_bytes!("../fixtures/detector/mini_detector.onnx");
 const INPUTS: [&[u8]; 2] = [
@@ -52,7 +56,7 @@ fn detections(output: &Tensor) -> Vec<RawDetection> {
         confidence: 0.5,
         ..NmsOptions::default()
     };
-    decode_and_nms(output.data(), CLASSES, ANCHORS, options).unwrap()
+    decode_and_nms(output.data(), LAYOUT, options).unwrap()
 }
 
 /// The raw output within 1e-4 (relative) and 1e-3 (any class score) of ONNX Runtime's, and the
@@ -118,7 +122,9 @@ pub fn test_image(width: u32, height: u32, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// The detector, prepared on `gpu` (letterboxing there too), against the CPU path on one image.
+/// The detector, prepared on `gpu` (letterboxing, decoding and NMS there too), against the CPU
+/// path on one image; and the GPU's decoding and NMS exactly equal to the CPU reference's on the
+/// GPU's own raw output.
 pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
     let detector = Detector::from_onnx_bytes(MODEL).unwrap();
     let prepared = gpu.prepare(detector.network()).unwrap();
@@ -131,12 +137,33 @@ pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
         ..NmsOptions::default()
     };
     let rgba = test_image(96, 72, 7);
-    let on_gpu = detector
+    let (on_gpu, gpu_raw) = detector
+        .detect_with_raw_output(&prepared, &rgba, 96, 72, options)
+        .await
+        .unwrap();
+    let (on_cpu, cpu_raw) = detector
+        .detect_with_raw_output(&cpu, &rgba, 96, 72, options)
+        .await
+        .unwrap();
+    let err = relative_error(&gpu_raw, &cpu_raw);
+    assert!(err <= 1e-4, "raw output: relative error {err:e}");
+
+    let reference: Vec<_> = decode_and_nms(gpu_raw.data(), LAYOUT, options)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.class_id, d.score, on_gpu.letterbox.to_source(d.bbox)))
+        .collect();
+    let boxes_only = detector
         .detect(&prepared, &rgba, 96, 72, options)
         .await
         .unwrap();
-    let on_cpu = detector.detect(&cpu, &rgba, 96, 72, options).await.unwrap();
-    assert!(relative_error(&on_gpu.raw_output, &on_cpu.raw_output) <= 1e-4);
+    for found in [&on_gpu.detections, &boxes_only.detections] {
+        let found: Vec<_> = found
+            .iter()
+            .map(|d| (d.class_id, d.score, d.bbox))
+            .collect();
+        assert_eq!(found, reference, "GPU NMS against the CPU reference");
+    }
     assert!(!on_cpu.detections.is_empty());
     assert_eq!(on_gpu.detections.len(), on_cpu.detections.len());
     for (a, b) in on_gpu.detections.iter().zip(&on_cpu.detections) {

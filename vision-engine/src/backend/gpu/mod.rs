@@ -1,6 +1,7 @@
 //! The wgpu backend: every op as WGSL kernel launches (`launch.rs`), run op by op on host
 //! tensors ([`Backend`]) or as a whole network resident on the GPU (`network.rs`).
 
+mod detections;
 mod launch;
 mod network;
 
@@ -20,17 +21,19 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 15] = [
+const KERNELS: [(Kernel, usize); 17] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
     (kernels::CONV_GEMM_64X64.kernel, 3),
     (kernels::CONV_GEMM_32X32.kernel, 3),
+    (kernels::DECODE_BOXES, 1),
     (kernels::GATHER, 2),
     (kernels::GATHER_ELEMENTS, 2),
     (kernels::LETTERBOX, 1),
     (kernels::MATMUL, 2),
     (kernels::MAX_POOL, 1),
+    (kernels::NMS, 1),
     (kernels::REDUCE_MAX, 1),
     (kernels::RESIZE_NEAREST, 2),
     (kernels::SOFTMAX, 1),
@@ -171,6 +174,18 @@ impl GpuBackend {
             .collect();
         buffers.push(buffer(&launch.output));
         buffers.push(&uniform);
+        self.bind(&launch.kernel, launch.entry, &buffers, launch.grid)
+    }
+
+    /// Binds `buffers` (inputs, output, uniform: the kernel's binding order) to a pipeline.
+    fn bind(
+        &self,
+        kernel: &Kernel,
+        entry: &'static str,
+        buffers: &[&wgpu::Buffer],
+        grid: launch::Grid,
+    ) -> PreparedLaunch {
+        let device = &self.ctx.device;
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -179,18 +194,16 @@ impl GpuBackend {
                 resource: b.as_entire_binding(),
             })
             .collect();
-        let pipeline = self.pipeline_index(&launch.kernel, launch.entry);
+        let pipeline = self.pipeline_index(kernel, entry);
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(launch.entry),
+            label: Some(entry),
             layout: &self.pipelines[pipeline].2.get_bind_group_layout(0),
             entries: &entries,
         });
         PreparedLaunch {
             pipeline,
             bind_group,
-            grid: launch
-                .grid
-                .workgroups(device.limits().max_compute_workgroups_per_dimension),
+            grid: grid.workgroups(device.limits().max_compute_workgroups_per_dimension),
         }
     }
 

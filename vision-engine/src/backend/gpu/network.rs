@@ -1,15 +1,19 @@
 //! A whole network resident on the GPU: weights uploaded once, intermediate tensors in a pool of
 //! buffers shared by liveness, every launch bound once at preparation. An inference writes the
-//! input, records all launches into one compute pass, and reads back only the outputs.
+//! input, records all launches into one compute pass, and reads back only the outputs; a
+//! detection decodes the first output and runs NMS in the same submission and reads back only
+//! the kept boxes.
 
 use super::{
     GpuBackend, PreparedLaunch,
+    detections::DetectionStage,
     launch::{self, Binding, ConvKernels, OpPlan},
 };
 use crate::{
     EngineError, Tensor,
-    graph::{Executor, Network, Op, Operand},
+    graph::{Executor, Network, Op, Operand, decode_on_host},
     letterbox::Letterbox,
+    postprocess::{NmsOptions, OutputLayout, RawDetection},
     tensor::shape_error,
 };
 
@@ -235,6 +239,9 @@ pub struct GpuNetwork<'a> {
     launch_names: Vec<(String, &'static str)>,
     /// Where each graph output comes from.
     outputs: Vec<OutputSource>,
+    /// Decoding and NMS of the first output, bound at the first detection (boxed: a
+    /// `GpuNetwork` stays small beside the CPU executor in an enum).
+    detections: std::cell::OnceCell<Box<DetectionStage>>,
     // Kept alive for the bind groups that read them.
     _constants: Vec<wgpu::Buffer>,
 }
@@ -302,6 +309,7 @@ impl GpuBackend {
         Ok(GpuNetwork {
             backend: self,
             outputs,
+            detections: std::cell::OnceCell::new(),
             network,
             pool,
             plan,
@@ -452,6 +460,88 @@ impl Executor for GpuNetwork<'_> {
         rgba: &[u8],
         letterbox: &Letterbox,
     ) -> Result<Vec<Tensor>, EngineError> {
+        let (_pixels, letterboxing) = self.letterbox_launch(rgba, letterbox)?;
+        self.submit_and_read(Some(letterboxing)).await
+    }
+
+    /// Letterbox, network, decoding and NMS in one submission; reads back the kept boxes, and
+    /// the raw outputs only where `keep_raw`.
+    async fn detect_rgba(
+        &self,
+        rgba: &[u8],
+        letterbox: &Letterbox,
+        layout: OutputLayout,
+        options: NmsOptions,
+        keep_raw: bool,
+    ) -> Result<(Vec<RawDetection>, Option<Tensor>), EngineError> {
+        let Some(stage) = self.detection_stage(layout)? else {
+            // A constant or end-to-end output: nothing to decode on the GPU.
+            let raw = self.execute_rgba(rgba, letterbox).await?.swap_remove(0);
+            return decode_on_host(raw, layout, options, keep_raw);
+        };
+        let (_pixels, letterboxing) = self.letterbox_launch(rgba, letterbox)?;
+        let mut encoder = self.record_network(Some(letterboxing));
+        let bytes = stage.record(self.backend, &mut encoder, options);
+        if keep_raw {
+            self.record_output_copies(&mut encoder);
+        }
+        self.backend.context().queue.submit([encoder.finish()]);
+        let detections = stage.read(self.backend, bytes).await?;
+        let raw = if keep_raw {
+            Some(self.read_outputs().await?.swap_remove(0))
+        } else {
+            None
+        };
+        Ok((detections, raw))
+    }
+}
+
+impl GpuNetwork<'_> {
+    /// The decoding stage of the first output, bound at the first call; `None` where that
+    /// output is a constant of the model or an end-to-end head's (no NMS to run).
+    fn detection_stage(
+        &self,
+        layout: OutputLayout,
+    ) -> Result<Option<&DetectionStage>, EngineError> {
+        let Some(OutputSource::Gpu { value, .. }) = self.outputs.first() else {
+            return Ok(None);
+        };
+        // An end-to-end head's few rows are read back whole: the threshold is all there is to do.
+        if let OutputLayout::EndToEnd { .. } = layout {
+            return Ok(None);
+        }
+        let len: usize = self.network.value_shapes[*value].iter().product();
+        layout
+            .check(len)
+            .map_err(|e| shape_error("Detections", e.to_string()))?;
+        if self.detections.get().is_none() {
+            let source = &self.pool[self.plan.buffer(*value)];
+            let stage =
+                DetectionStage::new(self.backend, layout, source, self.plan.offset_of[*value])?;
+            // Single-threaded: nothing else can have set it since the check.
+            let _ = self.detections.set(Box::new(stage));
+        }
+        let stage = self.detections.get().expect("set above");
+        if stage.layout() != layout {
+            return Err(shape_error(
+                "Detections",
+                format!(
+                    "this network's output is decoded as {}, not {layout}",
+                    stage.layout()
+                ),
+            )
+            .into());
+        }
+        Ok(Some(stage))
+    }
+
+    /// The letterbox of `rgba` into the network's input, bound to a fresh buffer of the pixels
+    /// (returned too: keep it until the submission is done, a browser frees it on drop).
+    fn letterbox_launch(
+        &self,
+        rgba: &[u8],
+        letterbox: &Letterbox,
+    ) -> Result<(wgpu::Buffer, PreparedLaunch), EngineError> {
         let expected = [
             1,
             3,
@@ -472,38 +562,53 @@ impl Executor for GpuNetwork<'_> {
         }
         let source = self.backend.storage(rgba);
         let input = &self.pool[self.plan.buffer(0)];
-        let prepared = self
+        let launch = self
             .backend
             .prepare_launch(&launch::letterbox(letterbox), |binding| match binding {
                 Binding::Input(0) => &source,
                 Binding::Output(0) => input,
                 _ => unreachable!("the letterbox reads pixels and writes the input"),
             });
-        self.submit_and_read(Some(prepared)).await
+        Ok((source, launch))
     }
-}
 
-impl GpuNetwork<'_> {
-    /// Records `first` (if any), the whole network and the copies of its outputs into their
-    /// readback buffers in one submission; reads the outputs back.
-    async fn submit_and_read(
-        &self,
-        first: Option<PreparedLaunch>,
-    ) -> Result<Vec<Tensor>, EngineError> {
-        let network = self.network;
+    /// Records `first` (if any) and the whole network.
+    fn record_network(&self, first: Option<PreparedLaunch>) -> wgpu::CommandEncoder {
         let ctx = self.backend.context();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         if let Some(first) = first {
             self.backend.record(&mut encoder, &[first], None);
         }
         self.backend.record(&mut encoder, &self.launches, None);
+        encoder
+    }
+
+    /// Records the copies of the outputs into their readback buffers.
+    fn record_output_copies(&self, encoder: &mut wgpu::CommandEncoder) {
         for output in &self.outputs {
             if let OutputSource::Gpu { value, staging } = output {
                 let source = &self.pool[self.plan.buffer(*value)];
                 encoder.copy_buffer_to_buffer(source, 0, staging, 0, staging.size());
             }
         }
-        ctx.queue.submit([encoder.finish()]);
+    }
+
+    /// Records `first` (if any), the whole network and the copies of its outputs into their
+    /// readback buffers in one submission; reads the outputs back.
+    async fn submit_and_read(
+        &self,
+        first: Option<PreparedLaunch>,
+    ) -> Result<Vec<Tensor>, EngineError> {
+        let mut encoder = self.record_network(first);
+        self.record_output_copies(&mut encoder);
+        self.backend.context().queue.submit([encoder.finish()]);
+        self.read_outputs().await
+    }
+
+    /// The outputs, once the submission with their copies is done.
+    async fn read_outputs(&self) -> Result<Vec<Tensor>, EngineError> {
+        let network = self.network;
+        let ctx = self.backend.context();
         let mut outputs = Vec::with_capacity(self.outputs.len());
         for (output, (_, shape)) in self.outputs.iter().zip(&network.outputs) {
             outputs.push(match output {
