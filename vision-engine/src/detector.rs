@@ -44,7 +44,8 @@ pub enum DetectorError {
 #[derive(Debug, Clone)]
 pub struct Detector {
     network: Network,
-    /// For end-to-end models, the model's names, or none where it names none.
+    /// The model's class names; where it names none, `class i` for each of an anchors output's
+    /// classes, and none for an end-to-end output (which does not say how many there are).
     labels: Vec<String>,
     layout: OutputLayout,
 }
