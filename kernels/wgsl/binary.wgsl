@@ -11,9 +11,9 @@ struct Params {
     b_strides: array<vec4<u32>, 2>,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<Elem>;
+@group(0) @binding(1) var<storage, read> b: array<Elem>;
+@group(0) @binding(2) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 // The offsets of output element `i` in `a` and `b`.
@@ -35,7 +35,7 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] + b[o.y];
+        out[i] = Elem(f32(a[o.x]) + f32(b[o.y]));
     }
 }
 
@@ -44,7 +44,7 @@ fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] - b[o.y];
+        out[i] = Elem(f32(a[o.x]) - f32(b[o.y]));
     }
 }
 
@@ -53,7 +53,7 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] * b[o.y];
+        out[i] = Elem(f32(a[o.x]) * f32(b[o.y]));
     }
 }
 
@@ -62,6 +62,6 @@ fn div(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] / b[o.y];
+        out[i] = Elem(f32(a[o.x]) / f32(b[o.y]));
     }
 }

@@ -35,10 +35,10 @@ struct Params {
     pads: vec4<u32>,   // top, left, the input's offset in `input`
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read> weight: array<Elem>;
+@group(0) @binding(2) var<storage, read> bias: array<Elem>;
+@group(0) @binding(3) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 var<workgroup> weight_tile: array<vec4<f32>, TILE_K * THREADS_M>; // [k][m / 4]
@@ -51,25 +51,25 @@ fn store(m: u32, oc: u32, row: u32, p: u32, pixels: u32, sums: vec4<f32>) {
     }
     var shift = 0.0;
     if params.has_bias != 0u {
-        shift = bias[oc];
+        shift = f32(bias[oc]);
     }
     let v = sums + vec4<f32>(shift);
     let a = params.activation;
     if p + 3u < pixels {
-        out[row + p] = activate(v.x, a);
-        out[row + p + 1u] = activate(v.y, a);
-        out[row + p + 2u] = activate(v.z, a);
-        out[row + p + 3u] = activate(v.w, a);
+        out[row + p] = Elem(activate(v.x, a));
+        out[row + p + 1u] = Elem(activate(v.y, a));
+        out[row + p + 2u] = Elem(activate(v.z, a));
+        out[row + p + 3u] = Elem(activate(v.w, a));
         return;
     }
     if p < pixels {
-        out[row + p] = activate(v.x, a);
+        out[row + p] = Elem(activate(v.x, a));
     }
     if p + 1u < pixels {
-        out[row + p + 1u] = activate(v.y, a);
+        out[row + p + 1u] = Elem(activate(v.y, a));
     }
     if p + 2u < pixels {
-        out[row + p + 2u] = activate(v.z, a);
+        out[row + p + 2u] = Elem(activate(v.z, a));
     }
 }
 
@@ -92,7 +92,7 @@ var<private> ix0: i32;
 fn load_weight(m: u32, k: u32) -> f32 {
     let k_total = reduction_length();
     if m < params.kernel.w && k < k_total {
-        return weight[weight_base + m * k_total + k];
+        return f32(weight[weight_base + m * k_total + k]);
     }
     return 0.0;
 }
@@ -104,7 +104,7 @@ fn load_patch(k: u32) -> f32 {
         return 0.0;
     }
     if pointwise {
-        return input[input_base + k * pixels + patch_pixel];
+        return f32(input[input_base + k * pixels + patch_pixel]);
     }
     let h = params.input.z;
     let w = params.input.w;
@@ -113,7 +113,7 @@ fn load_patch(k: u32) -> f32 {
     let y = iy0 + i32((tap / params.kernel.y) * params.steps.z);
     let x = ix0 + i32((tap % params.kernel.y) * params.steps.w);
     if y >= 0 && y < i32(h) && x >= 0 && x < i32(w) {
-        return input[input_base + ci * h * w + u32(y) * w + u32(x)];
+        return f32(input[input_base + ci * h * w + u32(y) * w + u32(x)]);
     }
     return 0.0;
 }

@@ -14,6 +14,7 @@ mod backend;
 pub mod cpu;
 mod detector;
 mod error;
+pub mod f16;
 mod gpu;
 pub mod graph;
 pub mod letterbox;
@@ -28,4 +29,5 @@ pub use backend::{
 pub use detector::{Detection, DetectionResult, Detector, DetectorError};
 pub use error::EngineError;
 pub use gpu::{AdapterSummary, GpuContext};
+pub use kernels::Precision;
 pub use tensor::{ShapeError, Tensor, normalize_axis, strides};

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p vision-engine --bin bench -- --model M.onnx [--backend gpu|cpu]
-//!     [--runs N] [--warmup N] [--threads N] [--conv direct|tiled] [--profile] [--no-peer]
+//!     [--precision f32|f16] [--runs N] [--warmup N] [--threads N] [--conv direct|tiled]
+//!     [--profile] [--no-peer]
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -20,7 +21,7 @@ mod cli {
     use clap::{Parser, ValueEnum};
     use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Instant};
     use vision_engine::{
-        ConvKernels, CpuBackend, Detector, GpuBackend, Tensor,
+        ConvKernels, CpuBackend, Detector, GpuBackend, Precision, Tensor,
         graph::{Executor, OpByOp},
     };
 
@@ -46,6 +47,9 @@ mod cli {
         model: PathBuf,
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendChoice,
+        /// The GPU's tensors: f32, or f16 (needs an adapter with shader-f16; sums stay f32).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Timed runs, after the warm-up.
         #[arg(long, default_value_t = 50)]
         runs: usize,
@@ -134,6 +138,11 @@ mod cli {
         if args.runs == 0 {
             return Err("--runs must be at least 1".into());
         }
+        if matches!(args.backend, BackendChoice::Cpu) && args.precision != Precision::F32 {
+            return Err(
+                "--precision f16 is for the GPU backend; the CPU backend runs in f32".into(),
+            );
+        }
         let threads = args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         });
@@ -167,7 +176,9 @@ mod cli {
             }
             BackendChoice::Gpu => {
                 let backend_started = Instant::now();
-                let gpu = GpuBackend::new().await.map_err(|e| e.to_string())?;
+                let gpu = GpuBackend::with_precision(args.precision)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 gpu.set_conv_kernels(match (args.conv, args.tiling) {
                     (ConvChoice::Direct, _) => ConvKernels::Direct,
                     (ConvChoice::Tiled, None) => ConvKernels::Tiled,
@@ -223,7 +234,7 @@ mod cli {
                         format!("{:?}", args.conv).to_lowercase()
                     ),
                     device: gpu.context().adapter().to_string(),
-                    precision: "f32".into(),
+                    precision: gpu.precision().name().into(),
                     cold_ms: parse_ms + pipelines_ms + prepare_ms + first_ms,
                     times,
                     gpu: (!gpu_times.is_empty()).then(|| Summary::of(gpu_times)),

@@ -1,5 +1,9 @@
 //! The wgpu backend: every op as WGSL kernel launches (`launch.rs`), run op by op on host
 //! tensors ([`Backend`]) or as a whole network resident on the GPU (`network.rs`).
+//!
+//! Tensors on the GPU hold the device's [`Precision`]: f32, or f16 where the adapter has
+//! `shader-f16`. Host tensors stay f32; they are narrowed as they are uploaded (weights once, at
+//! preparation) and widened as they are read back. Kernels compute in f32 either way.
 
 mod launch;
 mod network;
@@ -8,8 +12,9 @@ pub use launch::ConvKernels;
 pub use network::{GpuNetwork, LaunchTime};
 
 use super::{Activation, Backend};
+use crate::f16::{f16_to_f32, f32_to_f16};
 use crate::{
-    EngineError, GpuContext, Tensor,
+    EngineError, GpuContext, Precision, Tensor,
     cpu::{BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
     graph::Op,
     letterbox::Letterbox,
@@ -55,14 +60,31 @@ struct PreparedLaunch {
 }
 
 impl GpuBackend {
+    /// The backend in f32 on the best adapter: results as close to the CPU reference (and ONNX
+    /// Runtime) as the GPU's arithmetic allows.
     pub async fn new() -> Result<Self, EngineError> {
-        let ctx = GpuContext::new().await?;
+        Self::with_precision(Precision::F32).await
+    }
+
+    /// The backend with tensors in `precision`; f16 fails on an adapter without `shader-f16`.
+    pub async fn with_precision(precision: Precision) -> Result<Self, EngineError> {
+        Self::open(Some(precision)).await
+    }
+
+    /// The backend in the fastest precision the adapter offers: f16 where it has `shader-f16`,
+    /// otherwise f32 (for a kiosk: detections match f32's, at half the memory traffic).
+    pub async fn fastest() -> Result<Self, EngineError> {
+        Self::open(None).await
+    }
+
+    async fn open(precision: Option<Precision>) -> Result<Self, EngineError> {
+        let ctx = GpuContext::with_precision(precision).await?;
         let device = &ctx.device;
         let mut pipelines = Vec::new();
         for (kernel, inputs) in KERNELS {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source(ctx.precision()).into()),
             });
             let layout = bind_group_layout(device, inputs);
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -98,6 +120,45 @@ impl GpuBackend {
         &self.ctx
     }
 
+    /// The element type of the tensors this backend keeps on the GPU.
+    pub fn precision(&self) -> Precision {
+        self.ctx.precision()
+    }
+
+    /// GPU bytes of a tensor of `len` elements: whole 4-byte words, at least one (WebGPU copies
+    /// and maps whole words and binds no empty buffers).
+    fn tensor_bytes(&self, len: usize) -> u64 {
+        ((len * self.precision().element_bytes()) as u64)
+            .next_multiple_of(4)
+            .max(4)
+    }
+
+    /// `values` as this device stores them, padded to [`GpuBackend::tensor_bytes`].
+    fn encode(&self, values: &[f32]) -> Vec<u8> {
+        let mut bytes: Vec<u8> = match self.precision() {
+            Precision::F32 => bytemuck::cast_slice(values).to_vec(),
+            Precision::F16 => values
+                .iter()
+                .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+                .collect(),
+        };
+        bytes.resize(self.tensor_bytes(values.len()) as usize, 0);
+        bytes
+    }
+
+    /// The first `len` values of `bytes` read back from this device, as f32.
+    fn decode(&self, bytes: &[u8], len: usize) -> Vec<f32> {
+        match self.precision() {
+            Precision::F32 => bytemuck::pod_collect_to_vec(&bytes[..len * 4]),
+            Precision::F16 => bytes[..len * 2]
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|&b| f16_to_f32(u16::from_le_bytes(b)))
+                .collect(),
+        }
+    }
+
     fn pipeline_index(&self, kernel: &Kernel, entry: &str) -> usize {
         self.pipelines
             .iter()
@@ -122,14 +183,14 @@ impl GpuBackend {
     }
 
     fn upload(&self, t: &Tensor) -> wgpu::Buffer {
-        self.storage(bytemuck::cast_slice(t.data()))
+        self.storage(&self.encode(t.data()))
     }
 
     /// An uninitialised storage buffer for `bytes` bytes that can be written and read back.
     fn scratch(&self, bytes: u64) -> wgpu::Buffer {
         self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
-            size: bytes.max(4),
+            size: bytes.next_multiple_of(4).max(4),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
@@ -222,8 +283,8 @@ impl GpuBackend {
         shape: Vec<usize>,
     ) -> Result<Tensor, EngineError> {
         let len: usize = shape.iter().product();
-        let bytes = self.ctx.read_back(buffer, (len * 4) as u64).await?;
-        Ok(Tensor::new(shape, bytemuck::pod_collect_to_vec(&bytes))?)
+        let bytes = self.ctx.read_back(buffer, self.tensor_bytes(len)).await?;
+        Ok(Tensor::new(shape, self.decode(&bytes, len))?)
     }
 
     /// Runs one op on host tensors: upload, launch, read back.
@@ -245,7 +306,7 @@ impl GpuBackend {
         let outputs: Vec<wgpu::Buffer> = plan
             .outputs
             .iter()
-            .map(|s| self.scratch((s.iter().product::<usize>() * 4) as u64))
+            .map(|s| self.scratch(self.tensor_bytes(s.iter().product())))
             .collect();
         let prepared: Vec<PreparedLaunch> = plan
             .launches
@@ -292,7 +353,7 @@ impl GpuBackend {
         ];
         let (source, out) = (
             self.storage(rgba),
-            self.scratch((shape.iter().product::<usize>() * 4) as u64),
+            self.scratch(self.tensor_bytes(shape.iter().product())),
         );
         let prepared =
             self.prepare_launch(&launch::letterbox(letterbox), |binding| match binding {
@@ -340,8 +401,9 @@ fn bind_group_layout(device: &wgpu::Device, inputs: usize) -> wgpu::BindGroupLay
 }
 
 impl Backend for GpuBackend {
+    /// The adapter and the precision, e.g. "NVIDIA H100 (Vulkan, discrete GPU), f16".
     fn name(&self) -> String {
-        self.ctx.adapter().to_string()
+        format!("{}, {}", self.ctx.adapter(), self.precision().name())
     }
 
     async fn activation(&self, kind: Activation, input: &Tensor) -> Result<Tensor, EngineError> {

@@ -3,7 +3,7 @@
 //! input, records all launches into one compute pass, and reads back only the outputs.
 
 use super::{
-    GpuBackend, PreparedLaunch,
+    Backend, GpuBackend, PreparedLaunch,
     launch::{self, Binding, ConvKernels, OpPlan},
 };
 use crate::{
@@ -41,8 +41,11 @@ impl BufferPlan {
     }
 }
 
-fn bytes(shape: &[usize]) -> u64 {
-    (shape.iter().product::<usize>() as u64 * 4).max(4)
+/// GPU bytes of a tensor of `shape` with elements of `element_bytes`, in whole 4-byte words.
+fn bytes(shape: &[usize], element_bytes: usize) -> u64 {
+    (shape.iter().product::<usize>() as u64 * element_bytes as u64)
+        .next_multiple_of(4)
+        .max(4)
 }
 
 /// The launches of every step of `network`.
@@ -137,14 +140,20 @@ fn concat_placements(network: &Network, plans: &[OpPlan]) -> Vec<Option<(usize, 
 /// after the last step that reads it (never, for outputs); a Reshape shares its input's storage,
 /// and a value placed in a Concat's output shares that output's storage, which is then born with
 /// the first value placed in it. Storages are placed greedily in step order into the smallest
-/// free buffer that fits.
-pub(crate) fn plan_buffers(network: &Network, plans: &[OpPlan]) -> BufferPlan {
+/// free buffer that fits. Tensors' elements take `element_bytes` each.
+pub(crate) fn plan_buffers(
+    network: &Network,
+    plans: &[OpPlan],
+    element_bytes: usize,
+) -> BufferPlan {
     let values = network.value_shapes.len();
+    let value_bytes = |shape: &[usize]| bytes(shape, element_bytes);
     let placed = concat_placements(network, plans);
     // storage_of[v]: the storage a value lives in; storages: (bytes, birth step, last reader).
     let mut storage_of = vec![usize::MAX; values];
     let mut offset_of = vec![0; values];
-    let mut storages: Vec<(u64, usize, usize)> = vec![(bytes(&network.value_shapes[0]), 0, 0)];
+    let mut storages: Vec<(u64, usize, usize)> =
+        vec![(value_bytes(&network.value_shapes[0]), 0, 0)];
     storage_of[0] = 0;
     let mut largest_step_bytes = 0;
     for (i, step) in network.steps.iter().enumerate() {
@@ -153,15 +162,15 @@ pub(crate) fn plan_buffers(network: &Network, plans: &[OpPlan]) -> BufferPlan {
             if let Operand::Value(v) = *operand {
                 let storage = &mut storages[storage_of[v]];
                 storage.2 = storage.2.max(i);
-                step_bytes += bytes(&network.value_shapes[v]);
+                step_bytes += value_bytes(&network.value_shapes[v]);
             }
         }
         let mut new_storage = |value: usize| {
-            storages.push((bytes(&network.value_shapes[value]), i, i));
+            storages.push((value_bytes(&network.value_shapes[value]), i, i));
             storages.len() - 1
         };
         for (o, &out) in step.outputs.iter().enumerate() {
-            step_bytes += bytes(&network.value_shapes[out]);
+            step_bytes += value_bytes(&network.value_shapes[out]);
             if storage_of[out] != usize::MAX {
                 continue; // a Concat's output, born with the first value placed in it
             }
@@ -243,7 +252,7 @@ impl GpuBackend {
     /// Uploads `network`'s weights, plans its buffers and binds every launch, once.
     pub fn prepare<'a>(&'a self, network: &'a Network) -> Result<GpuNetwork<'a>, EngineError> {
         let plans = plan_steps(network, self.conv_kernels.get())?;
-        let plan = plan_buffers(network, &plans);
+        let plan = plan_buffers(network, &plans, self.precision().element_bytes());
         let pool: Vec<wgpu::Buffer> = plan.buffer_bytes.iter().map(|&b| self.scratch(b)).collect();
         let constants: Vec<wgpu::Buffer> =
             network.constants.iter().map(|t| self.upload(t)).collect();
@@ -294,7 +303,9 @@ impl GpuBackend {
             .map(|o| match *o {
                 Operand::Value(value) => OutputSource::Gpu {
                     value,
-                    staging: self.ctx.staging(bytes(&network.value_shapes[value])),
+                    staging: self
+                        .ctx
+                        .staging(self.tensor_bytes(network.value_shapes[value].iter().product())),
                 },
                 Operand::Constant(c) => OutputSource::Constant(c),
             })
@@ -419,7 +430,7 @@ pub struct LaunchTime {
 
 impl Executor for GpuNetwork<'_> {
     fn name(&self) -> String {
-        format!("{} (resident)", self.backend.context().adapter())
+        format!("{} (resident)", self.backend.name())
     }
 
     /// One inference: write the input, run every launch in one pass, read back the outputs.
@@ -440,7 +451,7 @@ impl Executor for GpuNetwork<'_> {
         ctx.queue.write_buffer(
             &self.pool[self.plan.buffer(0)],
             0,
-            bytemuck::cast_slice(input.data()),
+            &self.backend.encode(input.data()),
         );
         self.submit_and_read(None).await
     }
@@ -512,8 +523,8 @@ impl GpuNetwork<'_> {
                     let data = if len == 0 {
                         Vec::new()
                     } else {
-                        let bytes = ctx.read_mapped(staging, (len * 4) as u64).await?;
-                        bytemuck::pod_collect_to_vec(&bytes)
+                        let bytes = ctx.read_mapped(staging, staging.size()).await?;
+                        self.backend.decode(&bytes, len)
                     };
                     Tensor::new(shape.clone(), data)?
                 }
@@ -537,7 +548,7 @@ mod tests {
     fn no_value_is_overwritten_before_its_last_reader() {
         let network = mini_detector();
         let plans = plan_steps(&network, ConvKernels::Tiled).unwrap();
-        let plan = plan_buffers(&network, &plans);
+        let plan = plan_buffers(&network, &plans, 4);
         let placed = plan.placed_in.iter().filter(|p| p.is_some()).count();
         assert!(
             placed > 0,
@@ -606,7 +617,7 @@ mod tests {
             .iter()
             .zip(&plan.buffer_of)
             .filter(|(_, b)| b.is_some())
-            .map(|(s, _)| bytes(s))
+            .map(|(s, _)| bytes(s, 4))
             .sum();
         assert!(
             plan.peak_bytes() * 2 < every_value,
