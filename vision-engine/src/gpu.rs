@@ -57,33 +57,24 @@ pub struct GpuContext {
     precision: Precision,
 }
 
-/// The precision a device runs in and the features it must be opened with, for an adapter with
-/// `available` features. `wanted`: a precision exactly, or `None` for the fastest the adapter
-/// offers (f16 where it has `shader-f16`).
+/// The features a device with tensors in `precision` must be opened with, on an adapter with
+/// `available` features.
 fn device_features(
     available: wgpu::Features,
-    wanted: Option<Precision>,
-) -> Result<(Precision, wgpu::Features), String> {
-    let has_f16 = available.contains(wgpu::Features::SHADER_F16);
-    let precision = match wanted {
-        Some(Precision::F16) if !has_f16 => {
-            return Err(
-                "f16 needs the shader-f16 feature, which this adapter lacks; \
-                        run in f32 instead"
-                    .into(),
-            );
-        }
-        Some(precision) => precision,
-        None if has_f16 => Precision::F16,
-        None => Precision::F32,
-    };
+    precision: Precision,
+) -> Result<wgpu::Features, String> {
+    if precision == Precision::F16 && !available.contains(wgpu::Features::SHADER_F16) {
+        return Err(
+            "f16 needs the shader-f16 feature, which this adapter lacks; run in f32 instead".into(),
+        );
+    }
     // Timestamps, where the adapter has them, let benchmarks read GPU time; they change nothing
     // else, and the limits stay the baseline's.
     let mut features = available & wgpu::Features::TIMESTAMP_QUERY;
     if precision == Precision::F16 {
         features |= wgpu::Features::SHADER_F16;
     }
-    Ok((precision, features))
+    Ok(features)
 }
 
 impl GpuContext {
@@ -92,12 +83,12 @@ impl GpuContext {
     /// The device is requested with `wgpu::Limits::default()`, the WebGPU baseline, also on native
     /// drivers that offer more: a kernel that would exceed a browser's limits fails in native tests.
     pub async fn new() -> Result<Self, EngineError> {
-        Self::with_precision(Some(Precision::F32)).await
+        Self::with_precision(Precision::F32).await
     }
 
-    /// Opens the best adapter in `precision`, or with `None` in the fastest it offers; f16 on an
-    /// adapter without `shader-f16` is an error.
-    pub async fn with_precision(precision: Option<Precision>) -> Result<Self, EngineError> {
+    /// Opens the best adapter with tensors in `precision`; f16 on an adapter without
+    /// `shader-f16` is an error.
+    pub async fn with_precision(precision: Precision) -> Result<Self, EngineError> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
@@ -118,10 +109,12 @@ impl GpuContext {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        let (precision, required_features) = device_features(adapter.features(), precision)
-            .map_err(|reason| EngineError::DeviceRequest {
-                adapter: summary.name.clone(),
-                reason,
+        let required_features =
+            device_features(adapter.features(), precision).map_err(|reason| {
+                EngineError::DeviceRequest {
+                    adapter: summary.name.clone(),
+                    reason,
+                }
             })?;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -225,18 +218,17 @@ mod tests {
     fn f16_runs_only_where_the_adapter_has_shader_f16() {
         let with_f16 = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
         let without = wgpu::Features::TIMESTAMP_QUERY;
-        let (precision, features) = device_features(with_f16, Some(Precision::F16)).unwrap();
-        assert_eq!(precision, Precision::F16);
+        let features = device_features(with_f16, Precision::F16).unwrap();
         assert!(features.contains(wgpu::Features::SHADER_F16));
-        let err = device_features(without, Some(Precision::F16)).unwrap_err();
+        let err = device_features(without, Precision::F16).unwrap_err();
         assert!(err.contains("shader-f16"), "{err}");
-        // Asked for nothing in particular: the fastest the adapter has.
-        assert_eq!(device_features(with_f16, None).unwrap().0, Precision::F16);
-        assert_eq!(device_features(without, None).unwrap().0, Precision::F32);
-        // Asked for f32: no f16 feature requested even where it exists.
-        let (precision, features) = device_features(with_f16, Some(Precision::F32)).unwrap();
-        assert_eq!(precision, Precision::F32);
-        assert_eq!(features, wgpu::Features::TIMESTAMP_QUERY);
+        // f32: no f16 feature requested, even where it exists.
+        for available in [with_f16, without] {
+            assert_eq!(
+                device_features(available, Precision::F32).unwrap(),
+                wgpu::Features::TIMESTAMP_QUERY
+            );
+        }
     }
 
     #[test]

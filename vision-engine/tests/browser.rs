@@ -11,10 +11,9 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-/// The kiosk's choice, the fastest precision the adapter offers: f32 on SwiftShader.
 #[wasm_bindgen_test]
 async fn webgpu_backend_matches_onnx_runtime_op_by_op_and_resident() {
-    let gpu = GpuBackend::fastest()
+    let gpu = GpuBackend::new()
         .await
         .expect("Chromium must expose a WebGPU adapter (--enable-unsafe-webgpu)");
     let tolerance = support::Tolerance::of(gpu.precision());

@@ -67,17 +67,9 @@ impl GpuBackend {
     }
 
     /// The backend with tensors in `precision`; f16 fails on an adapter without `shader-f16`.
+    /// Nothing picks f16 unasked: on the one GPU measured (an H100) it ran slower than f32
+    /// (BENCHMARKS.md).
     pub async fn with_precision(precision: Precision) -> Result<Self, EngineError> {
-        Self::open(Some(precision)).await
-    }
-
-    /// The backend in the fastest precision the adapter offers: f16 where it has `shader-f16`,
-    /// otherwise f32 (for a kiosk: detections match f32's, at half the memory traffic).
-    pub async fn fastest() -> Result<Self, EngineError> {
-        Self::open(None).await
-    }
-
-    async fn open(precision: Option<Precision>) -> Result<Self, EngineError> {
         let ctx = GpuContext::with_precision(precision).await?;
         let device = &ctx.device;
         let mut pipelines = Vec::new();
@@ -137,10 +129,10 @@ impl GpuBackend {
     fn encode(&self, values: &[f32]) -> Vec<u8> {
         let mut bytes: Vec<u8> = match self.precision() {
             Precision::F32 => bytemuck::cast_slice(values).to_vec(),
-            Precision::F16 => values
-                .iter()
-                .flat_map(|&v| f32_to_f16(v).to_le_bytes())
-                .collect(),
+            Precision::F16 => {
+                let halves: Vec<u16> = values.iter().map(|&v| f32_to_f16(v)).collect();
+                bytemuck::cast_slice(&halves).to_vec()
+            }
         };
         bytes.resize(self.tensor_bytes(values.len()) as usize, 0);
         bytes
@@ -150,11 +142,9 @@ impl GpuBackend {
     fn decode(&self, bytes: &[u8], len: usize) -> Vec<f32> {
         match self.precision() {
             Precision::F32 => bytemuck::pod_collect_to_vec(&bytes[..len * 4]),
-            Precision::F16 => bytes[..len * 2]
-                .as_chunks::<2>()
-                .0
-                .iter()
-                .map(|&b| f16_to_f32(u16::from_le_bytes(b)))
+            Precision::F16 => bytemuck::pod_collect_to_vec::<u8, u16>(&bytes[..len * 2])
+                .into_iter()
+                .map(f16_to_f32)
                 .collect(),
         }
     }
