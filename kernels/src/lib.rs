@@ -97,33 +97,61 @@ macro_rules! kernel {
 
 /// A tiling of `conv_gemm.wgsl`: each workgroup computes `tile_m` output channels by `tile_n`
 /// output pixels, taking `TILE_K` values of the reduction at a time, 4 x 4 values per invocation.
+/// `kernel` sums all of the reduction and stores the outputs; `split_kernel` sums one of
+/// `params.pads.w` slices of it into f32 partial sums, which `SPLIT_K_SUM` adds up and stores.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvTiling {
     pub kernel: Kernel,
+    pub split_kernel: Kernel,
     pub tile_m: u32,
     pub tile_n: u32,
     pub tile_k: u32,
 }
 
+/// How `conv_gemm.wgsl` writes its sums (`put`), after the tile sizes: the outputs, or f32
+/// partial sums of one slice of the reduction (a buffer that stays f32 in every precision).
+macro_rules! conv_gemm_output {
+    (whole) => {
+        "const SPLIT_K: bool = false;
+@group(0) @binding(3) var<storage, read_write> out: array<Elem>;
+fn put(i: u32, v: f32) { out[i] = Elem(v); }
+"
+    };
+    (split) => {
+        "const SPLIT_K: bool = true;
+@group(0) @binding(3) var<storage, read_write> partials_f32: array<f32>;
+fn put(i: u32, v: f32) { partials_f32[i] = v; }
+"
+    };
+}
+
+macro_rules! conv_gemm_kernel {
+    ($m:literal, $n:literal, $k:literal, $output:ident, $suffix:literal) => {
+        Kernel {
+            name: concat!("conv_gemm.wgsl ", $m, "x", $n, "x", $k, $suffix),
+            file: "conv_gemm.wgsl",
+            body: concat!(
+                include_str!("../wgsl/common.wgsl"),
+                "const TILE_M: u32 = ",
+                $m,
+                "u;\nconst TILE_N: u32 = ",
+                $n,
+                "u;\nconst TILE_K: u32 = ",
+                $k,
+                "u;\n",
+                conv_gemm_output!($output),
+                include_str!("../wgsl/conv_gemm.wgsl")
+            ),
+            entry_points: &["main"],
+        }
+    };
+}
+
 macro_rules! conv_gemm {
     ($name:ident, $m:literal, $n:literal, $k:literal) => {
         pub const $name: ConvTiling = ConvTiling {
-            kernel: Kernel {
-                name: concat!("conv_gemm.wgsl ", $m, "x", $n, "x", $k),
-                file: "conv_gemm.wgsl",
-                body: concat!(
-                    include_str!("../wgsl/common.wgsl"),
-                    "const TILE_M: u32 = ",
-                    $m,
-                    "u;\nconst TILE_N: u32 = ",
-                    $n,
-                    "u;\nconst TILE_K: u32 = ",
-                    $k,
-                    "u;\n",
-                    include_str!("../wgsl/conv_gemm.wgsl")
-                ),
-                entry_points: &["main"],
-            },
+            kernel: conv_gemm_kernel!($m, $n, $k, whole, ""),
+            split_kernel: conv_gemm_kernel!($m, $n, $k, split, " split-k"),
             tile_m: $m,
             tile_n: $n,
             tile_k: $k,
@@ -150,6 +178,7 @@ kernel!(MATMUL, "matmul.wgsl", ["main"]);
 kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
 kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
+kernel!(SPLIT_K_SUM, "split_k_sum.wgsl", ["main"]);
 kernel!(STRIDED_COPY, "strided_copy.wgsl", ["main"]);
 
 pub const ALL: &[Kernel] = &[
@@ -157,13 +186,16 @@ pub const ALL: &[Kernel] = &[
     BINARY,
     CONV2D,
     CONV_GEMM_64X64.kernel,
+    CONV_GEMM_64X64.split_kernel,
     CONV_GEMM_32X32.kernel,
+    CONV_GEMM_32X32.split_kernel,
     GATHER,
     LETTERBOX,
     MATMUL,
     MAX_POOL,
     RESIZE_NEAREST,
     SOFTMAX,
+    SPLIT_K_SUM,
     STRIDED_COPY,
 ];
 
@@ -210,13 +242,15 @@ mod tests {
     }
 
     /// A kernel that binds a tensor as `array<f32>` instead of `array<Elem>` would read f16
-    /// buffers as garbage: in the f16 build no storage buffer may hold f32 scalars.
+    /// buffers as garbage: in the f16 build no storage buffer may hold f32 scalars, but those
+    /// whose names end in `_f32` (f32 on purpose, such as split-k partial sums).
     #[test]
     fn every_tensor_binding_takes_the_precisions_element_type() {
         for kernel in ALL {
             let module = validate(kernel, Precision::F16);
             for (_, global) in module.global_variables.iter() {
-                if !matches!(global.space, naga::AddressSpace::Storage { .. }) {
+                let f32_on_purpose = global.name.as_ref().is_some_and(|n| n.ends_with("_f32"));
+                if !matches!(global.space, naga::AddressSpace::Storage { .. }) || f32_on_purpose {
                     continue;
                 }
                 if let naga::TypeInner::Array { base, .. } = module.types[global.ty].inner {

@@ -382,8 +382,8 @@ macro_rules! conformance_suite {
 const NEEDS_ADAPTER: &str = "the GPU suite needs an adapter (CI uses lavapipe from \
     mesa-vulkan-drivers, which has shader-f16)";
 
-/// Every GPU convolution kernel, each tiling forced on every layer, in both precisions, against
-/// the reference.
+/// Every GPU convolution kernel, each tiling forced on every layer, whole and split along k, in
+/// both precisions, against the reference.
 #[test]
 fn every_gpu_conv_kernel_matches_the_reference() {
     pollster::block_on(async {
@@ -391,9 +391,25 @@ fn every_gpu_conv_kernel_matches_the_reference() {
             let gpu = GpuBackend::with_precision(precision)
                 .await
                 .expect(NEEDS_ADAPTER);
-            let choices = [ConvKernels::Direct, ConvKernels::Tiled]
-                .into_iter()
-                .chain((0..kernels::CONV_TILINGS.len()).map(ConvKernels::Tiling));
+            // Split-k into more slices than some layers have k tiles: empty slices add zeros.
+            let splits = [
+                ConvKernels::Split {
+                    tiling: 0,
+                    slices: 3,
+                },
+                ConvKernels::Split {
+                    tiling: 1,
+                    slices: 5,
+                },
+            ];
+            let choices = [
+                ConvKernels::Direct,
+                ConvKernels::Tiled,
+                ConvKernels::TiledWhole,
+            ]
+            .into_iter()
+            .chain((0..kernels::CONV_TILINGS.len()).map(ConvKernels::Tiling))
+            .chain(splits);
             for choice in choices {
                 eprintln!("conv kernels: {choice:?}"); // named in a failure's output
                 gpu.set_conv_kernels(choice);

@@ -137,12 +137,15 @@ def main():
     if args.f16:
         log(args.out, f"\n## YOLOv8n {args.imgsz}x{args.imgsz}, f16 tensors (f32 arithmetic), batch 1")
         log(args.out, bench(args, onnx_path, ["--precision", "f16", "--no-peer"], "f16"))
+        log(args.out, bench(args, onnx_path, ["--precision", "f16", "--conv", "whole", "--no-peer"], "f16-whole"))
     log(args.out, "PyTorch on the same GPU, same architecture (fused Conv+BN), wall clock with synchronize:")
     for row in pytorch_rows(model, args.imgsz, args.warmup, args.runs):
         log(args.out, row)
     if args.f16:
         for row in pytorch_rows(model, args.imgsz, args.warmup, args.runs, half=True):
             log(args.out, row)
+    log(args.out, "\n### before split-k: tiled convolutions, never split along k")
+    log(args.out, bench(args, onnx_path, ["--conv", "whole", "--no-peer"], "whole"))
     log(args.out, "\n### before: the reference direct convolution")
     log(args.out, bench(args, onnx_path, ["--conv", "direct", "--no-peer"], "direct"))
     for i in range(args.tilings):

@@ -35,8 +35,10 @@ mod cli {
     enum ConvChoice {
         /// One invocation per output value: the reference kernel.
         Direct,
-        /// Implicit GEMM, tiling chosen per layer.
+        /// Implicit GEMM, tiling and split-k chosen per layer.
         Tiled,
+        /// Implicit GEMM, tiling chosen per layer, never split along k.
+        Whole,
     }
 
     /// Times a detector on the engine and on ONNX Runtime (CPU) and prints a table.
@@ -181,6 +183,7 @@ mod cli {
                     .map_err(|e| e.to_string())?;
                 gpu.set_conv_kernels(match (args.conv, args.tiling) {
                     (ConvChoice::Direct, _) => ConvKernels::Direct,
+                    (ConvChoice::Whole, _) => ConvKernels::TiledWhole,
                     (ConvChoice::Tiled, None) => ConvKernels::Tiled,
                     (ConvChoice::Tiled, Some(i)) if i < kernels::CONV_TILINGS.len() => {
                         ConvKernels::Tiling(i)

@@ -25,18 +25,21 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 12] = [
+const KERNELS: [(Kernel, usize); 15] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
     (kernels::CONV_GEMM_64X64.kernel, 3),
+    (kernels::CONV_GEMM_64X64.split_kernel, 3),
     (kernels::CONV_GEMM_32X32.kernel, 3),
+    (kernels::CONV_GEMM_32X32.split_kernel, 3),
     (kernels::GATHER, 2),
     (kernels::LETTERBOX, 1),
     (kernels::MATMUL, 2),
     (kernels::MAX_POOL, 1),
     (kernels::RESIZE_NEAREST, 2),
     (kernels::SOFTMAX, 1),
+    (kernels::SPLIT_K_SUM, 2),
     (kernels::STRIDED_COPY, 1),
 ];
 
@@ -298,6 +301,7 @@ impl GpuBackend {
             .iter()
             .map(|s| self.scratch(self.tensor_bytes(s.iter().product())))
             .collect();
+        let scratch = self.scratch(plan.scratch_bytes);
         let prepared: Vec<PreparedLaunch> = plan
             .launches
             .iter()
@@ -307,6 +311,7 @@ impl GpuBackend {
                     Binding::Input(i) => &input_buffers[*i],
                     Binding::Constant(c) => &constant_buffers[*c],
                     Binding::Output(o) => &outputs[*o],
+                    Binding::Scratch => &scratch,
                     Binding::Aux(_) | Binding::Absent => unreachable!("owned by the launch"),
                 })
             })

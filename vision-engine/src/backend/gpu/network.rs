@@ -24,6 +24,9 @@ pub(crate) struct BufferPlan {
     pub offset_of: Vec<usize>,
     /// For each value placed in a Concat's output, that output: the Concat copies nothing for it.
     pub placed_in: Vec<Option<usize>>,
+    /// For each step with scratch memory (split-k partial sums), its pool buffer: a storage
+    /// alive during that step alone.
+    pub scratch_of: Vec<Option<usize>>,
     /// Size in bytes of each pool buffer.
     pub buffer_bytes: Vec<u64>,
     /// The largest input-plus-output bytes of a single step: a floor for any plan.
@@ -139,8 +142,9 @@ fn concat_placements(network: &Network, plans: &[OpPlan]) -> Vec<Option<(usize, 
 /// Assigns values to buffers. A value's storage is born at the step that produces it and dies
 /// after the last step that reads it (never, for outputs); a Reshape shares its input's storage,
 /// and a value placed in a Concat's output shares that output's storage, which is then born with
-/// the first value placed in it. Storages are placed greedily in step order into the smallest
-/// free buffer that fits. Tensors' elements take `element_bytes` each.
+/// the first value placed in it; a step's scratch memory is a storage of its own, alive during
+/// that step. Storages are placed greedily in step order into the smallest free buffer that
+/// fits. Tensors' elements take `element_bytes` each.
 pub(crate) fn plan_buffers(
     network: &Network,
     plans: &[OpPlan],
@@ -155,6 +159,7 @@ pub(crate) fn plan_buffers(
     let mut storages: Vec<(u64, usize, usize)> =
         vec![(value_bytes(&network.value_shapes[0]), 0, 0)];
     storage_of[0] = 0;
+    let mut scratch_storage = vec![None; network.steps.len()];
     let mut largest_step_bytes = 0;
     for (i, step) in network.steps.iter().enumerate() {
         let mut step_bytes = 0;
@@ -189,6 +194,10 @@ pub(crate) fn plan_buffers(
                 _ => new_storage(out),
             };
         }
+        if plans[i].scratch_bytes > 0 {
+            storages.push((plans[i].scratch_bytes.next_multiple_of(4), i, i));
+            scratch_storage[i] = Some(storages.len() - 1);
+        }
         largest_step_bytes = largest_step_bytes.max(step_bytes);
     }
     for operand in &network.output_operands {
@@ -220,6 +229,10 @@ pub(crate) fn plan_buffers(
             .collect(),
         offset_of,
         placed_in: placed.iter().map(|p| p.map(|(concat, _)| concat)).collect(),
+        scratch_of: scratch_storage
+            .iter()
+            .map(|s| s.map(|s| buffer_of_storage[s]))
+            .collect(),
         buffer_bytes,
         largest_step_bytes,
     }
@@ -258,7 +271,7 @@ impl GpuBackend {
             network.constants.iter().map(|t| self.upload(t)).collect();
         let mut launches = Vec::new();
         let mut launch_names = Vec::new();
-        for (step, op_plan) in network.steps.iter().zip(&plans) {
+        for (step_index, (step, op_plan)) in network.steps.iter().zip(&plans).enumerate() {
             let value_of = |binding: &Binding| match binding {
                 Binding::Input(i) => match step.inputs[*i] {
                     Operand::Value(v) => Some(v),
@@ -286,14 +299,20 @@ impl GpuBackend {
                     }
                 }
                 launch_names.push((step.node.clone(), launch.kernel.name));
-                launches.push(self.prepare_launch(&launch, |binding| match binding {
-                    Binding::Input(i) => match step.inputs[*i] {
-                        Operand::Value(v) => &pool[plan.buffer(v)],
-                        Operand::Constant(c) => &constants[c],
-                    },
-                    Binding::Constant(c) => &constants[*c],
-                    Binding::Output(o) => &pool[plan.buffer(step.outputs[*o])],
-                    Binding::Aux(_) | Binding::Absent => unreachable!("owned by the launch"),
+                launches.push(self.prepare_launch(&launch, |binding| {
+                    match binding {
+                        Binding::Input(i) => match step.inputs[*i] {
+                            Operand::Value(v) => &pool[plan.buffer(v)],
+                            Operand::Constant(c) => &constants[c],
+                        },
+                        Binding::Constant(c) => &constants[*c],
+                        Binding::Output(o) => &pool[plan.buffer(step.outputs[*o])],
+                        Binding::Scratch => {
+                            &pool[plan.scratch_of[step_index]
+                                .expect("a step that binds Scratch has scratch memory")]
+                        }
+                        Binding::Aux(_) | Binding::Absent => unreachable!("owned by the launch"),
+                    }
                 }));
             }
         }
@@ -324,7 +343,8 @@ impl GpuBackend {
 }
 
 impl GpuNetwork<'_> {
-    /// Bytes of GPU memory the intermediate tensors (and the input) take.
+    /// Bytes of GPU memory the intermediate tensors (and the input) take, split-k partial sums
+    /// included.
     pub fn activation_bytes(&self) -> u64 {
         self.plan.peak_bytes()
     }
@@ -554,6 +574,10 @@ mod tests {
             placed > 0,
             "the mini detector's Concats take some inputs in place"
         );
+        assert!(
+            plan.scratch_of.iter().any(Option::is_some),
+            "some of its convolutions are split along k"
+        );
         // Replay the network over memory regions (buffer, start, end): a write evicts the values
         // it overlaps, and every read must find the value it expects still in its region. A
         // Reshape renames its input; a Concat's in-place inputs are already in its output.
@@ -569,7 +593,7 @@ mod tests {
             holds.retain(|&((hb, hs, he), _)| hb != b || he <= start || end <= hs);
             holds.push(((b, start, end), value));
         };
-        for (step, op_plan) in network.steps.iter().zip(&plans) {
+        for (i, (step, op_plan)) in network.steps.iter().zip(&plans).enumerate() {
             for operand in &step.inputs {
                 if let Operand::Value(v) = *operand {
                     assert!(
@@ -578,6 +602,22 @@ mod tests {
                         step.node
                     );
                 }
+            }
+            // Split-k partial sums fill a buffer that none of the step's operands may share.
+            if let Some(b) = plan.scratch_of[i] {
+                let operands = step.inputs.iter().filter_map(|o| match *o {
+                    Operand::Value(v) => Some(v),
+                    Operand::Constant(_) => None,
+                });
+                for v in operands.chain(step.outputs.iter().copied()) {
+                    assert_ne!(
+                        plan.buffer(v),
+                        b,
+                        "step {}: scratch shares a buffer",
+                        step.node
+                    );
+                }
+                holds.retain(|&((hb, _, _), _)| hb != b);
             }
             if matches!(step.op, Op::Concat(_)) {
                 // The in-place inputs stay where they are, inside the output.
