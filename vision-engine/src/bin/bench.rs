@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p vision-engine --bin bench -- --model M.onnx [--backend gpu|cpu]
-//!     [--precision f32|f16] [--runs N] [--warmup N] [--threads N] [--conv direct|tiled]
+//!     [--precision f32|f16] [--runs N] [--warmup N] [--threads N] [--conv direct|tiled|whole]
 //!     [--profile] [--no-peer]
 //! ```
 
