@@ -168,6 +168,44 @@ fn f16_finds_the_detections_of_f32() {
     }
 }
 
+/// An fp16 export (LineCheck's own, weights stored as f16) runs in f16 tensors as it runs in f32:
+/// raw outputs within f16's rounding of each other (measured 9.7e-4 relative).
+#[test]
+fn an_fp16_export_runs_in_f16_as_in_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_image(dir.path());
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/linecheck-defects-320-fp16.onnx");
+    let raw = |precision: &str| {
+        let out = dir.path().join(precision);
+        let (ok, _, stderr) = detect(&[
+            "--model",
+            model.to_str().unwrap(),
+            "--precision",
+            precision,
+            "--raw-out",
+            out.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ]);
+        assert!(ok, "{precision}: {stderr}");
+        npy::read(&std::fs::read(out.join("part.npy")).unwrap()).unwrap()
+    };
+    let (f32, f16) = (raw("f32"), raw("f16"));
+    assert_eq!(f16.shape(), f32.shape());
+    let (diff, norm) = f16
+        .data()
+        .iter()
+        .zip(f32.data())
+        .fold((0.0, 0.0), |(d, n), (&a, &b)| {
+            (d + f64::from(a - b).powi(2), n + f64::from(b).powi(2))
+        });
+    let relative = (diff / norm).sqrt();
+    assert!(
+        relative > 0.0 && relative <= 5e-3,
+        "relative error {relative:e}"
+    );
+}
+
 /// llvmpipe through OpenGL has no shader-f16: asked for f16 there, `detect` says so and fails.
 #[test]
 fn f16_on_an_adapter_without_shader_f16_is_a_clear_error() {
