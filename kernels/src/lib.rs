@@ -2,7 +2,12 @@
 //! by the native driver and by the browser's WebGPU implementation.
 //!
 //! Every file in `wgsl/` but `common.wgsl` must be listed in [`ALL`]; the tests validate each with
-//! naga and check that the entry points the engine calls exist.
+//! naga, in every [`Precision`], and check that the entry points the engine calls exist.
+//!
+//! One source per kernel serves both precisions: tensors' elements have the type `Elem`, which
+//! [`Precision::preamble`] defines as `f32` or `f16`. Kernels load elements into `f32`
+//! (`f32(input[i])`), compute and accumulate in `f32`, and convert once when they store
+//! (`out[i] = Elem(sum)`).
 
 /// One WGSL source file and the compute entry points the engine calls in it.
 #[derive(Debug, Clone, Copy)]
@@ -11,9 +16,66 @@ pub struct Kernel {
     pub name: &'static str,
     /// File name under `kernels/wgsl/`.
     pub file: &'static str,
-    /// `common.wgsl` followed by the file: WGSL has no includes.
-    pub source: &'static str,
+    /// `common.wgsl` followed by the file (WGSL has no includes), without the precision's
+    /// preamble: compile [`Kernel::source`].
+    pub body: &'static str,
     pub entry_points: &'static [&'static str],
+}
+
+impl Kernel {
+    /// The WGSL to compile for tensors of `precision`.
+    pub fn source(&self, precision: Precision) -> String {
+        format!("{}{}", precision.preamble(), self.body)
+    }
+}
+
+/// The element type of tensors in GPU buffers. Arithmetic and sums are `f32` in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Half the bytes per element; needs the adapter's `shader-f16` feature.
+    F16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::F16];
+
+    /// Starts every kernel: `enable` directives must precede all declarations in WGSL, and `Elem`
+    /// is the element type of every tensor the kernels bind.
+    pub const fn preamble(self) -> &'static str {
+        match self {
+            Precision::F32 => "alias Elem = f32;\n",
+            Precision::F16 => "enable f16;\nalias Elem = f16;\n",
+        }
+    }
+
+    /// Bytes per tensor element in GPU buffers.
+    pub const fn element_bytes(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+
+    /// "f32" or "f16", as the command line tools take and print it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| format!("'{name}' is not a precision: f32 or f16"))
+    }
 }
 
 /// Workgroup size of every one-dimensional kernel (`WORKGROUP_SIZE` in `common.wgsl`).
@@ -27,7 +89,7 @@ macro_rules! kernel {
         pub const $name: Kernel = Kernel {
             name: $file,
             file: $file,
-            source: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
+            body: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
             entry_points: &[$($entry),+],
         };
     };
@@ -35,33 +97,61 @@ macro_rules! kernel {
 
 /// A tiling of `conv_gemm.wgsl`: each workgroup computes `tile_m` output channels by `tile_n`
 /// output pixels, taking `TILE_K` values of the reduction at a time, 4 x 4 values per invocation.
+/// `kernel` sums all of the reduction and stores the outputs; `split_kernel` sums one of
+/// `params.pads.w` slices of it into f32 partial sums, which `SPLIT_K_SUM` adds up and stores.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvTiling {
     pub kernel: Kernel,
+    pub split_kernel: Kernel,
     pub tile_m: u32,
     pub tile_n: u32,
     pub tile_k: u32,
 }
 
+/// How `conv_gemm.wgsl` writes its sums (`put`), after the tile sizes: the outputs, or f32
+/// partial sums of one slice of the reduction (a buffer that stays f32 in every precision).
+macro_rules! conv_gemm_output {
+    (whole) => {
+        "const SPLIT_K: bool = false;
+@group(0) @binding(3) var<storage, read_write> out: array<Elem>;
+fn put(i: u32, v: f32) { out[i] = Elem(v); }
+"
+    };
+    (split) => {
+        "const SPLIT_K: bool = true;
+@group(0) @binding(3) var<storage, read_write> partials_f32: array<f32>;
+fn put(i: u32, v: f32) { partials_f32[i] = v; }
+"
+    };
+}
+
+macro_rules! conv_gemm_kernel {
+    ($m:literal, $n:literal, $k:literal, $output:ident, $suffix:literal) => {
+        Kernel {
+            name: concat!("conv_gemm.wgsl ", $m, "x", $n, "x", $k, $suffix),
+            file: "conv_gemm.wgsl",
+            body: concat!(
+                include_str!("../wgsl/common.wgsl"),
+                "const TILE_M: u32 = ",
+                $m,
+                "u;\nconst TILE_N: u32 = ",
+                $n,
+                "u;\nconst TILE_K: u32 = ",
+                $k,
+                "u;\n",
+                conv_gemm_output!($output),
+                include_str!("../wgsl/conv_gemm.wgsl")
+            ),
+            entry_points: &["main"],
+        }
+    };
+}
+
 macro_rules! conv_gemm {
     ($name:ident, $m:literal, $n:literal, $k:literal) => {
         pub const $name: ConvTiling = ConvTiling {
-            kernel: Kernel {
-                name: concat!("conv_gemm.wgsl ", $m, "x", $n, "x", $k),
-                file: "conv_gemm.wgsl",
-                source: concat!(
-                    include_str!("../wgsl/common.wgsl"),
-                    "const TILE_M: u32 = ",
-                    $m,
-                    "u;\nconst TILE_N: u32 = ",
-                    $n,
-                    "u;\nconst TILE_K: u32 = ",
-                    $k,
-                    "u;\n",
-                    include_str!("../wgsl/conv_gemm.wgsl")
-                ),
-                entry_points: &["main"],
-            },
+            kernel: conv_gemm_kernel!($m, $n, $k, whole, ""),
+            split_kernel: conv_gemm_kernel!($m, $n, $k, split, " split-k"),
             tile_m: $m,
             tile_n: $n,
             tile_k: $k,
@@ -96,6 +186,7 @@ kernel!(NMS, "nms.wgsl", ["main"]);
 kernel!(REDUCE_MAX, "reduce_max.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
 kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
+kernel!(SPLIT_K_SUM, "split_k_sum.wgsl", ["main"]);
 kernel!(STRIDED_COPY, "strided_copy.wgsl", ["main"]);
 kernel!(TOP_K, "top_k.wgsl", ["main"]);
 
@@ -104,7 +195,9 @@ pub const ALL: &[Kernel] = &[
     BINARY,
     CONV2D,
     CONV_GEMM_64X64.kernel,
+    CONV_GEMM_64X64.split_kernel,
     CONV_GEMM_32X32.kernel,
+    CONV_GEMM_32X32.split_kernel,
     DECODE_BOXES,
     GATHER,
     GATHER_ELEMENTS,
@@ -115,6 +208,7 @@ pub const ALL: &[Kernel] = &[
     REDUCE_MAX,
     RESIZE_NEAREST,
     SOFTMAX,
+    SPLIT_K_SUM,
     STRIDED_COPY,
     TOP_K,
 ];
@@ -124,34 +218,64 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    fn validate(kernel: &Kernel) -> naga::Module {
-        let module = naga::front::wgsl::parse_str(kernel.source)
-            .unwrap_or_else(|e| panic!("{}: {}", kernel.file, e.emit_to_string(kernel.source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", kernel.file, e.emit_to_string(kernel.source)));
+    fn validate(kernel: &Kernel, precision: Precision) -> naga::Module {
+        let source = kernel.source(precision);
+        let name = format!("{} ({})", kernel.name, precision.name());
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        let capabilities = match precision {
+            Precision::F32 => naga::valid::Capabilities::empty(),
+            Precision::F16 => naga::valid::Capabilities::SHADER_FLOAT16,
+        };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
         module
     }
 
     #[test]
-    fn every_kernel_is_valid_wgsl_with_its_entry_points() {
+    fn every_kernel_is_valid_wgsl_with_its_entry_points_in_every_precision() {
         for kernel in ALL {
-            let module = validate(kernel);
-            let found: BTreeSet<&str> = module
-                .entry_points
-                .iter()
-                .filter(|e| e.stage == naga::ShaderStage::Compute)
-                .map(|e| e.name.as_str())
-                .collect();
-            for entry in kernel.entry_points {
-                assert!(
-                    found.contains(entry),
-                    "{}: no compute entry point {entry}",
-                    kernel.file
-                );
+            for precision in Precision::ALL {
+                let module = validate(kernel, precision);
+                let found: BTreeSet<&str> = module
+                    .entry_points
+                    .iter()
+                    .filter(|e| e.stage == naga::ShaderStage::Compute)
+                    .map(|e| e.name.as_str())
+                    .collect();
+                for entry in kernel.entry_points {
+                    assert!(
+                        found.contains(entry),
+                        "{}: no compute entry point {entry}",
+                        kernel.file
+                    );
+                }
+            }
+        }
+    }
+
+    /// A kernel that binds a tensor as `array<f32>` instead of `array<Elem>` would read f16
+    /// buffers as garbage: in the f16 build no storage buffer may hold f32 scalars, but those
+    /// whose names end in `_f32` (f32 on purpose, such as split-k partial sums).
+    #[test]
+    fn every_tensor_binding_takes_the_precisions_element_type() {
+        for kernel in ALL {
+            let module = validate(kernel, Precision::F16);
+            for (_, global) in module.global_variables.iter() {
+                let f32_on_purpose = global.name.as_ref().is_some_and(|n| n.ends_with("_f32"));
+                if !matches!(global.space, naga::AddressSpace::Storage { .. }) || f32_on_purpose {
+                    continue;
+                }
+                if let naga::TypeInner::Array { base, .. } = module.types[global.ty].inner {
+                    assert_ne!(
+                        module.types[base].inner,
+                        naga::TypeInner::Scalar(naga::Scalar::F32),
+                        "{}: storage buffer {:?} is array<f32>, not array<Elem>",
+                        kernel.name,
+                        global.name
+                    );
+                }
             }
         }
     }
@@ -159,18 +283,21 @@ mod tests {
     #[test]
     fn every_kernel_stays_within_the_webgpu_baseline_workgroup_memory() {
         for kernel in ALL {
-            let module = validate(kernel);
-            let bytes: u32 = module
-                .global_variables
-                .iter()
-                .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
-                .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
-                .sum();
-            assert!(
-                bytes <= 16 * 1024,
-                "{}: {bytes} bytes of workgroup memory",
-                kernel.name
-            );
+            for precision in Precision::ALL {
+                let module = validate(kernel, precision);
+                let bytes: u32 = module
+                    .global_variables
+                    .iter()
+                    .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+                    .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+                    .sum();
+                assert!(
+                    bytes <= 16 * 1024,
+                    "{} ({}): {bytes} bytes of workgroup memory",
+                    kernel.name,
+                    precision.name()
+                );
+            }
         }
     }
 
@@ -209,9 +336,11 @@ mod tests {
         let broken = Kernel {
             name: "broken.wgsl",
             file: "broken.wgsl",
-            source: "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
+            body: "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
             entry_points: &["main"],
         };
-        assert!(std::panic::catch_unwind(|| validate(&broken)).is_err());
+        for precision in Precision::ALL {
+            assert!(std::panic::catch_unwind(|| validate(&broken, precision)).is_err());
+        }
     }
 }

@@ -4,15 +4,15 @@ struct Params {
     len: u32,
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
 fn sigmoid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if i < params.len {
-        out[i] = activate(input[i], 1u);
+        out[i] = Elem(activate(f32(input[i]), 1u));
     }
 }
 
@@ -21,6 +21,6 @@ fn sigmoid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 fn silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if i < params.len {
-        out[i] = activate(input[i], 2u);
+        out[i] = Elem(activate(f32(input[i]), 2u));
     }
 }

@@ -11,9 +11,9 @@ struct Params {
     b_strides: array<vec4<u32>, 2>,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<Elem>;
+@group(0) @binding(1) var<storage, read> b: array<Elem>;
+@group(0) @binding(2) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 // The offsets of output element `i` in `a` and `b`.
@@ -35,7 +35,7 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] + b[o.y];
+        out[i] = Elem(f32(a[o.x]) + f32(b[o.y]));
     }
 }
 
@@ -44,7 +44,7 @@ fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] - b[o.y];
+        out[i] = Elem(f32(a[o.x]) - f32(b[o.y]));
     }
 }
 
@@ -53,7 +53,7 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] * b[o.y];
+        out[i] = Elem(f32(a[o.x]) * f32(b[o.y]));
     }
 }
 
@@ -62,11 +62,12 @@ fn div(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = a[o.x] / b[o.y];
+        out[i] = Elem(f32(a[o.x]) / f32(b[o.y]));
     }
 }
 
-// Integer Div and Mod on exact integers held as f32 (TopK indices and what follows from them).
+// Integer Div and Mod on exact integers held as tensor values (TopK indices and what follows
+// from them; f32 only: the engine refuses them in f16).
 // The loader only lets constant, non-zero divisors reach these.
 
 @compute @workgroup_size(256)
@@ -74,7 +75,7 @@ fn int_div(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = f32(i32(a[o.x]) / i32(b[o.y]));
+        out[i] = Elem(i32(a[o.x]) / i32(b[o.y]));
     }
 }
 
@@ -89,7 +90,7 @@ fn int_mod(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         if r != 0 && (r < 0) != (y < 0) {
             r += y;
         }
-        out[i] = f32(r);
+        out[i] = Elem(r);
     }
 }
 
@@ -99,6 +100,6 @@ fn int_fmod(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[i] = f32(i32(a[o.x]) % i32(b[o.y]));
+        out[i] = Elem(i32(a[o.x]) % i32(b[o.y]));
     }
 }

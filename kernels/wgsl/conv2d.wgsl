@@ -14,10 +14,10 @@ struct Params {
     pads: vec4<u32>,   // top, left, the input's offset in `input`
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read> weight: array<Elem>;
+@group(0) @binding(2) var<storage, read> bias: array<Elem>;
+@group(0) @binding(3) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
@@ -52,13 +52,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             for (var kx = 0u; kx < kw; kx++) {
                 let x = i32(ox * params.steps.y + kx * params.steps.w) - i32(params.pads.y);
                 if x >= 0 && x < i32(w) {
-                    sum += input[plane + u32(y) * w + u32(x)] * weight[taps + ky * kw + kx];
+                    sum += f32(input[plane + u32(y) * w + u32(x)]) * f32(weight[taps + ky * kw + kx]);
                 }
             }
         }
     }
     if params.has_bias != 0u {
-        sum += bias[oc];
+        sum += f32(bias[oc]);
     }
-    out[params.out_offset + i] = activate(sum, params.activation);
+    out[params.out_offset + i] = Elem(activate(sum, params.activation));
 }

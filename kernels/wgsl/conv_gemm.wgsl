@@ -16,6 +16,12 @@
 // (TILE_M / 4) x (TILE_N / 4) invocations, TILE_M = 4 x invocations / TILE_K and
 // TILE_K = 4 x invocations / TILE_N (four loads of each kind). Same Params as conv2d.wgsl, so one
 // plan feeds either kernel.
+//
+// Split-k: a layer with few tiles leaves most of a large GPU idle while each workgroup walks its
+// whole reduction. The preamble's SPLIT_K variant gives each workgroup one of `params.pads.w`
+// consecutive slices of the k tiles (grid z: slice x batch x groups) and writes raw f32 partial
+// sums, slice after slice (`put`, binding 3); split_k_sum.wgsl adds them, the bias and the
+// activation. Otherwise `put` stores the outputs.
 
 const THREADS_M: u32 = TILE_M / 4u;
 const THREADS_N: u32 = TILE_N / 4u;
@@ -32,44 +38,45 @@ struct Params {
     output: vec4<u32>, // N, M, OH, OW
     kernel: vec4<u32>, // kH, kW, C/group, M/group
     steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
-    pads: vec4<u32>,   // top, left, the input's offset in `input`
+    pads: vec4<u32>,   // top, left, the input's offset in `input`, slices of k (split-k)
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read> weight: array<Elem>;
+@group(0) @binding(2) var<storage, read> bias: array<Elem>;
+// Binding 3, the sums' destination, and `put` come from the variant's preamble.
 @group(0) @binding(4) var<uniform> params: Params;
 
 var<workgroup> weight_tile: array<vec4<f32>, TILE_K * THREADS_M>; // [k][m / 4]
 var<workgroup> patch_tile: array<vec4<f32>, TILE_K * THREADS_N>;  // [k][p / 4]
 
-// Writes one output channel's four pixels (those inside the image) after bias and activation.
+// Writes one output channel's four pixels (those inside the image) after bias and activation,
+// or, split, their partial sums as they are.
 fn store(m: u32, oc: u32, row: u32, p: u32, pixels: u32, sums: vec4<f32>) {
     if m >= params.kernel.w {
         return;
     }
     var shift = 0.0;
-    if params.has_bias != 0u {
-        shift = bias[oc];
+    if params.has_bias != 0u && !SPLIT_K {
+        shift = f32(bias[oc]);
     }
     let v = sums + vec4<f32>(shift);
-    let a = params.activation;
+    let a = select(params.activation, 0u, SPLIT_K);
     if p + 3u < pixels {
-        out[row + p] = activate(v.x, a);
-        out[row + p + 1u] = activate(v.y, a);
-        out[row + p + 2u] = activate(v.z, a);
-        out[row + p + 3u] = activate(v.w, a);
+        put(row + p, activate(v.x, a));
+        put(row + p + 1u, activate(v.y, a));
+        put(row + p + 2u, activate(v.z, a));
+        put(row + p + 3u, activate(v.w, a));
         return;
     }
     if p < pixels {
-        out[row + p] = activate(v.x, a);
+        put(row + p, activate(v.x, a));
     }
     if p + 1u < pixels {
-        out[row + p + 1u] = activate(v.y, a);
+        put(row + p + 1u, activate(v.y, a));
     }
     if p + 2u < pixels {
-        out[row + p + 2u] = activate(v.z, a);
+        put(row + p + 2u, activate(v.z, a));
     }
 }
 
@@ -92,7 +99,7 @@ var<private> ix0: i32;
 fn load_weight(m: u32, k: u32) -> f32 {
     let k_total = reduction_length();
     if m < params.kernel.w && k < k_total {
-        return weight[weight_base + m * k_total + k];
+        return f32(weight[weight_base + m * k_total + k]);
     }
     return 0.0;
 }
@@ -104,7 +111,7 @@ fn load_patch(k: u32) -> f32 {
         return 0.0;
     }
     if pointwise {
-        return input[input_base + k * pixels + patch_pixel];
+        return f32(input[input_base + k * pixels + patch_pixel]);
     }
     let h = params.input.z;
     let w = params.input.w;
@@ -113,12 +120,13 @@ fn load_patch(k: u32) -> f32 {
     let y = iy0 + i32((tap / params.kernel.y) * params.steps.z);
     let x = ix0 + i32((tap % params.kernel.y) * params.steps.w);
     if y >= 0 && y < i32(h) && x >= 0 && x < i32(w) {
-        return input[input_base + ci * h * w + u32(y) * w + u32(x)];
+        return f32(input[input_base + ci * h * w + u32(y) * w + u32(x)]);
     }
     return 0.0;
 }
 
-// Grid: x over pixel tiles, y over channel tiles of one group, z over batch x groups.
+// Grid: x over pixel tiles, y over channel tiles of one group, z over slices of k x batch x
+// groups.
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = params.input.z;
@@ -130,8 +138,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let groups = params.output.y / m_per_group;
     taps = params.kernel.x * params.kernel.y;
     let k_total = reduction_length();
-    let n = wg.z / groups;
+    let images = params.output.x * groups; // batch x groups
+    let slice = wg.z / images;
+    let n = (wg.z % images) / groups;
     let g = wg.z % groups;
+    // This workgroup's k tiles: all, or its slice of them (the last slices may be empty).
+    let k_tiles = (k_total + TILE_K - 1u) / TILE_K;
+    let slices = max(params.pads.w, 1u);
+    let tiles_per_slice = (k_tiles + slices - 1u) / slices;
+    let k_begin = min(slice * tiles_per_slice, k_tiles) * TILE_K;
+    let k_end = min(k_begin + tiles_per_slice * TILE_K, k_total);
     let m0 = wg.y * TILE_M;
     let p0 = wg.x * TILE_N;
     weight_base = g * m_per_group * k_total;
@@ -161,15 +177,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    var w0 = load_weight(m0 + wr, kk);
-    var w1 = load_weight(m0 + wr + WEIGHT_ROW_STEP, kk);
-    var w2 = load_weight(m0 + wr + 2u * WEIGHT_ROW_STEP, kk);
-    var w3 = load_weight(m0 + wr + 3u * WEIGHT_ROW_STEP, kk);
-    var x0 = load_patch(pr);
-    var x1 = load_patch(pr + PATCH_ROW_STEP);
-    var x2 = load_patch(pr + 2u * PATCH_ROW_STEP);
-    var x3 = load_patch(pr + 3u * PATCH_ROW_STEP);
-    for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
+    var w0 = load_weight(m0 + wr, k_begin + kk);
+    var w1 = load_weight(m0 + wr + WEIGHT_ROW_STEP, k_begin + kk);
+    var w2 = load_weight(m0 + wr + 2u * WEIGHT_ROW_STEP, k_begin + kk);
+    var w3 = load_weight(m0 + wr + 3u * WEIGHT_ROW_STEP, k_begin + kk);
+    var x0 = load_patch(k_begin + pr);
+    var x1 = load_patch(k_begin + pr + PATCH_ROW_STEP);
+    var x2 = load_patch(k_begin + pr + 2u * PATCH_ROW_STEP);
+    var x3 = load_patch(k_begin + pr + 3u * PATCH_ROW_STEP);
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         weight_tile[w_slot][w_lane] = w0;
         weight_tile[w_slot + WEIGHT_ROW_STEP / 4u][w_lane] = w1;
         weight_tile[w_slot + 2u * WEIGHT_ROW_STEP / 4u][w_lane] = w2;
@@ -202,7 +218,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
     let m = m0 + 4u * tm;
     let oc = g * m_per_group + m;
-    let row = params.out_offset + (n * params.output.y + oc) * pixels;
+    // Split, slice after slice of partial sums, each the output's size (params.count).
+    let row = select(params.out_offset, slice * params.count, SPLIT_K)
+        + (n * params.output.y + oc) * pixels;
     let q = p0 + 4u * tn;
     store(m, oc, row, q, pixels, acc0);
     store(m + 1u, oc + 1u, row + pixels, q, pixels, acc1);

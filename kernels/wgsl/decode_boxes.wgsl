@@ -32,7 +32,7 @@ struct Candidates {
     items: array<Candidate>, // room for every anchor
 }
 
-@group(0) @binding(0) var<storage, read> output: array<f32>;
+@group(0) @binding(0) var<storage, read> output: array<Elem>;
 @group(0) @binding(1) var<storage, read_write> candidates: Candidates;
 @group(0) @binding(2) var<uniform> params: Params;
 
@@ -50,7 +50,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var class_id = 0u;
     var taken = false;
     for (var c = 0u; c < params.classes; c++) {
-        let score = output[base + (4u + c) * row];
+        let score = f32(output[base + (4u + c) * row]);
         if select(score >= -0x1.fffffep+127f, score > best, taken) {
             best = score;
             class_id = c;
@@ -60,11 +60,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if !taken || !(best > params.confidence) {
         return;
     }
-    let cx = output[base];
-    let cy = output[base + row];
+    let cx = f32(output[base]);
+    let cy = f32(output[base + row]);
     // w * 0.5 is exact, so a fused multiply-add rounds these as the CPU does.
-    let hw = output[base + 2u * row] * 0.5;
-    let hh = output[base + 3u * row] * 0.5;
+    let hw = f32(output[base + 2u * row]) * 0.5;
+    let hh = f32(output[base + 3u * row]) * 0.5;
     let bbox = vec4<f32>(cx - hw, cy - hh, cx + hw, cy + hh);
     let area = max(bbox.z - bbox.x, 0.0) * max(bbox.w - bbox.y, 0.0);
     let slot = atomicAdd(&candidates.count, 1u);

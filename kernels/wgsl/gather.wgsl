@@ -7,9 +7,9 @@ struct Params {
     inner: u32,   // product of the axes after it
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
 @group(0) @binding(1) var<storage, read> indices: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(256)

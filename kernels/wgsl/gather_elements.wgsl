@@ -16,9 +16,9 @@ struct Params {
     data_strides: array<vec4<u32>, 2>,
 }
 
-@group(0) @binding(0) var<storage, read> data: array<f32>;
-@group(0) @binding(1) var<storage, read> indices: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> data: array<Elem>;
+@group(0) @binding(1) var<storage, read> indices: array<Elem>;
+@group(0) @binding(2) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
@@ -27,12 +27,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if i >= params.count {
         return;
     }
-    var index = indices[i];
+    var index = f32(indices[i]);
     if index < 0.0 {
         index += f32(params.len);
     }
     if !(index >= 0.0 && index < f32(params.len)) || fract(index) != 0.0 {
-        out[i] = bitcast<f32>(params.nan_bits);
+        out[i] = Elem(bitcast<f32>(params.nan_bits));
         return;
     }
     var rest = i;

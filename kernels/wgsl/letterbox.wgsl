@@ -1,4 +1,4 @@
-// RGBA8 pixels (one u32 each) -> NCHW f32 network input, letterboxed like Ultralytics: bilinear
+// RGBA8 pixels (one u32 each) -> NCHW network input, letterboxed like Ultralytics: bilinear
 // sampling at pixel centres (OpenCV INTER_LINEAR), grey 114 bands, values / 255. The same
 // computation as `letterbox::to_input` in vision-engine, term by term.
 
@@ -22,7 +22,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> pixels: array<u32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 struct Tap {
@@ -55,9 +55,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         && y >= params.pad_top && y < params.pad_top + params.resized_height;
     if !inside {
         let grey = 114.0 / 255.0;
-        out[i] = grey;
-        out[plane + i] = grey;
-        out[2u * plane + i] = grey;
+        out[i] = Elem(grey);
+        out[plane + i] = Elem(grey);
+        out[2u * plane + i] = Elem(grey);
         return;
     }
     let rx = x - params.pad_left;
@@ -76,6 +76,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var c = 0u; c < 3u; c++) {
         let top = channel(p00, c) * (1.0 - tx.weight) + channel(p01, c) * tx.weight;
         let bottom = channel(p10, c) * (1.0 - tx.weight) + channel(p11, c) * tx.weight;
-        out[c * plane + i] = (top * (1.0 - ty.weight) + bottom * ty.weight) / 255.0;
+        out[c * plane + i] = Elem((top * (1.0 - ty.weight) + bottom * ty.weight) / 255.0);
     }
 }

@@ -15,9 +15,9 @@ struct Params {
     b_strides: array<vec4<u32>, 2>,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<Elem>;
+@group(0) @binding(1) var<storage, read> b: array<Elem>;
+@group(0) @binding(2) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
@@ -43,7 +43,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let b_col = b_matrix * params.k * params.n + col;
     var sum = 0.0;
     for (var p = 0u; p < params.k; p++) {
-        sum += a[a_row + p] * b[b_col + p * params.n];
+        sum += f32(a[a_row + p]) * f32(b[b_col + p * params.n]);
     }
-    out[i] = sum;
+    out[i] = Elem(sum);
 }

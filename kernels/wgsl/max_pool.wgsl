@@ -12,8 +12,8 @@ struct Params {
     pads: vec4<u32>,   // top, left
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
@@ -38,9 +38,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var kx = 0u; kx < params.kernel.y; kx++) {
             let x = i32(ox * params.steps.y + kx * params.steps.w) - i32(params.pads.y);
             if x >= 0 && x < w {
-                best = max(best, input[plane + u32(y * w + x)]);
+                best = max(best, f32(input[plane + u32(y * w + x)]));
             }
         }
     }
-    out[i] = best;
+    out[i] = Elem(best);
 }

@@ -8,8 +8,8 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
@@ -19,9 +19,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let first = (i / params.inner) * params.len * params.inner + i % params.inner;
-    var largest = input[first];
+    var largest = f32(input[first]);
     for (var k = 1u; k < params.len; k++) {
-        largest = max(largest, input[first + k * params.inner]);
+        largest = max(largest, f32(input[first + k * params.inner]));
     }
-    out[i] = largest;
+    out[i] = Elem(largest);
 }

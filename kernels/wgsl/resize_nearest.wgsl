@@ -11,9 +11,9 @@ struct Params {
     map_offsets: array<vec4<u32>, 2>, // where each axis's map starts in `maps`
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
 @group(0) @binding(1) var<storage, read> maps: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(256)

@@ -12,8 +12,8 @@ struct Params {
     dst_strides: array<vec4<u32>, 2>,
 }
 
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(0) var<storage, read> src: array<Elem>;
+@group(0) @binding(1) var<storage, read_write> dst: array<Elem>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(256)

@@ -15,8 +15,8 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
@@ -29,16 +29,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let a = (i / params.inner) % params.len;
     let o = i / (params.inner * params.len);
     let first = o * params.len * params.inner + r;
-    let x = input[i];
+    let x = f32(input[i]);
     var rank = 0u;
     for (var j = 0u; j < params.len && rank < params.k; j++) {
-        let y = input[first + j * params.inner];
+        let y = f32(input[first + j * params.inner]);
         let better = select((y < x), (y > x), params.largest == 1u);
         if better || (y == x && j < a) {
             rank++;
         }
     }
     if rank < params.k {
-        out[(o * params.k + rank) * params.inner + r] = f32(a);
+        out[(o * params.k + rank) * params.inner + r] = Elem(a);
     }
 }

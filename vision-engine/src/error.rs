@@ -6,7 +6,7 @@ pub enum EngineError {
     )]
     NoAdapter(String),
     #[error(
-        "the GPU adapter '{adapter}' cannot open a device with the limits the engine needs: {reason}"
+        "the GPU adapter '{adapter}' cannot open a device with the limits and features the engine needs: {reason}"
     )]
     DeviceRequest { adapter: String, reason: String },
     #[error("reading a result back from the GPU failed: {0}")]

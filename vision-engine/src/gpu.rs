@@ -1,4 +1,5 @@
 use crate::EngineError;
+use kernels::Precision;
 
 /// What the kiosk shows about the GPU it runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,14 +54,41 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     adapter: AdapterSummary,
+    precision: Precision,
+}
+
+/// The features a device with tensors in `precision` must be opened with, on an adapter with
+/// `available` features.
+fn device_features(
+    available: wgpu::Features,
+    precision: Precision,
+) -> Result<wgpu::Features, String> {
+    if precision == Precision::F16 && !available.contains(wgpu::Features::SHADER_F16) {
+        return Err(
+            "f16 needs the shader-f16 feature, which this adapter lacks; run in f32 instead".into(),
+        );
+    }
+    // Timestamps, where the adapter has them, let benchmarks read GPU time; they change nothing
+    // else, and the limits stay the baseline's.
+    let mut features = available & wgpu::Features::TIMESTAMP_QUERY;
+    if precision == Precision::F16 {
+        features |= wgpu::Features::SHADER_F16;
+    }
+    Ok(features)
 }
 
 impl GpuContext {
-    /// Opens the best adapter. Natively `WGPU_BACKEND` (e.g. `vulkan`, `gl`) picks the API.
+    /// Opens the best adapter in f32. Natively `WGPU_BACKEND` (e.g. `vulkan`, `gl`) picks the API.
     ///
     /// The device is requested with `wgpu::Limits::default()`, the WebGPU baseline, also on native
     /// drivers that offer more: a kernel that would exceed a browser's limits fails in native tests.
     pub async fn new() -> Result<Self, EngineError> {
+        Self::with_precision(Precision::F32).await
+    }
+
+    /// Opens the best adapter with tensors in `precision`; f16 on an adapter without
+    /// `shader-f16` is an error.
+    pub async fn with_precision(precision: Precision) -> Result<Self, EngineError> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
@@ -81,9 +109,13 @@ impl GpuContext {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        // Timestamps, where the adapter has them, let benchmarks read GPU time; they change nothing
-        // else, and the limits stay the baseline's.
-        let required_features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let required_features =
+            device_features(adapter.features(), precision).map_err(|reason| {
+                EngineError::DeviceRequest {
+                    adapter: summary.name.clone(),
+                    reason,
+                }
+            })?;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("linecheck"),
@@ -100,11 +132,17 @@ impl GpuContext {
             device,
             queue,
             adapter: summary,
+            precision,
         })
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
         &self.adapter
+    }
+
+    /// The element type of every tensor on this device.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// A buffer the host can map, for `size` bytes copied from the GPU.
@@ -173,6 +211,23 @@ mod tests {
             backend: backend.into(),
             device_type: device_type.into(),
             driver: driver.into(),
+        }
+    }
+
+    #[test]
+    fn f16_runs_only_where_the_adapter_has_shader_f16() {
+        let with_f16 = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
+        let without = wgpu::Features::TIMESTAMP_QUERY;
+        let features = device_features(with_f16, Precision::F16).unwrap();
+        assert!(features.contains(wgpu::Features::SHADER_F16));
+        let err = device_features(without, Precision::F16).unwrap_err();
+        assert!(err.contains("shader-f16"), "{err}");
+        // f32: no f16 feature requested, even where it exists.
+        for available in [with_f16, without] {
+            assert_eq!(
+                device_features(available, Precision::F32).unwrap(),
+                wgpu::Features::TIMESTAMP_QUERY
+            );
         }
     }
 

@@ -16,6 +16,7 @@ pub mod cpu;
 mod detector;
 pub mod end_to_end;
 mod error;
+pub mod f16;
 mod gpu;
 pub mod graph;
 pub mod letterbox;
@@ -30,4 +31,5 @@ pub use backend::{
 pub use detector::{Detection, DetectionResult, Detector, DetectorError};
 pub use error::EngineError;
 pub use gpu::{AdapterSummary, GpuContext};
+pub use kernels::Precision;
 pub use tensor::{ShapeError, Tensor, normalize_axis, strides};

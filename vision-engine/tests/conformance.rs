@@ -3,21 +3,37 @@
 //! CPU reference ops, which `reference_ops.rs` checks against naive definitions. Ops that only
 //! move values must match exactly; arithmetic within a relative error.
 //!
+//! The GPU backend runs the suite in both precisions. In f16 the data are f16 values (so that
+//! what only moves values still matches exactly) and arithmetic is held to f16's rounding of its
+//! results: the kernels sum in f32 and round once, when they store.
+//!
 //! The GPU suite fails, rather than skips, when no adapter is found: CI installs lavapipe.
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use vision_engine::{
-    Activation, Backend, ConvKernels, CpuBackend, GpuBackend, Tensor,
+    Activation, Backend, ConvKernels, CpuBackend, EngineError, GpuBackend, Precision, Tensor,
     cpu::{self, BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
+    f16::{f16_to_f32, f32_to_f16},
 };
 
-fn random_tensor(rng: &mut StdRng, shape: &[usize]) -> Tensor {
+/// Values in [-8, 8), each one a value of `precision`.
+fn random_tensor(rng: &mut StdRng, precision: Precision, shape: &[usize]) -> Tensor {
     let len = shape.iter().product();
-    Tensor::new(
-        shape.to_vec(),
-        (0..len).map(|_| rng.random_range(-8.0..8.0)).collect(),
-    )
-    .unwrap()
+    let values = (0..len).map(|_| rng.random_range(-8.0f32..8.0));
+    let data = match precision {
+        Precision::F32 => values.collect(),
+        Precision::F16 => values.map(|v| f16_to_f32(f32_to_f16(v))).collect(),
+    };
+    Tensor::new(shape.to_vec(), data).unwrap()
+}
+
+/// Relative error allowed for arithmetic results stored in `precision`: a few of its units of
+/// rounding (f16: 2^-11 ≈ 4.9e-4 per value).
+fn tolerance(precision: Precision) -> f64 {
+    match precision {
+        Precision::F32 => 1e-5,
+        Precision::F16 => 1e-3,
+    }
 }
 
 /// ‖out − ref‖ / ‖ref‖, after checking the shapes agree.
@@ -33,10 +49,16 @@ fn relative_error(out: &Tensor, expected: &Tensor) -> f64 {
     (diff / norm).sqrt()
 }
 
-fn assert_close(backend: &impl Backend, what: &str, out: &Tensor, expected: &Tensor) {
+fn assert_close(
+    backend: &impl Backend,
+    precision: Precision,
+    what: &str,
+    out: &Tensor,
+    expected: &Tensor,
+) {
     let err = relative_error(out, expected);
     assert!(
-        err <= 1e-5,
+        err <= tolerance(precision),
         "{} {what}: relative error {err:e}",
         backend.name()
     );
@@ -45,10 +67,10 @@ fn assert_close(backend: &impl Backend, what: &str, out: &Tensor, expected: &Ten
 /// Lengths around workgroup boundaries, plus one past 65,535 workgroups so the grid spills into y.
 const ACTIVATION_LENGTHS: [usize; 5] = [1, 255, 257, 100_003, 65_535 * 256 + 1_000];
 
-async fn activations_match_their_definitions(backend: &impl Backend) {
+async fn activations_match_their_definitions(backend: &impl Backend, precision: Precision) {
     for kind in Activation::ALL {
         for (seed, len) in ACTIVATION_LENGTHS.into_iter().enumerate() {
-            let input = random_tensor(&mut StdRng::seed_from_u64(seed as u64), &[len]);
+            let input = random_tensor(&mut StdRng::seed_from_u64(seed as u64), precision, &[len]);
             let out = backend.activation(kind, &input).await.unwrap();
             for (i, (&o, &x)) in out.data().iter().zip(input.data()).enumerate() {
                 let x = f64::from(x);
@@ -58,7 +80,7 @@ async fn activations_match_their_definitions(backend: &impl Backend) {
                     Activation::Silu => x * sigmoid,
                 };
                 assert!(
-                    (f64::from(o) - e).abs() <= 1e-6 + 1e-5 * e.abs(),
+                    (f64::from(o) - e).abs() <= 1e-6 + tolerance(precision) * e.abs(),
                     "{} {kind:?} len {len}: element {i} of input {x} is {o}, expected {e}",
                     backend.name()
                 );
@@ -67,7 +89,7 @@ async fn activations_match_their_definitions(backend: &impl Backend) {
     }
 }
 
-async fn empty_input_gives_empty_output(backend: &impl Backend) {
+async fn empty_input_gives_empty_output(backend: &impl Backend, _: Precision) {
     let out = backend
         .activation(Activation::Silu, &Tensor::zeros(vec![0]))
         .await
@@ -80,7 +102,7 @@ async fn empty_input_gives_empty_output(backend: &impl Backend) {
     assert_eq!(out.shape(), [3, 0, 2]);
 }
 
-async fn conv_matches_the_reference(backend: &impl Backend) {
+async fn conv_matches_the_reference(backend: &impl Backend, precision: Precision) {
     let mut rng = StdRng::seed_from_u64(21);
     // (C, H, W, M, k, stride, pad, dilation, group): stem, 1x1, depthwise, dilated grouped; then
     // shapes past every GPU tile size in channels, pixels and reduction (none a multiple of a
@@ -110,9 +132,9 @@ async fn conv_matches_the_reference(backend: &impl Backend) {
         ));
     }
     for (c, h, w, m, k, s, p, d, g) in cases {
-        let x = random_tensor(&mut rng, &[1, c, h, w]);
-        let weight = random_tensor(&mut rng, &[m, c / g, k, k]);
-        let bias = random_tensor(&mut rng, &[m]);
+        let x = random_tensor(&mut rng, precision, &[1, c, h, w]);
+        let weight = random_tensor(&mut rng, precision, &[m, c / g, k, k]);
+        let bias = random_tensor(&mut rng, precision, &[m]);
         let attrs = Conv2d {
             strides: [s, s],
             pads: [p, p, p, p],
@@ -133,6 +155,7 @@ async fn conv_matches_the_reference(backend: &impl Backend) {
             }
             assert_close(
                 backend,
+                precision,
                 &format!("Conv {:?} {activation:?}", (c, h, w, m, k, s, p, d, g)),
                 &out,
                 &expected,
@@ -144,6 +167,7 @@ async fn conv_matches_the_reference(backend: &impl Backend) {
             .unwrap();
         assert_close(
             backend,
+            precision,
             "Conv without bias",
             &out,
             &cpu::conv2d(&x, &weight, None, &attrs).unwrap(),
@@ -151,10 +175,10 @@ async fn conv_matches_the_reference(backend: &impl Backend) {
     }
 }
 
-async fn max_pool_matches_the_reference(backend: &impl Backend) {
+async fn max_pool_matches_the_reference(backend: &impl Backend, precision: Precision) {
     let mut rng = StdRng::seed_from_u64(22);
     for (k, s, p) in [(5, 1, 2), (2, 2, 0), (3, 2, 1)] {
-        let x = random_tensor(&mut rng, &[1, 5, 12, 9]);
+        let x = random_tensor(&mut rng, precision, &[1, 5, 12, 9]);
         let attrs = MaxPool2d {
             kernel: [k, k],
             strides: [s, s],
@@ -171,7 +195,7 @@ async fn max_pool_matches_the_reference(backend: &impl Backend) {
     }
 }
 
-async fn binary_ops_match_the_reference(backend: &impl Backend) {
+async fn binary_ops_match_the_reference(backend: &impl Backend, precision: Precision) {
     let mut rng = StdRng::seed_from_u64(23);
     let pairs: [(&[usize], &[usize]); 4] = [
         (&[2, 3, 4], &[2, 3, 4]),
@@ -180,11 +204,15 @@ async fn binary_ops_match_the_reference(backend: &impl Backend) {
         (&[1, 84, 500], &[1, 1, 500]),
     ];
     for (sa, sb) in pairs {
-        let (a, b) = (random_tensor(&mut rng, sa), random_tensor(&mut rng, sb));
+        let (a, b) = (
+            random_tensor(&mut rng, precision, sa),
+            random_tensor(&mut rng, precision, sb),
+        );
         for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
             let out = backend.binary(op, &a, &b).await.unwrap();
             assert_close(
                 backend,
+                precision,
                 &format!("{op:?} {sa:?} {sb:?}"),
                 &out,
                 &cpu::binary(op, &a, &b).unwrap(),
@@ -196,9 +224,9 @@ async fn binary_ops_match_the_reference(backend: &impl Backend) {
 /// Slice arguments: starts, ends, axes, steps.
 type SliceCase<'a> = (&'a [i64], &'a [i64], &'a [i64], &'a [i64]);
 
-async fn layout_ops_match_the_reference_exactly(backend: &impl Backend) {
+async fn layout_ops_match_the_reference_exactly(backend: &impl Backend, precision: Precision) {
     let mut rng = StdRng::seed_from_u64(24);
-    let x = random_tensor(&mut rng, &[2, 3, 4, 5]);
+    let x = random_tensor(&mut rng, precision, &[2, 3, 4, 5]);
     for perm in [[0, 2, 3, 1], [3, 2, 1, 0], [0, 1, 2, 3]] {
         assert_eq!(
             backend.transpose(&x, &perm).await.unwrap(),
@@ -224,7 +252,7 @@ async fn layout_ops_match_the_reference_exactly(backend: &impl Backend) {
             backend.name()
         );
     }
-    let y = random_tensor(&mut rng, &[2, 7, 4, 5]);
+    let y = random_tensor(&mut rng, precision, &[2, 7, 4, 5]);
     for (parts, axis) in [(vec![&x, &y, &x], 1i64), (vec![&x, &x], -1)] {
         assert_eq!(
             backend.concat(&parts, axis).await.unwrap(),
@@ -271,12 +299,13 @@ async fn layout_ops_match_the_reference_exactly(backend: &impl Backend) {
     );
 }
 
-async fn softmax_and_matmul_match_the_reference(backend: &impl Backend) {
+async fn softmax_and_matmul_match_the_reference(backend: &impl Backend, precision: Precision) {
     let mut rng = StdRng::seed_from_u64(25);
-    let x = random_tensor(&mut rng, &[1, 4, 16, 50]);
+    let x = random_tensor(&mut rng, precision, &[1, 4, 16, 50]);
     for axis in [2, -1, 0] {
         assert_close(
             backend,
+            precision,
             &format!("Softmax axis {axis}"),
             &backend.softmax(&x, axis).await.unwrap(),
             &cpu::softmax(&x, axis).unwrap(),
@@ -288,9 +317,13 @@ async fn softmax_and_matmul_match_the_reference(backend: &impl Backend) {
         (&[3, 1, 5, 7], &[4, 7, 2]),
     ];
     for (sa, sb) in cases {
-        let (a, b) = (random_tensor(&mut rng, sa), random_tensor(&mut rng, sb));
+        let (a, b) = (
+            random_tensor(&mut rng, precision, sa),
+            random_tensor(&mut rng, precision, sb),
+        );
         assert_close(
             backend,
+            precision,
             &format!("MatMul {sa:?} {sb:?}"),
             &backend.matmul(&a, &b).await.unwrap(),
             &cpu::matmul(&a, &b).unwrap(),
@@ -310,7 +343,19 @@ fn tied_tensor(rng: &mut StdRng, shape: &[usize], levels: i32) -> Tensor {
     .unwrap()
 }
 
-async fn reductions_and_top_k_match_their_definitions(backend: &impl Backend) {
+/// In f16 the ops on run-time indices are refused: f16 holds integers exactly only up to 2,048.
+async fn refused_in_f16<T: std::fmt::Debug>(result: impl Future<Output = Result<T, EngineError>>) {
+    let err = result.await.unwrap_err();
+    assert!(
+        err.to_string().contains("run-time indices need f32"),
+        "{err}"
+    );
+}
+
+async fn reductions_and_top_k_match_their_definitions(
+    backend: &impl Backend,
+    precision: Precision,
+) {
     let mut rng = StdRng::seed_from_u64(26);
     // (shape, axis, k): YOLO26's heads ([1, 8400, 80] reduced, then top 300 of 8400 and of
     // 24,000 in miniature), a middle axis, a k of the whole axis, rows longer than a workgroup.
@@ -324,7 +369,7 @@ async fn reductions_and_top_k_match_their_definitions(backend: &impl Backend) {
     ];
     for (seed, (shape, axis, k)) in cases.into_iter().enumerate() {
         for x in [
-            random_tensor(&mut rng, shape),
+            random_tensor(&mut rng, precision, shape),
             tied_tensor(&mut rng, shape, 3 + seed as i32),
         ] {
             let reduced = backend.reduce_max(&x, &[axis], false).await.unwrap();
@@ -334,6 +379,10 @@ async fn reductions_and_top_k_match_their_definitions(backend: &impl Backend) {
                 "{} ReduceMax {shape:?} axis {axis}",
                 backend.name()
             );
+            if precision == Precision::F16 {
+                refused_in_f16(backend.top_k(&x, axis, k, true)).await;
+                continue;
+            }
             for largest in [true, false] {
                 let out = backend.top_k(&x, axis, k, largest).await.unwrap();
                 // The definition: a stable sort by value keeps equal values in index order.
@@ -372,7 +421,10 @@ async fn reductions_and_top_k_match_their_definitions(backend: &impl Backend) {
     assert!(err.to_string().starts_with("TopK:"), "{err}");
 }
 
-async fn gather_elements_and_expand_match_the_reference_exactly(backend: &impl Backend) {
+async fn gather_elements_and_expand_match_the_reference_exactly(
+    backend: &impl Backend,
+    precision: Precision,
+) {
     let mut rng = StdRng::seed_from_u64(27);
     // (data, indices, axis): YOLO26's gathers of 300 of 8400 anchors in miniature, then others.
     let cases: [(&[usize], &[usize], i64); 4] = [
@@ -382,7 +434,7 @@ async fn gather_elements_and_expand_match_the_reference_exactly(backend: &impl B
         (&[6, 2, 3], &[9, 2, 1], 0),
     ];
     for (data_shape, index_shape, axis) in cases {
-        let data = random_tensor(&mut rng, data_shape);
+        let data = random_tensor(&mut rng, precision, data_shape);
         let axis_n =
             vision_engine::normalize_axis("GatherElements", axis, data_shape.len()).unwrap();
         let len = data_shape[axis_n] as i64;
@@ -394,6 +446,10 @@ async fn gather_elements_and_expand_match_the_reference_exactly(backend: &impl B
                 .collect(),
         )
         .unwrap();
+        if precision == Precision::F16 {
+            refused_in_f16(backend.gather_elements(&data, &indices, axis)).await;
+            continue;
+        }
         assert_eq!(
             backend
                 .gather_elements(&data, &indices, axis)
@@ -404,7 +460,7 @@ async fn gather_elements_and_expand_match_the_reference_exactly(backend: &impl B
             backend.name()
         );
     }
-    let x = random_tensor(&mut rng, &[1, 30, 1]);
+    let x = random_tensor(&mut rng, precision, &[1, 30, 1]);
     for shape in [&[1, 1, 80][..], &[2, 1, 30, 4], &[30, 1]] {
         assert_eq!(
             backend.expand(&x, shape).await.unwrap(),
@@ -420,7 +476,7 @@ async fn gather_elements_and_expand_match_the_reference_exactly(backend: &impl B
     assert!(err.to_string().starts_with("GatherElements:"), "{err}");
 }
 
-async fn integer_div_and_mod_match_their_definitions(backend: &impl Backend) {
+async fn integer_div_and_mod_match_their_definitions(backend: &impl Backend, precision: Precision) {
     let mut rng = StdRng::seed_from_u64(28);
     let shape = [1, 300];
     let a = Tensor::new(
@@ -433,6 +489,10 @@ async fn integer_div_and_mod_match_their_definitions(backend: &impl Backend) {
     for divisor in [80.0, -7.0, 1.0] {
         let b = Tensor::new(vec![], vec![divisor]).unwrap();
         for op in [BinaryOp::IntDiv, BinaryOp::Mod, BinaryOp::Fmod] {
+            if precision == Precision::F16 {
+                refused_in_f16(backend.binary(op, &a, &b)).await;
+                continue;
+            }
             let out = backend.binary(op, &a, &b).await.unwrap();
             let expected: Vec<f32> = a
                 .data()
@@ -459,7 +519,7 @@ async fn integer_div_and_mod_match_their_definitions(backend: &impl Backend) {
     assert!(err.to_string().starts_with("Mod:"), "{err}");
 }
 
-async fn bad_shapes_are_errors_naming_the_op(backend: &impl Backend) {
+async fn bad_shapes_are_errors_naming_the_op(backend: &impl Backend, _: Precision) {
     let x = Tensor::zeros(vec![1, 4, 8, 8]);
     let err = backend
         .conv2d(
@@ -482,7 +542,7 @@ async fn bad_shapes_are_errors_naming_the_op(backend: &impl Backend) {
 }
 
 macro_rules! conformance_suite {
-    ($module:ident, $backend:expr) => {
+    ($module:ident, $backend:expr, $precision:expr) => {
         mod $module {
             use super::*;
 
@@ -490,7 +550,7 @@ macro_rules! conformance_suite {
                 ($name:ident) => {
                     #[test]
                     fn $name() {
-                        pollster::block_on(async { super::$name(&$backend).await });
+                        pollster::block_on(async { super::$name(&$backend, $precision).await });
                     }
                 };
             }
@@ -510,28 +570,56 @@ macro_rules! conformance_suite {
     };
 }
 
-/// Every GPU convolution kernel, each tiling forced on every layer, against the reference.
+const NEEDS_ADAPTER: &str = "the GPU suite needs an adapter (CI uses lavapipe from \
+    mesa-vulkan-drivers, which has shader-f16)";
+
+/// Every GPU convolution kernel, each tiling forced on every layer, whole and split along k, in
+/// both precisions, against the reference.
 #[test]
 fn every_gpu_conv_kernel_matches_the_reference() {
     pollster::block_on(async {
-        let gpu = GpuBackend::new()
-            .await
-            .expect("the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)");
-        let choices = [ConvKernels::Direct, ConvKernels::Tiled]
+        for precision in Precision::ALL {
+            let gpu = GpuBackend::with_precision(precision)
+                .await
+                .expect(NEEDS_ADAPTER);
+            // Split-k into more slices than some layers have k tiles: empty slices add zeros.
+            let splits = [
+                ConvKernels::Split {
+                    tiling: 0,
+                    slices: 3,
+                },
+                ConvKernels::Split {
+                    tiling: 1,
+                    slices: 5,
+                },
+            ];
+            let choices = [
+                ConvKernels::Direct,
+                ConvKernels::Tiled,
+                ConvKernels::TiledWhole,
+            ]
             .into_iter()
-            .chain((0..kernels::CONV_TILINGS.len()).map(ConvKernels::Tiling));
-        for choice in choices {
-            eprintln!("conv kernels: {choice:?}"); // named in a failure's output
-            gpu.set_conv_kernels(choice);
-            conv_matches_the_reference(&gpu).await;
+            .chain((0..kernels::CONV_TILINGS.len()).map(ConvKernels::Tiling))
+            .chain(splits);
+            for choice in choices {
+                eprintln!("conv kernels: {choice:?}"); // named in a failure's output
+                gpu.set_conv_kernels(choice);
+                conv_matches_the_reference(&gpu, precision).await;
+            }
         }
     });
 }
 
-conformance_suite!(cpu_backend, CpuBackend);
+conformance_suite!(cpu_backend, CpuBackend, Precision::F32);
 conformance_suite!(
     gpu_backend,
-    GpuBackend::new()
+    GpuBackend::new().await.expect(NEEDS_ADAPTER),
+    Precision::F32
+);
+conformance_suite!(
+    gpu_backend_f16,
+    GpuBackend::with_precision(Precision::F16)
         .await
-        .expect("the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)")
+        .expect(NEEDS_ADAPTER),
+    Precision::F16
 );

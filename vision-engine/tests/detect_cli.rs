@@ -10,7 +10,16 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn detect(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_detect"))
+    detect_on(None, args)
+}
+
+/// `detect` with `WGPU_BACKEND` set to `api` (e.g. `gl`), or as the environment has it.
+fn detect_on(api: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_detect"));
+    if let Some(api) = api {
+        command.env("WGPU_BACKEND", api);
+    }
+    let output = command
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         .output()
@@ -121,6 +130,114 @@ fn prints_one_json_object_per_image_and_writes_the_raw_output() {
     }
 }
 
+/// The detections of one `detect` run on the GPU in `precision`: (label, score, box).
+fn gpu_detections(image: &str, precision: &str) -> Vec<(String, f64, Vec<f64>)> {
+    let model = fixture("mini_detector.onnx");
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--precision",
+        precision,
+        "--conf",
+        "0.5",
+        image,
+    ];
+    let (ok, stdout, stderr) = detect(&args);
+    assert!(ok, "{precision}: {stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    line["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let number = |v: &serde_json::Value| v.as_f64().unwrap();
+            (
+                d["label"].as_str().unwrap().to_string(),
+                number(&d["score"]),
+                d["box"].as_array().unwrap().iter().map(number).collect(),
+            )
+        })
+        .collect()
+}
+
+/// lavapipe has shader-f16: `--precision f16` runs and finds what f32 finds.
+#[test]
+fn f16_finds_the_detections_of_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_image(dir.path());
+    let image = image.to_str().unwrap();
+    let (f32, f16) = (gpu_detections(image, "f32"), gpu_detections(image, "f16"));
+    assert!(!f32.is_empty());
+    assert_eq!(f16.len(), f32.len(), "{f16:?} vs {f32:?}");
+    for (a, b) in f16.iter().zip(&f32) {
+        assert_eq!(a.0, b.0);
+        assert!((a.1 - b.1).abs() <= 2e-3, "{a:?} vs {b:?}");
+        // Image pixels: 1.5 per input pixel of the 64x64 model.
+        let worst =
+            a.2.iter()
+                .zip(&b.2)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+        assert!(worst <= 0.4, "{a:?} vs {b:?}");
+    }
+}
+
+/// An fp16 export (LineCheck's own, weights stored as f16) runs in f16 tensors as it runs in f32:
+/// raw outputs within f16's rounding of each other (measured 9.7e-4 relative).
+#[test]
+fn an_fp16_export_runs_in_f16_as_in_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_image(dir.path());
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/linecheck-defects-320-fp16.onnx");
+    let raw = |precision: &str| {
+        let out = dir.path().join(precision);
+        let (ok, _, stderr) = detect(&[
+            "--model",
+            model.to_str().unwrap(),
+            "--precision",
+            precision,
+            "--raw-out",
+            out.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ]);
+        assert!(ok, "{precision}: {stderr}");
+        npy::read(&std::fs::read(out.join("part.npy")).unwrap()).unwrap()
+    };
+    let (f32, f16) = (raw("f32"), raw("f16"));
+    assert_eq!(f16.shape(), f32.shape());
+    let (diff, norm) = f16
+        .data()
+        .iter()
+        .zip(f32.data())
+        .fold((0.0, 0.0), |(d, n), (&a, &b)| {
+            (d + f64::from(a - b).powi(2), n + f64::from(b).powi(2))
+        });
+    let relative = (diff / norm).sqrt();
+    assert!(
+        relative > 0.0 && relative <= 5e-3,
+        "relative error {relative:e}"
+    );
+}
+
+/// llvmpipe through OpenGL has no shader-f16: asked for f16 there, `detect` says so and fails.
+#[test]
+fn f16_on_an_adapter_without_shader_f16_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = write_image(dir.path());
+    let model = fixture("mini_detector.onnx");
+    let model = model.to_str().unwrap();
+    let image = image.to_str().unwrap();
+    let (ok, _, stderr) = detect_on(Some("gl"), &["--model", model, "--precision", "f16", image]);
+    assert!(
+        !ok && stderr.contains("f16 needs the shader-f16 feature"),
+        "{stderr}"
+    );
+    // The same adapter runs the model in f32.
+    let (ok, _, stderr) = detect_on(Some("gl"), &["--model", model, image]);
+    assert!(ok, "{stderr}");
+}
+
 #[test]
 fn bad_input_gives_a_clear_error_and_a_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +245,7 @@ fn bad_input_gives_a_clear_error_and_a_nonzero_exit() {
     let image = image.to_str().unwrap();
     let model = fixture("mini_detector.onnx");
     let unsupported = fixture("unsupported_op.onnx");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--model", "/nonexistent.onnx", image],
             "/nonexistent.onnx: No such file",
@@ -150,6 +267,28 @@ fn bad_input_gives_a_clear_error_and_a_nonzero_exit() {
                 "/missing.png",
             ],
             "/missing.png: No such file",
+        ),
+        (
+            &[
+                "--model",
+                model.to_str().unwrap(),
+                "--precision",
+                "f64",
+                image,
+            ],
+            "'f64' is not a precision: f32 or f16",
+        ),
+        (
+            &[
+                "--model",
+                model.to_str().unwrap(),
+                "--backend",
+                "cpu",
+                "--precision",
+                "f16",
+                image,
+            ],
+            "--precision f16 is for the GPU backend",
         ),
     ];
     for (args, expected) in cases {

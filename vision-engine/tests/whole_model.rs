@@ -6,9 +6,11 @@
 
 mod support;
 
-use support::{ANCHORS, CLASSES, ORT_OUTPUTS, max_class_score_difference, network, relative_error};
+use support::{
+    ANCHORS, CLASSES, ORT_OUTPUTS, Tolerance, max_class_score_difference, network, relative_error,
+};
 use vision_engine::{
-    CpuBackend, GpuBackend,
+    CpuBackend, GpuBackend, Precision,
     graph::OpByOp,
     letterbox::{self, Letterbox},
     npy,
@@ -58,67 +60,92 @@ fn cpu_backend_matches_onnx_runtime() {
         network: &network,
         backend: &CpuBackend,
     };
-    pollster::block_on(support::matches_onnx_runtime(&executor));
+    pollster::block_on(support::matches_onnx_runtime(
+        &executor,
+        &Tolerance::of(Precision::F32),
+    ));
 }
 
+const NEEDS_ADAPTER: &str = "the GPU suite needs an adapter (CI uses lavapipe from \
+    mesa-vulkan-drivers, which has shader-f16)";
+
+/// In f32 within 1e-4 of ONNX Runtime; in f16 (lavapipe has shader-f16) the same detections,
+/// boxes within a quarter of an input pixel (`Tolerance::of`).
 #[test]
-fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident() {
+fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident_in_both_precisions() {
     pollster::block_on(async {
-        let gpu = GpuBackend::new()
-            .await
-            .expect("the GPU suite needs an adapter (CI uses lavapipe from mesa-vulkan-drivers)");
         let network = network();
-        support::matches_onnx_runtime(&OpByOp {
-            network: &network,
-            backend: &gpu,
-        })
-        .await;
-        let prepared = gpu.prepare(&network).unwrap();
-        support::matches_onnx_runtime(&prepared).await;
-        // Inference after inference reuses the same buffers: run the check a second time.
-        support::matches_onnx_runtime(&prepared).await;
-        println!(
-            "GPU activations: {} bytes planned; the largest step reads and writes {} bytes",
-            prepared.activation_bytes(),
-            prepared.largest_step_bytes()
-        );
-    });
-}
-
-#[test]
-fn gpu_letterbox_matches_the_cpu_reference() {
-    pollster::block_on(async {
-        let gpu = GpuBackend::new()
-            .await
-            .expect("the GPU suite needs an adapter");
-        // Downscaled wide, upscaled small, exactly the resized size, tall and odd.
-        for (i, (w, h)) in [(1280, 720), (40, 30), (64, 48), (37, 91), (64, 64)]
-            .into_iter()
-            .enumerate()
-        {
-            let rgba = support::test_image(w, h, i as u32 + 1);
-            let lb = Letterbox::new(w, h, 64, 64);
-            let expected = letterbox::to_input(&rgba, &lb);
-            let out = gpu.letterbox(&rgba, &lb).await.unwrap();
-            assert_eq!(out.shape(), expected.shape());
-            let worst = out
-                .data()
-                .iter()
-                .zip(expected.data())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(worst <= 1e-5, "{w}x{h}: letterbox differs by {worst}");
+        for precision in Precision::ALL {
+            let gpu = GpuBackend::with_precision(precision)
+                .await
+                .expect(NEEDS_ADAPTER);
+            let tolerance = Tolerance::of(precision);
+            let op_by_op = OpByOp {
+                network: &network,
+                backend: &gpu,
+            };
+            support::matches_onnx_runtime(&op_by_op, &tolerance).await;
+            let prepared = gpu.prepare(&network).unwrap();
+            support::matches_onnx_runtime(&prepared, &tolerance).await;
+            // Inference after inference reuses the same buffers: run the check a second time.
+            support::matches_onnx_runtime(&prepared, &tolerance).await;
+            println!(
+                "GPU activations in {}: {} bytes planned; the largest step reads and writes {} bytes",
+                precision.name(),
+                prepared.activation_bytes(),
+                prepared.largest_step_bytes()
+            );
         }
     });
 }
 
 #[test]
-fn the_detector_on_the_gpu_finds_what_it_finds_on_the_cpu() {
+fn gpu_letterbox_matches_the_cpu_reference_in_both_precisions() {
     pollster::block_on(async {
-        let gpu = GpuBackend::new()
-            .await
-            .expect("the GPU suite needs an adapter");
-        support::gpu_detector_agrees_with_cpu(&gpu).await;
+        for precision in Precision::ALL {
+            let gpu = GpuBackend::with_precision(precision)
+                .await
+                .expect(NEEDS_ADAPTER);
+            // f16 stores values in [0.5, 1] within 2^-12 of themselves.
+            let tolerance = match precision {
+                Precision::F32 => 1e-5,
+                Precision::F16 => 3e-4,
+            };
+            // Downscaled wide, upscaled small, exactly the resized size, tall and odd.
+            for (i, (w, h)) in [(1280, 720), (40, 30), (64, 48), (37, 91), (64, 64)]
+                .into_iter()
+                .enumerate()
+            {
+                let rgba = support::test_image(w, h, i as u32 + 1);
+                let lb = Letterbox::new(w, h, 64, 64);
+                let expected = letterbox::to_input(&rgba, &lb);
+                let out = gpu.letterbox(&rgba, &lb).await.unwrap();
+                assert_eq!(out.shape(), expected.shape());
+                let worst = out
+                    .data()
+                    .iter()
+                    .zip(expected.data())
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    worst <= tolerance,
+                    "{w}x{h} in {}: letterbox differs by {worst}",
+                    precision.name()
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn the_detector_on_the_gpu_finds_what_it_finds_on_the_cpu_in_both_precisions() {
+    pollster::block_on(async {
+        for precision in Precision::ALL {
+            let gpu = GpuBackend::with_precision(precision)
+                .await
+                .expect(NEEDS_ADAPTER);
+            support::gpu_detector_agrees_with_cpu(&gpu).await;
+        }
     });
 }
 

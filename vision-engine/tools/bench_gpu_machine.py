@@ -4,7 +4,8 @@ It builds Ultralytics YOLOv8n from its yaml (random weights: timing does not dep
 exports it to ONNX as factories do (opset 17, not simplified, static 640x640, batch 1), runs the
 carried native `bench` binary on it (Vulkan; with the ONNX Runtime CPU peer on the machine's
 cores), and times the same network in PyTorch on CUDA, eager and replayed as a CUDA graph, both
-fp32 with Conv+BatchNorm fused as Ultralytics' predictor runs it. Optional extra ONNX models
+fp32 with Conv+BatchNorm fused as Ultralytics' predictor runs it. `--f16` adds our f16 tensors
+and PyTorch in fp16. Optional extra ONNX models
 (`--model`) get the bench alone. Everything printed is also written to $OUT/bench.txt, each
 launch's GPU time to $OUT/profile-*.jsonl.
 
@@ -68,13 +69,15 @@ def time_ms(fn, warmup, runs):
     return statistics.median(times), min(times), max(times)
 
 
-def pytorch_rows(model, imgsz, warmup, runs):
-    """Eager and CUDA-graph medians of the fused network on the GPU, fp32."""
+def pytorch_rows(model, imgsz, warmup, runs, half=False):
+    """Eager and CUDA-graph medians of the fused network on the GPU, fp32 (or fp16: `half`)."""
     import torch
 
     torch.backends.cudnn.benchmark = True
     net = model.model.fuse().to("cuda").eval()
     x = torch.rand(1, 3, imgsz, imgsz, device="cuda")
+    if half:
+        net, x = net.half(), x.half()
     rows = []
     with torch.inference_mode():
         rows.append(("PyTorch eager", time_ms(lambda: net(x), warmup, runs)))
@@ -91,7 +94,7 @@ def pytorch_rows(model, imgsz, warmup, runs):
         rows.append(("PyTorch CUDA graph", time_ms(graph.replay, warmup, runs)))
     name = torch.cuda.get_device_name(0)
     return [
-        f"| {runtime} {torch.__version__} | {name} | f32 | - | {m:.3f} | {lo:.3f} | {hi:.3f} | - | - | - |"
+        f"| {runtime} {torch.__version__} | {name} | {'f16' if half else 'f32'} | - | {m:.3f} | {lo:.3f} | {hi:.3f} | - | - | - |"
         for runtime, (m, lo, hi) in rows
     ]
 
@@ -113,6 +116,7 @@ def main():
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--tilings", type=int, default=0, help="also profile each forced tiling 0..N-1 (bench --tiling)")
+    parser.add_argument("--f16", action="store_true", help="also bench every model in f16 (bench --precision f16)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     args = parser.parse_args()
     args.out = args.out.resolve()
@@ -130,9 +134,18 @@ def main():
 
     log(args.out, f"## YOLOv8n {args.imgsz}x{args.imgsz}, fp32, batch 1")
     log(args.out, bench(args, onnx_path, [], "tiled"))
+    if args.f16:
+        log(args.out, f"\n## YOLOv8n {args.imgsz}x{args.imgsz}, f16 tensors (f32 arithmetic), batch 1")
+        log(args.out, bench(args, onnx_path, ["--precision", "f16", "--no-peer"], "f16"))
+        log(args.out, bench(args, onnx_path, ["--precision", "f16", "--conv", "whole", "--no-peer"], "f16-whole"))
     log(args.out, "PyTorch on the same GPU, same architecture (fused Conv+BN), wall clock with synchronize:")
     for row in pytorch_rows(model, args.imgsz, args.warmup, args.runs):
         log(args.out, row)
+    if args.f16:
+        for row in pytorch_rows(model, args.imgsz, args.warmup, args.runs, half=True):
+            log(args.out, row)
+    log(args.out, "\n### before split-k: tiled convolutions, never split along k")
+    log(args.out, bench(args, onnx_path, ["--conv", "whole", "--no-peer"], "whole"))
     log(args.out, "\n### before: the reference direct convolution")
     log(args.out, bench(args, onnx_path, ["--conv", "direct", "--no-peer"], "direct"))
     for i in range(args.tilings):
@@ -141,6 +154,8 @@ def main():
     for extra in args.model:
         log(args.out, f"\n## {extra.name}")
         log(args.out, bench(args, extra, []))
+        if args.f16:
+            log(args.out, bench(args, extra, ["--precision", "f16", "--no-peer"]))
 
 
 if __name__ == "__main__":

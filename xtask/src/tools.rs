@@ -18,12 +18,15 @@ pub enum Purpose {
     Test,
 }
 
-/// Debian packages the test suite needs: Chromium with its WebDriver, lavapipe (CPU Vulkan), and
+/// Debian packages the test suite needs: Chromium with its WebDriver, lavapipe (CPU Vulkan),
+/// llvmpipe through EGL (an OpenGL adapter without shader-f16, for the f16 refusal), and
 /// PostgreSQL, which the server's tests start throwaway instances of.
 const TEST_PACKAGES: &[&str] = &[
     "chromium",
     "chromium-driver",
     "mesa-vulkan-drivers",
+    "libegl-mesa0",
+    "libgl1-mesa-dri",
     "postgresql",
 ];
 /// Needed to build at all: a C compiler (SQLite) and npm (wasm-opt).

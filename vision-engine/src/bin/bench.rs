@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p vision-engine --bin bench -- --model M.onnx [--backend gpu|cpu]
-//!     [--runs N] [--warmup N] [--threads N] [--conv direct|tiled] [--frame 1280x720]
+//!     [--precision f32|f16] [--runs N] [--warmup N] [--threads N] [--conv direct|tiled|whole]
+//!     [--frame 1280x720]
 //!     [--profile] [--no-peer]
 //! ```
 
@@ -21,7 +22,7 @@ mod cli {
     use clap::{Parser, ValueEnum};
     use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Instant};
     use vision_engine::{
-        ConvKernels, CpuBackend, Detector, GpuBackend, GpuNetwork, Tensor,
+        ConvKernels, CpuBackend, Detector, GpuBackend, GpuNetwork, Precision, Tensor,
         graph::{Executor, OpByOp},
         letterbox::Letterbox,
         postprocess::NmsOptions,
@@ -37,8 +38,10 @@ mod cli {
     enum ConvChoice {
         /// One invocation per output value: the reference kernel.
         Direct,
-        /// Implicit GEMM, tiling chosen per layer.
+        /// Implicit GEMM, tiling and split-k chosen per layer.
         Tiled,
+        /// Implicit GEMM, tiling chosen per layer, never split along k.
+        Whole,
     }
 
     /// Times a detector on the engine and on ONNX Runtime (CPU) and prints a table.
@@ -49,6 +52,9 @@ mod cli {
         model: PathBuf,
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendChoice,
+        /// The GPU's tensors: f32, or f16 (needs an adapter with shader-f16; sums stay f32).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Timed runs, after the warm-up.
         #[arg(long, default_value_t = 50)]
         runs: usize,
@@ -141,6 +147,11 @@ mod cli {
         if args.runs == 0 {
             return Err("--runs must be at least 1".into());
         }
+        if matches!(args.backend, BackendChoice::Cpu) && args.precision != Precision::F32 {
+            return Err(
+                "--precision f16 is for the GPU backend; the CPU backend runs in f32".into(),
+            );
+        }
         let threads = args.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         });
@@ -174,9 +185,12 @@ mod cli {
             }
             BackendChoice::Gpu => {
                 let backend_started = Instant::now();
-                let gpu = GpuBackend::new().await.map_err(|e| e.to_string())?;
+                let gpu = GpuBackend::with_precision(args.precision)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 gpu.set_conv_kernels(match (args.conv, args.tiling) {
                     (ConvChoice::Direct, _) => ConvKernels::Direct,
+                    (ConvChoice::Whole, _) => ConvKernels::TiledWhole,
                     (ConvChoice::Tiled, None) => ConvKernels::Tiled,
                     (ConvChoice::Tiled, Some(i)) if i < kernels::CONV_TILINGS.len() => {
                         ConvKernels::Tiling(i)
@@ -231,7 +245,7 @@ mod cli {
                         format!("{:?}", args.conv).to_lowercase()
                     ),
                     device: gpu.context().adapter().to_string(),
-                    precision: "f32".into(),
+                    precision: gpu.precision().name().into(),
                     cold_ms: parse_ms + pipelines_ms + prepare_ms + first_ms,
                     times,
                     gpu: (!gpu_times.is_empty()).then(|| Summary::of(gpu_times)),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p vision-engine --bin detect -- --model M.onnx [--backend gpu|cpu]
-//!     [--conf 0.25] [--iou 0.45] [--raw-out DIR] IMAGE...
+//!     [--precision f32|f16] [--conf 0.25] [--iou 0.45] [--raw-out DIR] IMAGE...
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -20,7 +20,7 @@ mod cli {
     use serde_json::json;
     use std::{path::PathBuf, process::ExitCode, time::Instant};
     use vision_engine::{
-        CpuBackend, Detector, GpuBackend,
+        CpuBackend, Detector, GpuBackend, Precision,
         graph::{Executor, OpByOp},
         npy,
         postprocess::NmsOptions,
@@ -40,6 +40,10 @@ mod cli {
         model: PathBuf,
         #[arg(long, value_enum, default_value = "gpu")]
         backend: BackendChoice,
+        /// The GPU's tensors: f32 (raw outputs match ONNX Runtime's), or f16 (needs an adapter
+        /// with shader-f16; sums stay f32).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Confidence threshold: detections scoring above it are kept.
         #[arg(long, default_value_t = 0.25)]
         conf: f32,
@@ -72,6 +76,11 @@ mod cli {
 
     /// Loads the model and the backend; `Ok(false)` when some image failed.
     async fn run(args: &Args) -> Result<bool, String> {
+        if matches!(args.backend, BackendChoice::Cpu) && args.precision != Precision::F32 {
+            return Err(
+                "--precision f16 is for the GPU backend; the CPU backend runs in f32".into(),
+            );
+        }
         let started = Instant::now();
         let bytes =
             std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
@@ -91,7 +100,9 @@ mod cli {
             }
             BackendChoice::Gpu => {
                 // Weights uploaded and every launch bound once; each image is one submission.
-                let gpu = GpuBackend::new().await.map_err(|e| e.to_string())?;
+                let gpu = GpuBackend::with_precision(args.precision)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let prepared = gpu.prepare(detector.network()).map_err(|e| e.to_string())?;
                 let memory = Some(prepared.activation_bytes());
                 Ok(run_images(args, &detector, &prepared, (ms(started), memory)).await)

@@ -11,13 +11,12 @@
 
 mod decode;
 mod error;
-mod f16;
 mod model;
 mod names;
 mod wire;
 
+pub use crate::f16::f16_to_f32;
 pub use error::OnnxError;
-pub use f16::f16_to_f32;
 pub use model::{
     Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, TensorData, TensorType,
     ValueInfo,

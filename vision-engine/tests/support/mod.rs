@@ -5,7 +5,7 @@
 pub mod end_to_end;
 
 use vision_engine::{
-    CpuBackend, Detector, GpuBackend, Tensor,
+    Backend, CpuBackend, Detector, GpuBackend, Precision, Tensor,
     graph::{Executor, Network, OpByOp},
     npy, onnx,
     postprocess::{NmsOptions, OutputLayout, RawDetection, decode_and_nms},
@@ -51,6 +51,44 @@ pub fn relative_error(out: &Tensor, expected: &Tensor) -> f64 {
     (diff / norm).sqrt()
 }
 
+/// How close a run must come to the reference, by the precision of the tensors it ran in.
+pub struct Tolerance {
+    /// ‖out − ref‖ / ‖ref‖ of the raw output.
+    pub relative: f64,
+    /// Largest difference of any class score, and of the score of a detection.
+    pub score: f32,
+    /// Largest difference of a detection's box coordinate, in input pixels (the model's input
+    /// is 64x64).
+    pub box_px: f32,
+    /// Least intersection over union of the detector's boxes on an image with the CPU's. That
+    /// model's detections all cover most of the image, and two anchors of one class score within
+    /// a few 1e-4 of each other: in f16 (scores resolved to 2^-11 near 0.5) the other anchor of
+    /// such a pair can win NMS, its box a few pixels off.
+    pub min_iou: f32,
+}
+
+impl Tolerance {
+    pub fn of(precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => Tolerance {
+                relative: 1e-4,
+                score: 1e-3,
+                box_px: 1e-2,
+                min_iou: 0.999,
+            },
+            // f16 keeps 11 significant bits: every stored activation is off by up to 2^-12 of
+            // itself, and ~30 layers compound it. Measured on lavapipe: 3.1e-4 relative, class
+            // scores within 2.7e-4, boxes within 0.12 px (f16's spacing is 1/32 px from 32 to 64).
+            Precision::F16 => Tolerance {
+                relative: 2e-3,
+                score: 2e-3,
+                box_px: 0.25,
+                min_iou: 0.9,
+            },
+        }
+    }
+}
+
 fn detections(output: &Tensor) -> Vec<RawDetection> {
     let options = NmsOptions {
         confidence: 0.5,
@@ -59,9 +97,10 @@ fn detections(output: &Tensor) -> Vec<RawDetection> {
     decode_and_nms(output.data(), LAYOUT, options).unwrap()
 }
 
-/// The raw output within 1e-4 (relative) and 1e-3 (any class score) of ONNX Runtime's, and the
-/// same detections after decoding and NMS. `executor` runs the network of [`network`].
-pub async fn matches_onnx_runtime(executor: &impl Executor) {
+/// The raw output within `tolerance` of ONNX Runtime's (relative, and any class score), and the
+/// same detections after decoding and NMS, boxes within `tolerance`. `executor` runs the network
+/// of [`network`].
+pub async fn matches_onnx_runtime(executor: &impl Executor, tolerance: &Tolerance) {
     for (i, (input, expected)) in INPUTS.iter().zip(ORT_OUTPUTS).enumerate() {
         let expected = npy::read(expected).unwrap();
         let outputs = executor.execute(npy::read(input).unwrap()).await.unwrap();
@@ -69,13 +108,13 @@ pub async fn matches_onnx_runtime(executor: &impl Executor) {
         assert_eq!(out.shape(), expected.shape());
         let err = relative_error(out, &expected);
         assert!(
-            err <= 1e-4,
+            err <= tolerance.relative,
             "{} input {i}: relative error {err:e}",
             executor.name()
         );
         let score_diff = max_class_score_difference(out, &expected);
         assert!(
-            score_diff <= 1e-3,
+            score_diff <= tolerance.score,
             "{} input {i}: class score off by {score_diff}",
             executor.name()
         );
@@ -94,10 +133,10 @@ pub async fn matches_onnx_runtime(executor: &impl Executor) {
         );
         for (a, b) in ours.iter().zip(&reference) {
             assert_eq!(a.class_id, b.class_id);
-            assert!((a.score - b.score).abs() <= 1e-3);
+            assert!((a.score - b.score).abs() <= tolerance.score);
             for (x, y) in a.bbox.iter().zip(&b.bbox) {
                 assert!(
-                    (x - y).abs() <= 1e-2,
+                    (x - y).abs() <= tolerance.box_px,
                     "{} box {:?} vs {:?}",
                     executor.name(),
                     a.bbox,
@@ -123,9 +162,10 @@ pub fn test_image(width: u32, height: u32, seed: u32) -> Vec<u8> {
 }
 
 /// The detector, prepared on `gpu` (letterboxing, decoding and NMS there too), against the CPU
-/// path on one image; and the GPU's decoding and NMS exactly equal to the CPU reference's on the
-/// GPU's own raw output.
+/// path on one image within the tolerance of the GPU's precision; and the GPU's decoding and NMS
+/// exactly equal to the CPU reference's on the GPU's own raw output.
 pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
+    let tolerance = Tolerance::of(gpu.precision());
     let detector = Detector::from_onnx_bytes(MODEL).unwrap();
     let prepared = gpu.prepare(detector.network()).unwrap();
     let cpu = OpByOp {
@@ -146,7 +186,10 @@ pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
         .await
         .unwrap();
     let err = relative_error(&gpu_raw, &cpu_raw);
-    assert!(err <= 1e-4, "raw output: relative error {err:e}");
+    assert!(
+        err <= tolerance.relative,
+        "raw output: relative error {err:e}"
+    );
 
     let reference: Vec<_> = decode_and_nms(gpu_raw.data(), LAYOUT, options)
         .unwrap()
@@ -168,11 +211,25 @@ pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
     assert_eq!(on_gpu.detections.len(), on_cpu.detections.len());
     for (a, b) in on_gpu.detections.iter().zip(&on_cpu.detections) {
         assert_eq!(a.class_id, b.class_id);
-        let close = a
-            .bbox
-            .iter()
-            .zip(&b.bbox)
-            .all(|(x, y)| (x - y).abs() <= 0.05);
-        assert!(close, "{:?} vs {:?}", a.bbox, b.bbox);
+        assert!((a.score - b.score).abs() <= tolerance.score);
+        let overlap = iou(&a.bbox, &b.bbox);
+        assert!(
+            overlap >= tolerance.min_iou,
+            "{}: {:?} vs {:?}, IoU {overlap}",
+            gpu.name(),
+            a.bbox,
+            b.bbox
+        );
     }
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let inter = [
+        a[0].max(b[0]),
+        a[1].max(b[1]),
+        a[2].min(b[2]),
+        a[3].min(b[3]),
+    ];
+    area(&inter) / (area(a) + area(b) - area(&inter))
 }

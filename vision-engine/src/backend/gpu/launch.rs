@@ -24,6 +24,9 @@ pub(super) enum Binding {
     Output(usize),
     /// A 4-byte stand-in for an absent optional input (a convolution without bias).
     Absent,
+    /// f32 scratch memory (`OpPlan::scratch_bytes`) that one launch of the op writes and a later
+    /// one reads: split-k partial sums. Ops run one after another, so all share one buffer.
+    Scratch,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +86,8 @@ pub(super) struct OpPlan {
     pub launches: Vec<Launch>,
     /// Set for ops that only rename their input's values (Reshape): output 0 is input 0's buffer.
     pub aliases_input: bool,
+    /// Bytes of [`Binding::Scratch`] the launches use (0: none).
+    pub scratch_bytes: u64,
 }
 
 /// Uniform contents as 32-bit words: scalars in groups of four, then 8-wide arrays.
@@ -286,6 +291,9 @@ pub(super) fn letterbox(lb: &Letterbox) -> Launch {
 /// output's is word 3.)
 const CONV_INPUT_OFFSET_WORD: usize = 22;
 
+/// The `pads.w` word of the convolution kernels' `Params`: slices of a split-k reduction.
+const CONV_SLICES_WORD: usize = 23;
+
 /// Which kernels a GPU backend runs its convolutions on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvKernels {
@@ -295,9 +303,32 @@ pub enum ConvKernels {
     /// stay direct.
     #[default]
     Tiled,
-    /// Implicit GEMM with one tiling of `kernels::CONV_TILINGS` for every layer (for tests and
-    /// measurements of each tiling).
+    /// Implicit GEMM with one tiling of `kernels::CONV_TILINGS` for every layer, never split
+    /// (for tests and measurements of each tiling).
     Tiling(usize),
+    /// Tiling picked per layer, never split along k (the kernels before split-k, to measure it).
+    TiledWhole,
+    /// One tiling for every layer, its reduction split into `slices` (for tests).
+    Split { tiling: usize, slices: u32 },
+}
+
+/// Workgroups a convolution should spread over before it is split along k: enough for two on
+/// each of an H100's 132 multiprocessors.
+const TARGET_WORKGROUPS: u32 = 264;
+
+/// The fewest k tiles a slice of a split convolution walks: each slice writes (and the sum
+/// reads) a whole output's worth of partial sums.
+const MIN_TILES_PER_SLICE: u32 = 4;
+
+/// Slices of the reduction for a convolution of `workgroups` workgroups with `k_tiles` tiles
+/// along k. Measured on an H100 (BENCHMARKS.md): a workgroup's time follows its number of k
+/// tiles, so a layer with fewer workgroups than the GPU runs at once takes as long as its walk
+/// along k; splitting it runs the slices side by side.
+pub(super) fn choose_slices(workgroups: u32, k_tiles: u32) -> u32 {
+    TARGET_WORKGROUPS
+        .div_ceil(workgroups.max(1))
+        .min(k_tiles / MIN_TILES_PER_SLICE)
+        .max(1)
 }
 
 /// The tiling for a layer with `taps` (kH x kW) values per input channel and `k` values summed
@@ -319,6 +350,7 @@ fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
         outputs: vec![output],
         launches: vec![launch],
         aliases_input: false,
+        scratch_bytes: 0,
     }
 }
 
@@ -380,39 +412,85 @@ pub(super) fn plan(
             let bias_binding = bias.map_or(Binding::Absent, Binding::Constant);
             let (m_per_group, c_per_group) = (w[0] / attrs.group, w[1]);
             let pixels = out[2] * out[3];
+            let k = c_per_group * w[2] * w[3];
             // Depthwise convolutions have no reduction across channels to tile: direct kernel.
             let tiling = match conv_kernels {
                 ConvKernels::Direct => None,
                 _ if c_per_group == 1 && m_per_group == 1 => None,
-                ConvKernels::Tiled => Some(choose_tiling(w[2] * w[3], c_per_group * w[2] * w[3])),
-                ConvKernels::Tiling(i) => Some(kernels::CONV_TILINGS[i]),
+                ConvKernels::Tiled | ConvKernels::TiledWhole => Some(choose_tiling(w[2] * w[3], k)),
+                ConvKernels::Tiling(i) | ConvKernels::Split { tiling: i, .. } => {
+                    Some(kernels::CONV_TILINGS[i])
+                }
             };
-            let (kernel, grid) = match tiling {
-                None => (kernels::CONV2D, Grid::Elements(count)),
-                Some(t) => (
-                    t.kernel,
-                    Grid::Workgroups([
-                        to_u32(op, pixels.div_ceil(t.tile_n as usize))?,
-                        to_u32(op, m_per_group.div_ceil(t.tile_m as usize))?,
-                        to_u32(op, out[0] * attrs.group)?,
-                    ]),
-                ),
+            let launch = |kernel, grid| Launch {
+                kernel,
+                entry: "main",
+                inputs: vec![
+                    Binding::Input(0),
+                    Binding::Constant(*weight),
+                    bias_binding.clone(),
+                ],
+                output: Binding::Output(0),
+                params: params.0.clone(),
+                offsets: vec![
+                    (Binding::Input(0), CONV_INPUT_OFFSET_WORD),
+                    (Binding::Output(0), 3),
+                ],
+                grid: if count == 0 { Grid::Elements(0) } else { grid },
             };
-            single(
-                out.to_vec(),
-                Launch {
-                    kernel,
-                    entry: "main",
-                    inputs: vec![Binding::Input(0), Binding::Constant(*weight), bias_binding],
-                    output: Binding::Output(0),
-                    params: params.0,
-                    offsets: vec![
-                        (Binding::Input(0), CONV_INPUT_OFFSET_WORD),
-                        (Binding::Output(0), 3),
-                    ],
-                    grid: if count == 0 { Grid::Elements(0) } else { grid },
-                },
-            )
+            let Some(t) = tiling else {
+                return Ok(single(
+                    out.to_vec(),
+                    launch(kernels::CONV2D, Grid::Elements(count)),
+                ));
+            };
+            let tiles = [
+                to_u32(op, pixels.div_ceil(t.tile_n as usize))?,
+                to_u32(op, m_per_group.div_ceil(t.tile_m as usize))?,
+                to_u32(op, out[0] * attrs.group)?,
+            ];
+            let k_tiles = to_u32(op, k.div_ceil(t.tile_k as usize))?;
+            let slices = match conv_kernels {
+                ConvKernels::Tiled => choose_slices(tiles.iter().product(), k_tiles),
+                ConvKernels::Split { slices, .. } => slices.max(1),
+                _ => 1,
+            };
+            if slices == 1 || count == 0 {
+                return Ok(single(
+                    out.to_vec(),
+                    launch(t.kernel, Grid::Workgroups(tiles)),
+                ));
+            }
+            let mut partial = launch(
+                t.split_kernel,
+                Grid::Workgroups([tiles[0], tiles[1], tiles[2] * slices]),
+            );
+            partial.params[CONV_SLICES_WORD] = slices;
+            partial.output = Binding::Scratch;
+            partial.offsets.retain(|(b, _)| *b == Binding::Input(0));
+            let sum = Launch {
+                kernel: kernels::SPLIT_K_SUM,
+                entry: "main",
+                inputs: vec![Binding::Scratch, bias_binding],
+                output: Binding::Output(0),
+                params: Params::default()
+                    .words(&[
+                        to_u32(op, count)?,
+                        slices,
+                        activation_code(*activation),
+                        u32::from(bias.is_some()),
+                    ])
+                    .words(&[0, to_u32(op, out[1])?, to_u32(op, pixels)?, 0])
+                    .0,
+                offsets: vec![(Binding::Output(0), 4)],
+                grid: Grid::Elements(count),
+            };
+            OpPlan {
+                outputs: vec![out.to_vec()],
+                launches: vec![partial, sum],
+                aliases_input: false,
+                scratch_bytes: (count * slices as usize * 4) as u64,
+            }
         }
         Op::MaxPool(attrs) => {
             let out = cpu::max_pool2d_output_shape(inputs[0], attrs)?;
@@ -514,6 +592,7 @@ pub(super) fn plan(
                 outputs: vec![shape],
                 launches,
                 aliases_input: false,
+                scratch_bytes: 0,
             }
         }
         Op::Split { axis, sizes } => {
@@ -528,6 +607,7 @@ pub(super) fn plan(
                 outputs,
                 launches,
                 aliases_input: false,
+                scratch_bytes: 0,
             }
         }
         Op::Gather {
@@ -719,6 +799,7 @@ pub(super) fn plan(
                 outputs: vec![shape.clone(), shape],
                 launches: vec![indices, values],
                 aliases_input: false,
+                scratch_bytes: 0,
             }
         }
         Op::GatherElements(axis) => {
@@ -762,6 +843,7 @@ pub(super) fn plan(
                 outputs: vec![shape.clone()],
                 launches: Vec::new(),
                 aliases_input: true,
+                scratch_bytes: 0,
             }
         }
     })
@@ -801,6 +883,37 @@ mod tests {
         let plan = reshape(6).unwrap();
         assert!(plan.aliases_input && plan.launches.is_empty());
         assert!(reshape(5).is_err());
+    }
+
+    #[test]
+    fn only_layers_with_few_workgroups_and_long_sums_are_split() {
+        // YOLOv8n's 3x3 head convolutions at 20x20: 14 workgroups, 144 k tiles.
+        assert_eq!(choose_slices(14, 144), 19);
+        assert_eq!(choose_slices(600, 144), 1, "already fills the GPU");
+        assert_eq!(choose_slices(14, 7), 1, "too short to split");
+        let plan = plan(
+            &Op::Conv {
+                weight: 0,
+                bias: Some(1),
+                attrs: cpu::Conv2d::default(),
+                activation: Some(Activation::Silu),
+            },
+            &[&[1, 256, 20, 20]],
+            &[&[64, 256, 3, 3], &[64]],
+            ConvKernels::Tiled,
+        )
+        .unwrap();
+        let kernels: Vec<&str> = plan.launches.iter().map(|l| l.kernel.name).collect();
+        assert_eq!(
+            kernels,
+            [
+                kernels::CONV_GEMM_64X64.split_kernel.name,
+                kernels::SPLIT_K_SUM.name
+            ]
+        );
+        assert_eq!(plan.launches[0].output, Binding::Scratch);
+        assert_eq!(plan.launches[1].inputs[0], Binding::Scratch);
+        assert!(plan.scratch_bytes >= 64 * 18 * 18 * 4 * 2);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The wgpu backend: every op as WGSL kernel launches (`launch.rs`), run op by op on host
 //! tensors ([`Backend`]) or as a whole network resident on the GPU (`network.rs`).
+//!
+//! Tensors on the GPU hold the device's [`Precision`]: f32, or f16 where the adapter has
+//! `shader-f16`. Host tensors stay f32; they are narrowed as they are uploaded (weights once, at
+//! preparation) and widened as they are read back. Kernels compute in f32 either way.
 
 mod detections;
 mod launch;
@@ -9,8 +13,9 @@ pub use launch::ConvKernels;
 pub use network::{GpuNetwork, LaunchTime};
 
 use super::{Activation, Backend};
+use crate::f16::{f16_to_f32, f32_to_f16};
 use crate::{
-    EngineError, GpuContext, Tensor,
+    EngineError, GpuContext, Precision, Tensor,
     cpu::{self, BinaryOp, Conv2d, CoordinateTransform, MaxPool2d, NearestRounding},
     graph::Op,
     letterbox::Letterbox,
@@ -21,12 +26,14 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 17] = [
+const KERNELS: [(Kernel, usize); 20] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
     (kernels::CONV_GEMM_64X64.kernel, 3),
+    (kernels::CONV_GEMM_64X64.split_kernel, 3),
     (kernels::CONV_GEMM_32X32.kernel, 3),
+    (kernels::CONV_GEMM_32X32.split_kernel, 3),
     (kernels::DECODE_BOXES, 1),
     (kernels::GATHER, 2),
     (kernels::GATHER_ELEMENTS, 2),
@@ -37,6 +44,7 @@ const KERNELS: [(Kernel, usize); 17] = [
     (kernels::REDUCE_MAX, 1),
     (kernels::RESIZE_NEAREST, 2),
     (kernels::SOFTMAX, 1),
+    (kernels::SPLIT_K_SUM, 2),
     (kernels::STRIDED_COPY, 1),
     (kernels::TOP_K, 1),
 ];
@@ -61,14 +69,23 @@ struct PreparedLaunch {
 }
 
 impl GpuBackend {
+    /// The backend in f32 on the best adapter: results as close to the CPU reference (and ONNX
+    /// Runtime) as the GPU's arithmetic allows.
     pub async fn new() -> Result<Self, EngineError> {
-        let ctx = GpuContext::new().await?;
+        Self::with_precision(Precision::F32).await
+    }
+
+    /// The backend with tensors in `precision`; f16 fails on an adapter without `shader-f16`.
+    /// Nothing picks f16 unasked: on the one GPU measured (an H100) it ran slower than f32
+    /// (BENCHMARKS.md).
+    pub async fn with_precision(precision: Precision) -> Result<Self, EngineError> {
+        let ctx = GpuContext::with_precision(precision).await?;
         let device = &ctx.device;
         let mut pipelines = Vec::new();
         for (kernel, inputs) in KERNELS {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source(ctx.precision()).into()),
             });
             let layout = bind_group_layout(device, inputs);
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -104,6 +121,66 @@ impl GpuBackend {
         &self.ctx
     }
 
+    /// The element type of the tensors this backend keeps on the GPU.
+    pub fn precision(&self) -> Precision {
+        self.ctx.precision()
+    }
+
+    /// Whether `op` can run in this backend's precision. Run-time indices (TopK's, and what
+    /// GatherElements and integer Div/Mod make of them) are tensor values, and f16 holds integers
+    /// exactly only up to 2,048: those ops need f32.
+    fn check_precision(&self, op: &Op) -> Result<(), EngineError> {
+        let on_indices = match op {
+            Op::TopK { .. } => Some("TopK"),
+            Op::GatherElements(_) => Some("GatherElements"),
+            Op::Binary(binary) if binary.is_integer() => Some(binary.name()),
+            _ => None,
+        };
+        if let (Some(name), Precision::F16) = (on_indices, self.precision()) {
+            return Err(shape_error(
+                name,
+                format!(
+                    "run-time indices need f32 tensors ({} holds integers exactly only up to 2,048); run this model in f32",
+                    self.precision().name()
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// GPU bytes of a tensor of `len` elements: whole 4-byte words, at least one (WebGPU copies
+    /// and maps whole words and binds no empty buffers).
+    fn tensor_bytes(&self, len: usize) -> u64 {
+        ((len * self.precision().element_bytes()) as u64)
+            .next_multiple_of(4)
+            .max(4)
+    }
+
+    /// `values` as this device stores them, padded to [`GpuBackend::tensor_bytes`].
+    fn encode(&self, values: &[f32]) -> Vec<u8> {
+        let mut bytes: Vec<u8> = match self.precision() {
+            Precision::F32 => bytemuck::cast_slice(values).to_vec(),
+            Precision::F16 => {
+                let halves: Vec<u16> = values.iter().map(|&v| f32_to_f16(v)).collect();
+                bytemuck::cast_slice(&halves).to_vec()
+            }
+        };
+        bytes.resize(self.tensor_bytes(values.len()) as usize, 0);
+        bytes
+    }
+
+    /// The first `len` values of `bytes` read back from this device, as f32.
+    fn decode(&self, bytes: &[u8], len: usize) -> Vec<f32> {
+        match self.precision() {
+            Precision::F32 => bytemuck::pod_collect_to_vec(&bytes[..len * 4]),
+            Precision::F16 => bytemuck::pod_collect_to_vec::<u8, u16>(&bytes[..len * 2])
+                .into_iter()
+                .map(f16_to_f32)
+                .collect(),
+        }
+    }
+
     fn pipeline_index(&self, kernel: &Kernel, entry: &str) -> usize {
         self.pipelines
             .iter()
@@ -128,14 +205,14 @@ impl GpuBackend {
     }
 
     fn upload(&self, t: &Tensor) -> wgpu::Buffer {
-        self.storage(bytemuck::cast_slice(t.data()))
+        self.storage(&self.encode(t.data()))
     }
 
     /// An uninitialised storage buffer for `bytes` bytes that can be written and read back.
     fn scratch(&self, bytes: u64) -> wgpu::Buffer {
         self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
-            size: bytes.max(4),
+            size: bytes.next_multiple_of(4).max(4),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
@@ -238,8 +315,8 @@ impl GpuBackend {
         shape: Vec<usize>,
     ) -> Result<Tensor, EngineError> {
         let len: usize = shape.iter().product();
-        let bytes = self.ctx.read_back(buffer, (len * 4) as u64).await?;
-        Ok(Tensor::new(shape, bytemuck::pod_collect_to_vec(&bytes))?)
+        let bytes = self.ctx.read_back(buffer, self.tensor_bytes(len)).await?;
+        Ok(Tensor::new(shape, self.decode(&bytes, len))?)
     }
 
     /// Runs one op on host tensors: upload, launch, read back.
@@ -251,6 +328,7 @@ impl GpuBackend {
     ) -> Result<Vec<Tensor>, EngineError> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let constant_shapes: Vec<&[usize]> = constants.iter().map(|t| t.shape()).collect();
+        self.check_precision(op)?;
         let plan = launch::plan(op, &shapes, &constant_shapes, self.conv_kernels.get())?;
         if plan.aliases_input {
             return Ok(vec![inputs[0].clone().reshaped(plan.outputs[0].clone())?]);
@@ -261,8 +339,9 @@ impl GpuBackend {
         let outputs: Vec<wgpu::Buffer> = plan
             .outputs
             .iter()
-            .map(|s| self.scratch((s.iter().product::<usize>() * 4) as u64))
+            .map(|s| self.scratch(self.tensor_bytes(s.iter().product())))
             .collect();
+        let scratch = self.scratch(plan.scratch_bytes);
         let prepared: Vec<PreparedLaunch> = plan
             .launches
             .iter()
@@ -272,6 +351,7 @@ impl GpuBackend {
                     Binding::Input(i) => &input_buffers[*i],
                     Binding::Constant(c) => &constant_buffers[*c],
                     Binding::Output(o) => &outputs[*o],
+                    Binding::Scratch => &scratch,
                     Binding::Aux(_) | Binding::Absent => unreachable!("owned by the launch"),
                 })
             })
@@ -308,7 +388,7 @@ impl GpuBackend {
         ];
         let (source, out) = (
             self.storage(rgba),
-            self.scratch((shape.iter().product::<usize>() * 4) as u64),
+            self.scratch(self.tensor_bytes(shape.iter().product())),
         );
         let prepared =
             self.prepare_launch(&launch::letterbox(letterbox), |binding| match binding {
@@ -356,8 +436,9 @@ fn bind_group_layout(device: &wgpu::Device, inputs: usize) -> wgpu::BindGroupLay
 }
 
 impl Backend for GpuBackend {
+    /// The adapter and the precision, e.g. "NVIDIA H100 (Vulkan, discrete GPU), f16".
     fn name(&self) -> String {
-        self.ctx.adapter().to_string()
+        format!("{}, {}", self.ctx.adapter(), self.precision().name())
     }
 
     async fn activation(&self, kind: Activation, input: &Tensor) -> Result<Tensor, EngineError> {
