@@ -1,0 +1,170 @@
+// The bench page: for each model, one input (a real camera frame, letterboxed by our engine), then
+// every runtime in its own fresh worker (worker.mjs), one after the other, never two at once.
+// `cargo xtask webbench` calls startBench(plan) over WebDriver and polls window.bench.
+
+import init, { letterbox_input, output_shape, parse_model } from './engine/linecheck_webbench.js';
+import { load } from './runtimes.mjs';
+
+window.bench = { state: 'idle', progress: [], results: [], error: null };
+
+function say(line) {
+  window.bench.progress.push(line);
+}
+
+async function fetchBytes(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function imageRgba(url) {
+  const bitmap = await createImageBitmap(new Blob([await fetchBytes(url)]));
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  const { data } = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  return { rgba: new Uint8Array(data.buffer), width: bitmap.width, height: bitmap.height };
+}
+
+function measureInWorker(message) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker('./worker.mjs', { type: 'module' });
+    const done = (settle, value) => {
+      worker.terminate();
+      settle(value);
+    };
+    worker.onmessage = ({ data }) => (data.ok ? done(resolve, data.result) : done(reject, new Error(data.error)));
+    worker.onerror = (e) => done(reject, new Error(`worker: ${e.message}`));
+    worker.postMessage(message);
+  });
+}
+
+function summary(times) {
+  const sorted = [...times].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1] };
+}
+
+/// How far `output` is from `reference` (both [1, 4 + classes, anchors]): L2 relative error over
+/// everything, and the largest difference in the box rows (input pixels) and in the score rows.
+function agreement(output, reference, anchors) {
+  if (output.length !== reference.length) return { error: `${output.length} values, reference ${reference.length}` };
+  let diff2 = 0;
+  let ref2 = 0;
+  let box = 0;
+  let score = 0;
+  let nonFinite = 0;
+  for (let i = 0; i < output.length; i++) {
+    const d = Math.abs(output[i] - reference[i]);
+    if (!Number.isFinite(d)) {
+      nonFinite++;
+      continue;
+    }
+    diff2 += d * d;
+    ref2 += reference[i] * reference[i];
+    if (Math.floor(i / anchors) < 4) box = Math.max(box, d);
+    else score = Math.max(score, d);
+  }
+  return { relL2: Math.sqrt(diff2 / ref2), box, score, nonFinite };
+}
+
+/// The model's bytes and the one input every runtime gets: the frame, letterboxed by our engine.
+async function modelInput(model, frame) {
+  const bytes = await fetchBytes(model.url);
+  const shape = Array.from(parse_model(bytes));
+  const [, , height, width] = shape;
+  const anchors = output_shape()[2];
+  const input = letterbox_input(frame.rgba, frame.width, frame.height, width, height);
+  return { bytes, shape, width, height, anchors, input };
+}
+
+async function benchModel(plan, model, frame) {
+  const { bytes, shape, width, height, anchors, input } = await modelInput(model, frame);
+  let reference = null;
+  for (const config of plan.configs) {
+    const label = `${model.name}: ${config.runtime} ${config.backend || config.ep}${config.threads ? ` ${config.threads}T` : ''}`;
+    if (config.threads > 1 && !crossOriginIsolated) {
+      say(`${label}: skipped, the page is not cross-origin isolated`);
+      continue;
+    }
+    const gpu = config.backend === 'gpu' || config.ep === 'webgpu';
+    const { warmup, runs } = gpu ? plan.gpu : plan.cpu;
+    say(`${label}: ${warmup} warm-up + ${runs} runs`);
+    let result;
+    try {
+      result = await measureInWorker({ config, model: bytes, input, shape, warmup, runs });
+    } catch (e) {
+      say(`${label}: FAILED ${e.message}`);
+      window.bench.results.push({ model: model.name, config, failed: e.message.split('\n')[0] });
+      continue;
+    }
+    const { output, times, ...rest } = result;
+    // The reference output: the first runtime in the plan (ONNX Runtime's WASM EP on one thread).
+    const isReference = reference === null;
+    reference ??= { output, by: `${rest.runtime} ${rest.backend}, ${rest.threads} thread` };
+    window.bench.results.push({
+      isReference,
+      model: model.name,
+      input: `${width}x${height}`,
+      precision: 'f32',
+      ...rest,
+      ...summary(times),
+      runs: times.length,
+      warmup,
+      agreement: { vs: reference.by, ...agreement(output, reference.output, anchors) },
+    });
+    say(`${label}: median ${summary(times).median.toFixed(1)} ms`);
+  }
+}
+
+window.startBench = (plan) => {
+  window.bench = {
+    state: 'running',
+    progress: [],
+    results: [],
+    error: null,
+    crossOriginIsolated,
+    userAgent: navigator.userAgent,
+    cores: navigator.hardwareConcurrency,
+  };
+  (async () => {
+    await init();
+    const frame = await imageRgba(plan.image);
+    say(`input image ${plan.image}: ${frame.width}x${frame.height}`);
+    for (const model of plan.models) await benchModel(plan, model, frame);
+  })().then(
+    () => (window.bench.state = 'done'),
+    (e) => {
+      window.bench.error = `${e && e.stack ? e.stack : e}`;
+      window.bench.state = 'failed';
+    },
+  );
+  return true;
+};
+
+// The CPU profile (`web_bench --profile-cpu`): one runtime loaded on the page's own thread, where
+// the driver's sampling profiler (DevTools protocol) sees it; the timings are the workers'.
+window.profiling = { state: 'idle' };
+
+window.prepareProfile = (plan, model, config) => {
+  window.profiling = { state: 'loading' };
+  (async () => {
+    await init();
+    const frame = await imageRgba(plan.image);
+    const { bytes, shape, input } = await modelInput(model, frame);
+    const runtime = await load(config, bytes, shape, input);
+    window.profiling = { state: 'ready', run: () => runtime.run(input) };
+  })().catch((e) => (window.profiling = { state: 'failed', error: `${e}` }));
+  return true;
+};
+
+window.runProfile = (runs) => {
+  const { run } = window.profiling;
+  window.profiling.state = 'running';
+  (async () => {
+    for (let i = 0; i < runs; i++) await run();
+  })().then(
+    () => (window.profiling = { state: 'done' }),
+    (e) => (window.profiling = { state: 'failed', error: `${e}` }),
+  );
+  return true;
+};
