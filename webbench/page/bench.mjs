@@ -26,17 +26,27 @@ async function imageRgba(url) {
   return { rgba: new Uint8Array(data.buffer), width: bitmap.width, height: bitmap.height };
 }
 
-function measureInWorker(message) {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker('./worker.mjs', { type: 'module' });
-    const done = (settle, value) => {
-      worker.terminate();
-      settle(value);
-    };
-    worker.onmessage = ({ data }) => (data.ok ? done(resolve, data.result) : done(reject, new Error(data.error)));
-    worker.onerror = (e) => done(reject, new Error(`worker: ${e.message}`));
-    worker.postMessage(message);
-  });
+/// A runtime's worker: one request at a time, answered in order.
+class RuntimeWorker {
+  constructor() {
+    this.worker = new Worker('./worker.mjs', { type: 'module' });
+    this.pending = null;
+    this.worker.onmessage = ({ data }) => this.settle(data.ok ? null : new Error(data.error), data.result);
+    this.worker.onerror = (e) => this.settle(new Error(`worker: ${e.message}`));
+  }
+
+  settle(error, result) {
+    const pending = this.pending;
+    this.pending = null;
+    if (pending) error ? pending.reject(error) : pending.resolve(result);
+  }
+
+  call(message) {
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.worker.postMessage(message);
+    });
+  }
 }
 
 function summary(times) {
@@ -77,36 +87,77 @@ async function modelInput(model, frame) {
   return { bytes, shape, width, height, anchors, input };
 }
 
+function labelOf(model, config) {
+  const what = config.backend || config.ep;
+  return `${model.name}: ${config.runtime} ${what}${config.threads ? ` ${config.threads}T` : ''}`;
+}
+
+/// Every runtime on one model. Each is loaded in its own worker first (cold start, the others
+/// idle), then they take turns, one inference at a time, in rounds whose order rotates: on a
+/// shared machine whose load drifts, every runtime sees the same drift.
 async function benchModel(plan, model, frame) {
   const { bytes, shape, width, height, anchors, input } = await modelInput(model, frame);
-  let reference = null;
+  const entries = [];
   for (const config of plan.configs) {
-    const label = `${model.name}: ${config.runtime} ${config.backend || config.ep}${config.threads ? ` ${config.threads}T` : ''}`;
+    const label = labelOf(model, config);
     if (config.threads > 1 && !crossOriginIsolated) {
       say(`${label}: skipped, the page is not cross-origin isolated`);
       continue;
     }
     const gpu = config.backend === 'gpu' || config.ep === 'webgpu';
-    const { warmup, runs } = gpu ? plan.gpu : plan.cpu;
-    say(`${label}: ${warmup} warm-up + ${runs} runs`);
-    let result;
+    const worker = new RuntimeWorker();
+    const entry = { config, label, worker, ...(gpu ? plan.gpu : plan.cpu), times: [] };
     try {
-      result = await measureInWorker({ config, model: bytes, input, shape, warmup, runs });
+      entry.loaded = await worker.call({ type: 'load', config, model: bytes, shape, input });
+      say(`${label}: cold start ${entry.loaded.coldMs.toFixed(0)} ms`);
     } catch (e) {
-      say(`${label}: FAILED ${e.message}`);
-      window.bench.results.push({ model: model.name, config, failed: e.message.split('\n')[0] });
+      entry.failed = e.message;
+    }
+    entries.push(entry);
+  }
+  const rounds = Math.max(...entries.map((e) => e.warmup + e.runs));
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < entries.length; k++) {
+      const entry = entries[(round + k) % entries.length];
+      if (entry.failed || round >= entry.warmup + entry.runs) continue;
+      try {
+        const ms = await entry.worker.call({ type: 'run' });
+        if (round >= entry.warmup) entry.times.push(ms);
+      } catch (e) {
+        entry.failed = e.message;
+      }
+    }
+    say(`${model.name}: round ${round + 1} of ${rounds} done`);
+  }
+  // The reference output: the first runtime in the plan (ONNX Runtime's WASM EP on one thread).
+  let reference = null;
+  for (const entry of entries) {
+    const { config, label, worker, warmup, times, loaded } = entry;
+    let output = null;
+    if (!entry.failed) {
+      try {
+        output = await worker.call({ type: 'output' });
+      } catch (e) {
+        entry.failed = e.message;
+      }
+    }
+    worker.worker.terminate();
+    if (entry.failed) {
+      say(`${label}: FAILED ${entry.failed}`);
+      window.bench.results.push({ model: model.name, config, failed: entry.failed.split('\n')[0] });
       continue;
     }
-    const { output, times, ...rest } = result;
-    // The reference output: the first runtime in the plan (ONNX Runtime's WASM EP on one thread).
     const isReference = reference === null;
-    reference ??= { output, by: `${rest.runtime} ${rest.backend}, ${rest.threads} thread` };
+    reference ??= { output, by: `${loaded.info.runtime} ${loaded.info.backend}, ${loaded.info.threads} thread` };
     window.bench.results.push({
       isReference,
       model: model.name,
       input: `${width}x${height}`,
       precision: 'f32',
-      ...rest,
+      ...loaded.info,
+      loadMs: loaded.loadMs,
+      coldMs: loaded.coldMs,
+      coldParts: loaded.coldParts,
       ...summary(times),
       runs: times.length,
       warmup,

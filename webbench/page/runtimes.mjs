@@ -1,28 +1,7 @@
 // The two runtimes behind one interface, for the bench page's workers (worker.mjs) and for the CPU
-// profile taken on the page itself (bench.mjs): each is timed the same way, from here, around the
-// same calls: load the runtime, model bytes -> first result (cold start), then warm-up runs and
-// timed runs on the same input, the output read back to JavaScript.
-
-export async function measure({ config, model, input, shape, warmup, runs }) {
-  const runtime = await load(config, model, shape, input);
-  const times = [];
-  let output = runtime.firstOutput;
-  for (let i = 0; i < warmup + runs; i++) {
-    const started = performance.now();
-    output = await runtime.run(input);
-    const elapsed = performance.now() - started;
-    if (i >= warmup) times.push(elapsed);
-  }
-  return {
-    ...runtime.info,
-    loadMs: runtime.loadMs,
-    coldMs: runtime.coldMs,
-    coldParts: runtime.coldParts,
-    times,
-    // The last run's output, to check against the other runtimes (same input every run).
-    output,
-  };
-}
+// profile taken on the page itself (bench.mjs). Both are loaded and timed the same way, from
+// JavaScript around the same calls: the runtime's own wasm (runtime load), then model bytes ->
+// first result (cold start); `run(input)` is one inference with its output read back to JavaScript.
 
 /// Loads `config`'s runtime and model, and runs it once (the cold start).
 export function load(config, model, shape, input) {
@@ -104,7 +83,10 @@ function tinyModel() {
 
 async function loadOrt(config, model, shape, input) {
   const started = performance.now();
-  const ort = await import('./ort/ort.bundle.min.mjs');
+  // The package's CPU-only entry (`onnxruntime-web/wasm`) for the WASM EP, as a CPU-only page
+  // would import it; its default entry (which adds WebGPU, through JSEP) for the WebGPU EP.
+  const gpu = config.ep === 'webgpu';
+  const ort = await import(gpu ? './ort/ort.bundle.min.mjs' : './ort/ort.wasm.bundle.min.mjs');
   ort.env.wasm.numThreads = config.threads;
   ort.env.logLevel = 'error';
   const options = { executionProviders: [config.ep] };
@@ -120,7 +102,6 @@ async function loadOrt(config, model, shape, input) {
   };
   const firstOutput = await run(input);
   const first = performance.now();
-  const gpu = config.ep === 'webgpu';
   return {
     run,
     firstOutput,

@@ -84,7 +84,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Our engine for the page's workers, built as the kiosk's detection worker is (profile
-/// `wasm-release`, wasm SIMD, wasm-opt -O3), bound for ES-module import.
+/// `wasm-release`, wasm SIMD, wasm-opt -O3), bound for ES-module import. Function names are
+/// kept (`--debuginfo`: the name section only, no effect on the code) for `--profile-cpu`.
 fn build_engine(out: &Path) -> anyhow::Result<()> {
     cargo(&[
         "build",
@@ -106,7 +107,7 @@ fn build_engine(out: &Path) -> anyhow::Result<()> {
     let bound = out.join("linecheck_webbench_bg.wasm");
     check_status(
         Command::new(tools::wasm_opt())
-            .arg("-O3")
+            .args(["-O3", "--debuginfo"])
             .arg(&bound)
             .arg("-o")
             .arg(&bound),

@@ -60,14 +60,34 @@ async fn wait_while(browser: &Browser, from: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Rust symbol hashes (`::h0123456789abcdef`) make one function look like many.
-fn readable(name: &str) -> &str {
-    match name.rsplit_once("::h") {
+/// Rust symbol hashes (`::h0123456789abcdef`) and crate disambiguators (`[0123456789abcdef]`)
+/// only make the names longer.
+fn readable(name: &str) -> String {
+    let name = match name.rsplit_once("::h") {
         Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
             head
         }
         _ => name,
+    };
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(open) = rest.find('[') {
+        let (before, after) = rest.split_at(open);
+        out.push_str(before);
+        match after.get(1..18) {
+            Some(inner)
+                if inner.ends_with(']') && inner[..16].chars().all(|c| c.is_ascii_hexdigit()) =>
+            {
+                rest = &after[18..];
+            }
+            _ => {
+                out.push('[');
+                rest = &after[1..];
+            }
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 /// Profiles `runs` inferences of `config` on `model` and returns (function, share of samples),
@@ -110,7 +130,7 @@ pub async fn profile(
             let name = frame["functionName"].as_str().filter(|n| !n.is_empty());
             let name = name.map_or_else(
                 || format!("(anonymous) {}", frame["url"].as_str().unwrap_or("")),
-                |n| readable(n).to_string(),
+                readable,
             );
             Some((node["id"].as_u64()?, name))
         })
@@ -130,4 +150,21 @@ pub async fn profile(
         .collect();
     shares.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(shares)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hashes_and_disambiguators_are_left_out_of_names() {
+        assert_eq!(
+            super::readable(
+                "vision_engine[eba94b18650744be]::cpu::conv::conv2d_then::h0123456789abcdef"
+            ),
+            "vision_engine::cpu::conv::conv2d_then"
+        );
+        assert_eq!(
+            super::readable("wasm-function[2570]"),
+            "wasm-function[2570]"
+        );
+    }
 }

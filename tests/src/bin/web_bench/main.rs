@@ -405,10 +405,11 @@ async fn main() -> anyhow::Result<()> {
         state.cross_origin_isolated,
     );
     println!(
-        "each runtime in a fresh dedicated worker, one at a time; runtime load = fetch and compile \
-         the runtime's wasm (onnxruntime-web: a one-node session, which also opens its WebGPU \
-         device); cold start = model bytes -> first result; runs = input in -> first output read \
-         back to the worker\n"
+        "each runtime in its own dedicated worker, loaded one at a time, then all taking turns, \
+         one inference each in rotating order (so load drift hits all alike); runtime load = fetch \
+         and compile the runtime's wasm (onnxruntime-web: a one-node session, which also opens its \
+         WebGPU device); cold start = model bytes -> first result; runs = input in -> first output \
+         read back to the worker\n"
     );
     print_table(&state.results);
     println!();
