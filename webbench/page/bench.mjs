@@ -129,6 +129,12 @@ async function benchModel(plan, model, frame) {
     }
     say(`${model.name}: round ${round + 1} of ${rounds} done`);
   }
+  if (plan.profileGpu) {
+    for (const entry of entries.filter((e) => !e.failed && e.config.runtime === 'ours' && e.config.backend === 'gpu')) {
+      say(`${entry.label}: GPU profile`);
+      entry.gpuProfile = await entry.worker.call({ type: 'gpuProfile' });
+    }
+  }
   // The reference output: the first runtime in the plan (ONNX Runtime's WASM EP on one thread).
   let reference = null;
   for (const entry of entries) {
@@ -162,6 +168,7 @@ async function benchModel(plan, model, frame) {
       runs: times.length,
       warmup,
       agreement: { vs: reference.by, ...agreement(output, reference.output, anchors) },
+      gpuProfile: entry.gpuProfile ?? null,
     });
     say(`${label}: median ${summary(times).median.toFixed(1)} ms`);
   }

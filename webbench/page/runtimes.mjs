@@ -37,6 +37,8 @@ async function loadOurs(config, model, input) {
   return {
     run,
     firstOutput,
+    // GPU time of one inference and by kernel (timestamp queries), for `web_bench --profile-gpu`.
+    gpuProfile: gpu ? async () => ({ gpuMs: await engine.gpu_ms(), kernels: await engine.gpu_profile() }) : null,
     loadMs: loaded - started,
     coldMs: first - loaded,
     coldParts: [

@@ -13,9 +13,11 @@ async function handle(message) {
       input = message.input;
       runtime = await load(message.config, message.model, message.shape, input);
       output = runtime.firstOutput;
-      const { run, firstOutput, ...measured } = runtime;
+      const { run, firstOutput, gpuProfile, ...measured } = runtime;
       return measured;
     }
+    case 'gpuProfile':
+      return runtime.gpuProfile ? await runtime.gpuProfile() : null;
     case 'run': {
       const started = performance.now();
       output = await runtime.run(input);

@@ -121,6 +121,46 @@ pub fn activation_bytes() -> Option<f64> {
     }
 }
 
+fn gpu_network() -> Result<&'static GpuNetwork<'static>, JsError> {
+    match RUNNER.get() {
+        Some(Runner::Gpu(network)) => Ok(network),
+        _ => Err(error("no network prepared on the GPU")),
+    }
+}
+
+/// GPU milliseconds of one inference (every launch in one pass, timestamp queries); nothing where
+/// the adapter has no timestamps.
+#[wasm_bindgen]
+pub async fn gpu_ms() -> Result<Option<f64>, JsError> {
+    gpu_network()?.gpu_ms().await.map_err(error)
+}
+
+/// Where the GPU time goes: each launch in a pass of its own, summed by kernel, one line per
+/// kernel ("kernel, launches, ms"), largest first; nothing where the adapter has no timestamps.
+#[wasm_bindgen]
+pub async fn gpu_profile() -> Result<Option<String>, JsError> {
+    let Some(launches) = gpu_network()?.profile().await.map_err(error)? else {
+        return Ok(None);
+    };
+    let mut by_kernel: Vec<(&str, usize, f64)> = Vec::new();
+    for launch in &launches {
+        match by_kernel.iter_mut().find(|(k, _, _)| *k == launch.kernel) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += launch.ms;
+            }
+            None => by_kernel.push((launch.kernel, 1, launch.ms)),
+        }
+    }
+    by_kernel.sort_by(|a, b| b.2.total_cmp(&a.2));
+    Ok(Some(
+        by_kernel
+            .iter()
+            .map(|(kernel, count, ms)| format!("{kernel}, {count} launches, {ms:.1} ms\n"))
+            .collect(),
+    ))
+}
+
 /// Letterboxes an RGBA image (`width` x `height`) into an NCHW f32 input of `input_width` x
 /// `input_height`, as the engine does for camera frames: the one input every runtime gets.
 #[wasm_bindgen]

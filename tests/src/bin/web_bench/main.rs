@@ -54,6 +54,10 @@ struct Args {
     /// Chromium's sampling profiler, on the page's thread: where each spends its time.
     #[arg(long)]
     profile_cpu: bool,
+    /// Also times our GPU network with timestamp queries: GPU time of one inference, and by
+    /// kernel with each launch in a pass of its own.
+    #[arg(long)]
+    profile_gpu: bool,
     /// Inferences sampled per profile.
     #[arg(long, default_value_t = 10)]
     profile_runs: usize,
@@ -103,6 +107,16 @@ struct Measured {
     #[serde(default)]
     is_reference: bool,
     agreement: Option<Agreement>,
+    gpu_profile: Option<GpuProfile>,
+}
+
+/// Our GPU network timed by timestamp queries (`--profile-gpu`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GpuProfile {
+    gpu_ms: Option<f64>,
+    /// One line per kernel: "kernel, launches, ms".
+    kernels: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +233,7 @@ fn plan(args: &Args) -> anyhow::Result<serde_json::Value> {
         "configs": configs(args),
         "cpu": { "warmup": args.warmup, "runs": args.runs },
         "gpu": { "warmup": args.gpu_warmup, "runs": args.gpu_runs },
+        "profileGpu": args.profile_gpu,
     }))
 }
 
@@ -429,6 +444,26 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     print_ratios(&state.results);
+    for r in &state.results {
+        let Some(profile) = &r.gpu_profile else {
+            continue;
+        };
+        let Some(gpu_ms) = profile.gpu_ms else {
+            println!(
+                "\nGPU profile, {}: the adapter has no timestamp queries",
+                r.model
+            );
+            continue;
+        };
+        println!(
+            "\nGPU profile, {} {} {}: {gpu_ms:.1} ms GPU time in one pass; by kernel, each launch \
+             in its own pass:",
+            r.model, r.runtime, r.backend
+        );
+        for line in profile.kernels.as_deref().unwrap_or_default().lines() {
+            println!("  {line}");
+        }
+    }
     if let Some(profiles) = profiles {
         for (title, shares) in profiles? {
             println!("\nprofile, {title}: share of the samples (100 us apart), largest first");
