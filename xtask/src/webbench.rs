@@ -18,7 +18,8 @@ usage: cargo xtask webbench [--ultralytics-python PYTHON] [web_bench flags]
   --ultralytics-python PYTHON  a Python with ultralytics, torch and onnx: also times an Ultralytics
                                YOLOv8n at 320 (exported once into the target directory)
   web_bench flags              --runs N --warmup N --gpu-runs N --gpu-warmup N --threads 1,2
-                               --models a.onnx,b.onnx --no-gpu (see tests/src/bin/web_bench.rs)";
+                               --models a.onnx,b.onnx --no-gpu --profile-cpu --profile-gpu
+                               (see tests/src/bin/web_bench/main.rs)";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (ultralytics_python, passed_on) = match args {

@@ -2,7 +2,8 @@
 //! (WebGPU and WASM execution providers) on the same models, input and headless Chromium
 //! session; prints one table like the native `bench`, and the ratios issue 4 sets targets for.
 //!
-//!     cargo xtask webbench [--runs N] [--warmup N] [--gpu-runs N] [--gpu-warmup N] [--threads 1,2]
+//!     cargo xtask webbench [--ultralytics-python PYTHON] [--runs N] [--warmup N] [--gpu-runs N]
+//!         [--gpu-warmup N] [--threads 1,2] [--no-gpu] [--profile-cpu] [--profile-gpu]
 //!
 //! `cargo xtask webbench` builds the page (`webbench/`) into SITE, with onnxruntime-web from npm
 //! and the models, then runs this binary with `--site SITE`. It serves SITE on 127.0.0.1 with
