@@ -6,6 +6,7 @@
 mod pwa;
 mod test;
 mod tools;
+mod webbench;
 
 use anyhow::{Context, bail};
 use std::{
@@ -17,7 +18,8 @@ const USAGE: &str = "\
 usage:
   cargo xtask run [SERVER FLAGS]   build the PWA and start the server (e.g. --addr 0.0.0.0:8080 --data-dir DIR)
   cargo xtask test                 install test dependencies and run every check and test
-  cargo xtask build                build the PWA (release) into frontend/dist";
+  cargo xtask build                build the PWA (release) into frontend/dist
+  cargo xtask webbench [FLAGS]     time our engine beside onnxruntime-web in headless Chromium (--help)";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,6 +27,7 @@ fn main() {
         Some("run") => run(&args[1..]),
         Some("test") => test::run_all(),
         Some("build") => tools::ensure(tools::Purpose::Build).and_then(|_| pwa::build().map(drop)),
+        Some("webbench") => webbench::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

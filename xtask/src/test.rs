@@ -180,6 +180,30 @@ fn wasm_browser_tests(target: &[&str]) -> anyhow::Result<TestCounts> {
     )
 }
 
+/// The browser bench page (`cargo xtask webbench`) is a benchmark, never run here; this only
+/// keeps it building: its engine module lints clean for wasm32 and its scripts parse.
+fn webbench_page_checks() -> anyhow::Result<()> {
+    cargo(&[
+        "clippy",
+        "--package",
+        "linecheck-webbench",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    for script in ["bench.mjs", "worker.mjs"] {
+        check_status(
+            std::process::Command::new("node")
+                .arg("--check")
+                .arg(workspace_root().join("webbench/page").join(script)),
+            &format!("node --check webbench/page/{script}"),
+        )?;
+    }
+    Ok(())
+}
+
 pub fn run_all() -> anyhow::Result<()> {
     tools::ensure(tools::Purpose::Test)?;
     gpu_environment()?;
@@ -231,6 +255,10 @@ pub fn run_all() -> anyhow::Result<()> {
             "-D",
             "warnings",
         ]),
+    );
+    report.step(
+        "web bench page (wasm32 clippy, JavaScript syntax)",
+        webbench_page_checks(),
     );
     report.tests(
         "workspace tests",

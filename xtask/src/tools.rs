@@ -43,9 +43,13 @@ pub fn ensure(purpose: Purpose) -> anyhow::Result<()> {
     }
     install_debian_packages(&missing)?;
     ensure_trunk()?;
+    ensure_wasm_tools()
+}
+
+/// wasm-bindgen and wasm-opt, for wasm built without trunk (the bench page's engine).
+pub fn ensure_wasm_tools() -> anyhow::Result<()> {
     ensure_wasm_bindgen()?;
-    ensure_wasm_opt()?;
-    Ok(())
+    ensure_wasm_opt()
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -106,7 +110,7 @@ fn version_of(program: &Path) -> Option<String> {
     })
 }
 
-fn cargo_bin(name: &str) -> PathBuf {
+pub fn cargo_bin(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| home().join(".cargo/bin").join(name))
 }
 
@@ -222,9 +226,14 @@ pub fn ensure_python() -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
+/// wasm-opt from npm `binaryen`, as `ensure_wasm_opt` installs it.
+pub fn wasm_opt() -> PathBuf {
+    tools_dir().join("node_modules/.bin/wasm-opt")
+}
+
 fn ensure_wasm_opt() -> anyhow::Result<()> {
     let dir = tools_dir();
-    let wasm_opt = dir.join("node_modules/.bin/wasm-opt");
+    let wasm_opt = wasm_opt();
     let major = BINARYEN_VERSION
         .split('.')
         .next()
