@@ -300,7 +300,10 @@ impl Browser {
     /// Replaces the content of an input as a user would: select all, type.
     pub async fn type_into(&self, selector: &str, text: &str) -> anyhow::Result<()> {
         let input = self.client.find(Locator::Css(selector)).await?;
-        input.clear().await?;
+        // Select all and delete, as a user does. WebDriver's clear() fires no `input` event, so
+        // a controlled input re-rendered before the typing (by any state change, such as a
+        // camera frame) got its old value back and the text was appended to it.
+        input.send_keys("\u{E009}a\u{E000}\u{E003}").await?;
         input.send_keys(text).await?;
         Ok(())
     }
