@@ -71,13 +71,7 @@ impl AuditFilters {
     }
 
     fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit {
-            None => Ok(DEFAULT_PAGE_ENTRIES),
-            Some(limit) if (1..=MAX_AUDIT_ENTRIES).contains(&limit) => Ok(limit),
-            Some(limit) => Err(bad_request(format!(
-                "limit: {limit} is not within 1..={MAX_AUDIT_ENTRIES}"
-            ))),
-        }
+        crate::review::page_limit(self.limit, DEFAULT_PAGE_ENTRIES, MAX_AUDIT_ENTRIES)
     }
 }
 

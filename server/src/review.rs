@@ -150,13 +150,7 @@ impl Filters {
     }
 
     fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit {
-            None => Ok(DEFAULT_PAGE_RECORDS),
-            Some(limit) if (1..=MAX_PAGE_RECORDS).contains(&limit) => Ok(limit),
-            Some(limit) => Err(bad_request(format!(
-                "limit: {limit} is not within 1..={MAX_PAGE_RECORDS}"
-            ))),
-        }
+        page_limit(self.limit, DEFAULT_PAGE_RECORDS, MAX_PAGE_RECORDS)
     }
 
     /// The filters with the keyset position `cursor` (records older than it).
@@ -174,6 +168,17 @@ impl Filters {
             w.add("(i.inspected_at, i.id) < ({}, {})", &[at, id]);
         }
         Ok(w)
+    }
+}
+
+/// A page's `limit` parameter: `default` when absent, else within `1..=max`.
+pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(limit) if (1..=max).contains(&limit) => Ok(limit),
+        Some(limit) => Err(bad_request(format!(
+            "limit: {limit} is not within 1..={max}"
+        ))),
     }
 }
 
