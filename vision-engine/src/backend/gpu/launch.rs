@@ -345,6 +345,23 @@ pub(super) fn choose_tiling(taps: usize, k: usize) -> kernels::ConvTiling {
     }
 }
 
+/// A contiguous output of `shape` whose element at each index is the input's at that index times
+/// `source_strides` (a transpose, a broadcast).
+fn read_strided(
+    op: &'static str,
+    source_strides: &[usize],
+    shape: Vec<usize>,
+) -> Result<OpPlan, ShapeError> {
+    let source_strides: Vec<i64> = source_strides.iter().map(|&s| s as i64).collect();
+    let launch = strided_copy(
+        op,
+        (Binding::Input(0), 0, &source_strides),
+        (Binding::Output(0), 0, &strides(&shape)),
+        &shape,
+    )?;
+    Ok(single(shape, launch))
+}
+
 fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
     OpPlan {
         outputs: vec![output],
@@ -553,14 +570,7 @@ pub(super) fn plan(
         }
         Op::Transpose(perm) => {
             let (shape, source_strides) = cpu::transpose_plan(inputs[0], perm)?;
-            let source_strides: Vec<i64> = source_strides.iter().map(|&s| s as i64).collect();
-            let launch = strided_copy(
-                "Transpose",
-                (Binding::Input(0), 0, &source_strides),
-                (Binding::Output(0), 0, &strides(&shape)),
-                &shape,
-            )?;
-            single(shape, launch)
+            read_strided("Transpose", &source_strides, shape)?
         }
         Op::Slice {
             starts,
@@ -815,17 +825,8 @@ pub(super) fn plan(
         }
         Op::Expand(shape) => {
             let output = cpu::broadcast_shape("Expand", inputs[0], shape)?;
-            let source: Vec<i64> = broadcast_strides(inputs[0], &output)
-                .iter()
-                .map(|&s| s as i64)
-                .collect();
-            let launch = strided_copy(
-                "Expand",
-                (Binding::Input(0), 0, &source),
-                (Binding::Output(0), 0, &strides(&output)),
-                &output,
-            )?;
-            single(output, launch)
+            let source_strides = broadcast_strides(inputs[0], &output);
+            read_strided("Expand", &source_strides, output)?
         }
         Op::Reshape(shape) => {
             let (from, to) = (
