@@ -2,6 +2,8 @@
 //! the tool, never of its numbers. The ONNX Runtime peer is left out (`--no-peer`): CI does not
 //! install onnxruntime; without its Python the tool must say how to run without it.
 
+mod cli;
+
 use std::process::Command;
 
 fn bench(args: &[&str]) -> (bool, String, String) {
@@ -9,26 +11,19 @@ fn bench(args: &[&str]) -> (bool, String, String) {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/detector/mini_detector.onnx"
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
-            "--model",
-            model,
-            "--runs",
-            "2",
-            "--warmup",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (
-        output.status.success(),
-        text(output.stdout),
-        text(output.stderr),
+    cli::run(
+        Command::new(env!("CARGO_BIN_EXE_bench"))
+            .args([
+                "--model",
+                model,
+                "--runs",
+                "2",
+                "--warmup",
+                "1",
+                "--threads",
+                "1",
+            ])
+            .args(args),
     )
 }
 

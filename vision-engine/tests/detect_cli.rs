@@ -1,5 +1,7 @@
 //! The `detect` command line tool, run as a user runs it.
 
+mod cli;
+
 use std::{path::PathBuf, process::Command};
 use vision_engine::{CpuBackend, Detector, graph::OpByOp, npy, postprocess::NmsOptions};
 
@@ -19,17 +21,7 @@ fn detect_on(api: Option<&str>, args: &[&str]) -> (bool, String, String) {
     if let Some(api) = api {
         command.env("WGPU_BACKEND", api);
     }
-    let output = command
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .unwrap();
-    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-    (
-        output.status.success(),
-        text(output.stdout),
-        text(output.stderr),
-    )
+    cli::run(command.args(args))
 }
 
 /// A 96x72 PNG with a gradient, so the network sees a real image of another size than its input.
