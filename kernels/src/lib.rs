@@ -113,13 +113,13 @@ pub struct ConvTiling {
 macro_rules! conv_gemm_output {
     (whole) => {
         "const SPLIT_K: bool = false;
-@group(0) @binding(3) var<storage, read_write> out: array<Elem>;
+@group(0) @binding(4) var<storage, read_write> out: array<Elem>;
 fn put(i: u32, v: f32) { out[i] = Elem(v); }
 "
     };
     (split) => {
         "const SPLIT_K: bool = true;
-@group(0) @binding(3) var<storage, read_write> partials_f32: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partials_f32: array<f32>;
 fn put(i: u32, v: f32) { partials_f32[i] = v; }
 "
     };

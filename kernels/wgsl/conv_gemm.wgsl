@@ -12,6 +12,11 @@
 // in loops ran 3x slower than the direct kernel, and loads issued one after another in a loop
 // made every tile cost a memory latency per load, whatever the layer's size.)
 //
+// A patch value's place in the input comes from the layer's tap table (binding 3, made by the
+// plan): for each k, the input channel's offset and the tap's (dy, dx). Dividing k by the taps
+// and the tap by the kernel width here, per loaded value, cost more integer work than the
+// products it feeds.
+//
 // TILE_M, TILE_N and TILE_K come from the variant's preamble (kernels/src/lib.rs), with
 // (TILE_M / 4) x (TILE_N / 4) invocations, TILE_M = 4 x invocations / TILE_K and
 // TILE_K = 4 x invocations / TILE_N (four loads of each kind). Same Params as conv2d.wgsl, so one
@@ -44,8 +49,11 @@ struct Params {
 @group(0) @binding(0) var<storage, read> input: array<Elem>;
 @group(0) @binding(1) var<storage, read> weight: array<Elem>;
 @group(0) @binding(2) var<storage, read> bias: array<Elem>;
-// Binding 3, the sums' destination, and `put` come from the variant's preamble.
-@group(0) @binding(4) var<uniform> params: Params;
+// Per k, two words: the input channel's offset (channel x H x W), then (dy << 16) | dx, the tap's
+// offsets in rows and columns (dilation included).
+@group(0) @binding(3) var<storage, read> taps_table: array<u32>;
+// Binding 4, the sums' destination, and `put` come from the variant's preamble.
+@group(0) @binding(5) var<uniform> params: Params;
 
 var<workgroup> weight_tile: array<vec4<f32>, TILE_K * THREADS_M>; // [k][m / 4]
 var<workgroup> patch_tile: array<vec4<f32>, TILE_K * THREADS_N>;  // [k][p / 4]
@@ -90,7 +98,6 @@ fn reduction_length() -> u32 {
 // What every load of this invocation needs, set once at the start of `main`.
 var<private> weight_base: u32;
 var<private> input_base: u32;
-var<private> taps: u32;
 var<private> pointwise: bool;
 var<private> patch_pixel: u32;
 var<private> iy0: i32;
@@ -113,14 +120,13 @@ fn load_patch(k: u32) -> f32 {
     if pointwise {
         return f32(input[input_base + k * pixels + patch_pixel]);
     }
-    let h = params.input.z;
-    let w = params.input.w;
-    let ci = k / taps;
-    let tap = k % taps;
-    let y = iy0 + i32((tap / params.kernel.y) * params.steps.z);
-    let x = ix0 + i32((tap % params.kernel.y) * params.steps.w);
-    if y >= 0 && y < i32(h) && x >= 0 && x < i32(w) {
-        return f32(input[input_base + ci * h * w + u32(y) * w + u32(x)]);
+    let channel = taps_table[2u * k];
+    let tap = taps_table[2u * k + 1u];
+    // Negative rows and columns wrap to large values: one unsigned comparison each.
+    let y = u32(iy0 + i32(tap >> 16u));
+    let x = u32(ix0 + i32(tap & 0xffffu));
+    if y < params.input.z && x < params.input.w {
+        return f32(input[input_base + channel + y * params.input.w + x]);
     }
     return 0.0;
 }
@@ -136,7 +142,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let c_per_group = params.kernel.z;
     let m_per_group = params.kernel.w;
     let groups = params.output.y / m_per_group;
-    taps = params.kernel.x * params.kernel.y;
+    let taps = params.kernel.x * params.kernel.y;
     let k_total = reduction_length();
     let images = params.output.x * groups; // batch x groups
     let slice = wg.z / images;

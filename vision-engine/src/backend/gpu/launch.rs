@@ -345,6 +345,40 @@ pub(super) fn choose_tiling(taps: usize, k: usize) -> kernels::ConvTiling {
     }
 }
 
+/// The tap table of `conv_gemm.wgsl` for an `input` (NCHW) convolved with a `kernel` (kH, kW)
+/// over `channels` input channels per group: for each k = (channel, ky, kx) of the reduction, the
+/// channel's element offset, then `(dy << 16) | dx`, the tap's offsets with dilation.
+fn conv_taps_table(
+    input: &[usize],
+    kernel: [usize; 2],
+    channels: usize,
+    dilations: [usize; 2],
+) -> Result<Vec<u32>, ShapeError> {
+    let op = "Conv";
+    let (dy_max, dx_max) = (
+        (kernel[0] - 1) * dilations[0],
+        (kernel[1] - 1) * dilations[1],
+    );
+    if dy_max.max(dx_max) > 0xffff {
+        return Err(shape_error(
+            op,
+            format!("a dilated kernel {dy_max}x{dx_max} wide exceeds the GPU's 16-bit tap offsets"),
+        ));
+    }
+    let plane = input[2] * input[3];
+    let mut table = Vec::with_capacity(2 * channels * kernel[0] * kernel[1]);
+    for channel in 0..channels {
+        let offset = to_u32(op, channel * plane)?;
+        for ky in 0..kernel[0] {
+            for kx in 0..kernel[1] {
+                let tap = ((ky * dilations[0]) << 16) | (kx * dilations[1]);
+                table.extend([offset, tap as u32]);
+            }
+        }
+    }
+    Ok(table)
+}
+
 /// A contiguous output of `shape` whose element at each index is the input's at that index times
 /// `source_strides` (a transpose, a broadcast).
 fn read_strided(
@@ -460,6 +494,17 @@ pub(super) fn plan(
                     out.to_vec(),
                     launch(kernels::CONV2D, Grid::Elements(count)),
                 ));
+            };
+            let taps = Binding::Aux(conv_taps_table(
+                inputs[0],
+                [w[2], w[3]],
+                c_per_group,
+                attrs.dilations,
+            )?);
+            let launch = |kernel, grid| {
+                let mut launch = launch(kernel, grid);
+                launch.inputs.push(taps.clone());
+                launch
             };
             let tiles = [
                 to_u32(op, pixels.div_ceil(t.tile_n as usize))?,
