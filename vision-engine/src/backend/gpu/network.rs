@@ -85,13 +85,19 @@ fn bytes(shape: &[usize], element_bytes: usize) -> u64 {
         .max(4)
 }
 
-/// The launches of every step of `network`.
-fn plan_steps(network: &Network, conv_kernels: ConvKernels) -> Result<Vec<OpPlan>, EngineError> {
+/// The launches of every step of `network`, each convolution taking at most `scratch_limit(step)`
+/// bytes of split-k partial sums.
+fn plan_each(
+    network: &Network,
+    conv_kernels: ConvKernels,
+    scratch_limit: impl Fn(usize) -> u64,
+) -> Result<Vec<OpPlan>, EngineError> {
     let constant_shapes: Vec<&[usize]> = network.constants.iter().map(Tensor::shape).collect();
     network
         .steps
         .iter()
-        .map(|step| {
+        .enumerate()
+        .map(|(i, step)| {
             let shapes: Vec<&[usize]> = step
                 .inputs
                 .iter()
@@ -100,9 +106,48 @@ fn plan_steps(network: &Network, conv_kernels: ConvKernels) -> Result<Vec<OpPlan
                     Operand::Constant(c) => network.constants[c].shape(),
                 })
                 .collect();
-            launch::plan(&step.op, &shapes, &constant_shapes, conv_kernels)
+            launch::plan(
+                &step.op,
+                &shapes,
+                &constant_shapes,
+                conv_kernels,
+                scratch_limit(i),
+            )
         })
         .collect()
+}
+
+/// The launches of every step of `network` (tensors of `element_bytes` per element), within
+/// issue 4's memory bound: a plan over twice the largest step's inputs plus outputs is made
+/// again with each split convolution's f32 partial sums held to what its step leaves free, the
+/// largest buffer idle during that step or else what the bound leaves above the values' own peak
+/// (one buffer that all such steps share): how [`plan_buffers`] places them, values first. A
+/// layer whose sums fit neither takes the most slices that do, or none. Only those layers lose
+/// slices; whole convolutions need no scratch, so the plan is over the bound only where the
+/// values alone are.
+fn plan_steps(
+    network: &Network,
+    conv_kernels: ConvKernels,
+    element_bytes: usize,
+) -> Result<Vec<OpPlan>, EngineError> {
+    let plans = plan_each(network, conv_kernels, |_| u64::MAX)?;
+    let unbounded = plan_buffers(network, &plans, element_bytes);
+    let bound = 2 * unbounded.largest_step_bytes;
+    if unbounded.peak_bytes() <= bound {
+        return Ok(plans);
+    }
+    // Split-k changes no value's storage: the values' placement is the same with any slices.
+    let values = value_storages(network, &plans, element_bytes);
+    let Placement { bytes, busy, .. } = place(&values.storages);
+    let above_values = bound.saturating_sub(bytes.iter().sum());
+    plan_each(network, conv_kernels, |step| {
+        let idle = (0..bytes.len())
+            .filter(|&b| idle_during(&busy[b], step))
+            .map(|b| bytes[b])
+            .max()
+            .unwrap_or(0);
+        idle.max(above_values)
+    })
 }
 
 /// Which step makes each value and which steps read it.
@@ -356,6 +401,12 @@ struct Placement {
     busy: Vec<Vec<(usize, usize)>>,
 }
 
+/// Whether a buffer that holds storages alive over `busy` (birth, last step) is idle at `step`.
+fn idle_during(busy: &[(usize, usize)], step: usize) -> bool {
+    busy.iter()
+        .all(|&(birth, last)| step < birth || last < step)
+}
+
 /// Places `storages` (bytes, birth step, last step; in order of birth) greedily into the smallest
 /// buffer free since before its birth.
 fn place(storages: &[(u64, usize, usize)]) -> Placement {
@@ -514,12 +565,7 @@ pub(crate) fn plan_buffers(
     let mut shared_bytes = 0;
     for &(step, size) in &scratch {
         let idle = (0..buffer_bytes.len())
-            .filter(|&b| buffer_bytes[b] >= size)
-            .filter(|&b| {
-                occupied[b]
-                    .iter()
-                    .all(|&(birth, last)| step < birth || last < step)
-            })
+            .filter(|&b| buffer_bytes[b] >= size && idle_during(&occupied[b], step))
             .min_by_key(|&b| buffer_bytes[b]);
         scratch_of[step] = Some(idle.unwrap_or_else(|| {
             shared_bytes = shared_bytes.max(size);
@@ -594,8 +640,9 @@ impl GpuBackend {
         for step in &network.steps {
             self.check_precision(&step.op)?;
         }
-        let plans = plan_steps(network, self.conv_kernels.get())?;
-        let plan = plan_buffers(network, &plans, self.precision().element_bytes());
+        let element_bytes = self.precision().element_bytes();
+        let plans = plan_steps(network, self.conv_kernels.get(), element_bytes)?;
+        let plan = plan_buffers(network, &plans, element_bytes);
         let pool: Vec<wgpu::Buffer> = plan.buffer_bytes.iter().map(|&b| self.scratch(b)).collect();
         let constants: Vec<wgpu::Buffer> =
             network.constants.iter().map(|t| self.upload(t)).collect();
@@ -1113,7 +1160,7 @@ mod tests {
                     slices: 16,
                 },
             ] {
-                let plans = plan_steps(&network, conv_kernels).unwrap();
+                let plans = plan_steps(&network, conv_kernels, 4).unwrap();
                 let plan = plan_buffers(&network, &plans, 4);
                 replay(&network, &plans, &plan);
                 assert!(
@@ -1145,9 +1192,35 @@ mod tests {
     }
 
     #[test]
+    fn split_k_keeps_the_plan_within_twice_the_largest_step() {
+        for network in [mini_detector(), shipped_model()] {
+            for element_bytes in [4, 2] {
+                let plans = plan_steps(&network, ConvKernels::Tiled, element_bytes).unwrap();
+                let plan = plan_buffers(&network, &plans, element_bytes);
+                assert!(
+                    plan.peak_bytes() <= 2 * plan.largest_step_bytes,
+                    "{} bytes of activations, {} in the largest step",
+                    plan.peak_bytes(),
+                    plan.largest_step_bytes
+                );
+                assert!(
+                    plan.scratch_of.iter().any(Option::is_some),
+                    "split-k stays where it fits"
+                );
+                replay(&network, &plans, &plan);
+            }
+        }
+        // Unbounded, the shipped model's partial sums took it to 2.7x.
+        let network = shipped_model();
+        let plans = plan_each(&network, ConvKernels::Tiled, |_| u64::MAX).unwrap();
+        let plan = plan_buffers(&network, &plans, 4);
+        assert!(plan.peak_bytes() > 2 * plan.largest_step_bytes);
+    }
+
+    #[test]
     fn c2f_splits_are_read_in_place_and_their_input_computed_into_the_concat() {
         for network in [mini_detector(), shipped_model()] {
-            let plans = plan_steps(&network, ConvKernels::Tiled).unwrap();
+            let plans = plan_steps(&network, ConvKernels::Tiled, 4).unwrap();
             let plan = plan_buffers(&network, &plans, 4);
             let uses = Uses::of(&network);
             let mut c2f = 0;
@@ -1195,7 +1268,7 @@ mod tests {
         // A Split whose parts a Reshape and a Sigmoid read (the mini detector's DFL head) keeps
         // its copies.
         let network = mini_detector();
-        let plans = plan_steps(&network, ConvKernels::Tiled).unwrap();
+        let plans = plan_steps(&network, ConvKernels::Tiled, 4).unwrap();
         let plan = plan_buffers(&network, &plans, 4);
         let head = network
             .steps
