@@ -510,29 +510,23 @@ fn value_storages(network: &Network, plans: &[OpPlan], element_bytes: usize) -> 
 }
 
 /// Assigns values to buffers. A value's storage is born at the step that produces it and dies
-/// after the last step that reads it (never, for outputs); a view (a Reshape's output, a Split part read
-/// in place: [`aliases`]) shares its input's storage, which then lives until the view's last
-/// reader, and a value placed in a Concat's output shares that output's storage, which is then born with
-/// the first value placed in it; a step's scratch memory (split-k partial sums) is a storage
-/// alive during that step. Storages are placed greedily, in order of birth, into the smallest
-/// free buffer that fits ([`place`]), in two ways of which the smaller total is kept: scratch
-/// among the values, or values first and each scratch then into a buffer idle during its step
-/// (or else one more buffer that all such steps share). Neither is smaller on every network
-/// (YOLOv8n 640: the first; LineCheck's 320 model: the second). Tensors' elements take
-/// `element_bytes` each.
+/// after the last step that reads it (never, for outputs); a view (a Reshape's output, a Split
+/// part read in place: [`aliases`]) shares its input's storage, which then lives until the
+/// view's last reader, and a value placed in a Concat's output shares that output's storage,
+/// which is then born with the first value placed in it; a step's scratch memory (split-k
+/// partial sums) is a storage alive during that step. Storages are placed greedily, in order of
+/// birth, into the smallest free buffer that fits ([`place`]), in two ways of which the smaller
+/// total is kept: scratch among the values, or values first and each scratch then into a buffer
+/// idle during its step (or else one more buffer that all such steps share). Neither is smaller
+/// on every network (YOLOv8n 640: the first; LineCheck's 320 model: the second). Tensors'
+/// elements take `element_bytes` each.
 pub(crate) fn plan_buffers(
     network: &Network,
     plans: &[OpPlan],
     element_bytes: usize,
 ) -> BufferPlan {
-    let ValueStorages {
-        storage_of,
-        offset_of,
-        alias_of,
-        in_slice,
-        storages,
-        largest_step_bytes,
-    } = value_storages(network, plans, element_bytes);
+    let values = value_storages(network, plans, element_bytes);
+    let storages = &values.storages;
     let scratch: Vec<(usize, u64)> = plans
         .iter()
         .enumerate()
@@ -542,7 +536,7 @@ pub(crate) fn plan_buffers(
     let mut scratch_of = vec![None; plans.len()];
 
     // Scratch among the values: each one a storage of its step, after the step's outputs.
-    let mut mixed = storages.clone();
+    let mut mixed = storages.to_vec();
     let mut scratch_storage = Vec::with_capacity(scratch.len());
     for &(step, size) in &scratch {
         let at = mixed.partition_point(|&(_, birth, _)| birth <= step);
@@ -560,7 +554,7 @@ pub(crate) fn plan_buffers(
         buffer_of: buffer_of_storage,
         bytes: mut buffer_bytes,
         busy: occupied,
-    } = place(&storages);
+    } = place(storages);
     let shared = buffer_bytes.len();
     let mut shared_bytes = 0;
     for &(step, size) in &scratch {
@@ -595,16 +589,17 @@ pub(crate) fn plan_buffers(
             (buffer_of_storage, buffer_bytes)
         };
     BufferPlan {
-        buffer_of: storage_of
+        buffer_of: values
+            .storage_of
             .iter()
             .map(|&s| buffer_of_storage.get(s).copied())
             .collect(),
-        offset_of,
-        alias_of: alias_of.iter().map(|a| a.map(|(input, _)| input)).collect(),
-        placed_in: in_slice,
+        offset_of: values.offset_of,
+        alias_of: values.alias_of.iter().map(|a| a.map(|(v, _)| v)).collect(),
+        placed_in: values.in_slice,
         scratch_of,
         buffer_bytes,
-        largest_step_bytes,
+        largest_step_bytes: values.largest_step_bytes,
     }
 }
 
@@ -614,6 +609,15 @@ pub(crate) fn plan_buffers(
 enum OutputSource {
     Gpu { value: usize, staging: wgpu::Buffer },
     Constant(usize),
+}
+
+/// A camera frame's pixels on the GPU, kept between frames, and the letterbox launch from them.
+struct FrameInput {
+    /// At least the frame's bytes: grown only when a larger frame comes.
+    pixels: wgpu::Buffer,
+    /// What `launch` letterboxes.
+    letterbox: Letterbox,
+    launch: PreparedLaunch,
 }
 
 /// A network prepared on one GPU backend. Built by [`GpuBackend::prepare`].
@@ -630,6 +634,8 @@ pub struct GpuNetwork<'a> {
     /// Decoding and NMS of the first output, bound at the first detection (boxed: a
     /// `GpuNetwork` stays small beside the CPU executor in an enum).
     detections: std::cell::OnceCell<Box<DetectionStage>>,
+    /// The last frame's pixels and its letterbox launch, kept for the next frame.
+    frame: std::cell::RefCell<Option<FrameInput>>,
     // Kept alive for the bind groups that read them.
     _constants: Vec<wgpu::Buffer>,
 }
@@ -692,6 +698,7 @@ impl GpuBackend {
             backend: self,
             outputs,
             detections: std::cell::OnceCell::new(),
+            frame: std::cell::RefCell::new(None),
             network,
             pool,
             plan,
@@ -833,7 +840,7 @@ impl Executor for GpuNetwork<'_> {
             0,
             &self.backend.encode(input.data()),
         );
-        self.submit_and_read(None).await
+        self.submit_and_read(self.record_network(None)).await
     }
 
     /// Uploads the pixels (4 bytes each, a quarter of the float input) and letterboxes them on
@@ -843,8 +850,8 @@ impl Executor for GpuNetwork<'_> {
         rgba: &[u8],
         letterbox: &Letterbox,
     ) -> Result<Vec<Tensor>, EngineError> {
-        let (_pixels, letterboxing) = self.letterbox_launch(rgba, letterbox)?;
-        self.submit_and_read(Some(letterboxing)).await
+        let encoder = self.record_network(Some(&*self.write_frame(rgba, letterbox)?));
+        self.submit_and_read(encoder).await
     }
 
     /// Letterbox, network, decoding and NMS in one submission; reads back the kept boxes, and
@@ -862,8 +869,7 @@ impl Executor for GpuNetwork<'_> {
             let raw = self.execute_rgba(rgba, letterbox).await?.swap_remove(0);
             return decode_on_host(raw, layout, options, keep_raw);
         };
-        let (_pixels, letterboxing) = self.letterbox_launch(rgba, letterbox)?;
-        let mut encoder = self.record_network(Some(letterboxing));
+        let mut encoder = self.record_network(Some(&*self.write_frame(rgba, letterbox)?));
         let bytes = stage.record(self.backend, &mut encoder, options);
         if keep_raw {
             self.record_output_copies(&mut encoder);
@@ -918,13 +924,14 @@ impl GpuNetwork<'_> {
         Ok(Some(stage))
     }
 
-    /// The letterbox of `rgba` into the network's input, bound to a fresh buffer of the pixels
-    /// (returned too: keep it until the submission is done, a browser frees it on drop).
-    fn letterbox_launch(
+    /// Writes `rgba` into the kept pixel buffer and returns the letterbox launch from it into the
+    /// network's input. The buffer is made again only for a larger frame, the launch (its
+    /// uniform and bind group) only for another letterbox: frames of one camera allocate nothing.
+    fn write_frame(
         &self,
         rgba: &[u8],
         letterbox: &Letterbox,
-    ) -> Result<(wgpu::Buffer, PreparedLaunch), EngineError> {
+    ) -> Result<std::cell::Ref<'_, PreparedLaunch>, EngineError> {
         let expected = [
             1,
             3,
@@ -943,24 +950,50 @@ impl GpuNetwork<'_> {
             )
             .into());
         }
-        let source = self.backend.storage(rgba);
+        let mut frame = self.frame.borrow_mut();
+        let bytes = rgba.len() as u64;
+        if frame.as_ref().is_none_or(|f| f.pixels.size() < bytes) {
+            let pixels = self.backend.scratch(bytes);
+            let launch = self.letterbox_launch(&pixels, letterbox);
+            *frame = Some(FrameInput {
+                pixels,
+                letterbox: *letterbox,
+                launch,
+            });
+        }
+        let kept = frame.as_mut().expect("made above");
+        if kept.letterbox != *letterbox {
+            kept.launch = self.letterbox_launch(&kept.pixels, letterbox);
+            kept.letterbox = *letterbox;
+        }
+        self.backend
+            .context()
+            .queue
+            .write_buffer(&kept.pixels, 0, rgba);
+        drop(frame);
+        Ok(std::cell::Ref::map(self.frame.borrow(), |f| {
+            &f.as_ref().expect("written above").launch
+        }))
+    }
+
+    /// The letterbox of `letterbox`'s pixels in `pixels` into the network's input.
+    fn letterbox_launch(&self, pixels: &wgpu::Buffer, letterbox: &Letterbox) -> PreparedLaunch {
         let input = &self.pool[self.plan.buffer(0)];
-        let launch = self
-            .backend
+        self.backend
             .prepare_launch(&launch::letterbox(letterbox), |binding| match binding {
-                Binding::Input(0) => &source,
+                Binding::Input(0) => pixels,
                 Binding::Output(0) => input,
                 _ => unreachable!("the letterbox reads pixels and writes the input"),
-            });
-        Ok((source, launch))
+            })
     }
 
     /// Records `first` (if any) and the whole network.
-    fn record_network(&self, first: Option<PreparedLaunch>) -> wgpu::CommandEncoder {
+    fn record_network(&self, first: Option<&PreparedLaunch>) -> wgpu::CommandEncoder {
         let ctx = self.backend.context();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         if let Some(first) = first {
-            self.backend.record(&mut encoder, &[first], None);
+            self.backend
+                .record(&mut encoder, std::slice::from_ref(first), None);
         }
         self.backend.record(&mut encoder, &self.launches, None);
         encoder
@@ -976,13 +1009,12 @@ impl GpuNetwork<'_> {
         }
     }
 
-    /// Records `first` (if any), the whole network and the copies of its outputs into their
-    /// readback buffers in one submission; reads the outputs back.
+    /// Adds the copies of the outputs into their readback buffers to `encoder` (the network,
+    /// recorded), submits it and reads the outputs back.
     async fn submit_and_read(
         &self,
-        first: Option<PreparedLaunch>,
+        mut encoder: wgpu::CommandEncoder,
     ) -> Result<Vec<Tensor>, EngineError> {
-        let mut encoder = self.record_network(first);
         self.record_output_copies(&mut encoder);
         self.backend.context().queue.submit([encoder.finish()]);
         self.read_outputs().await
