@@ -299,14 +299,8 @@ mod end_to_end {
                 confidence: first.data()[5 * 6 + 4],
                 ..all
             };
-            let (on_gpu, gpu_raw) = detector
-                .detect_with_raw_output(&prepared, &rgba, w, h, options)
-                .await
-                .unwrap();
-            let (on_cpu, cpu_raw) = detector
-                .detect_with_raw_output(&cpu, &rgba, w, h, options)
-                .await
-                .unwrap();
+            let [(on_gpu, gpu_raw), (on_cpu, cpu_raw)] =
+                support::detect_on_both(&detector, (&prepared, &cpu), &rgba, (w, h), options).await;
             assert!(relative_error(&gpu_raw, &cpu_raw) <= 1e-4);
             let letterbox = Letterbox::new(w, h, 64, 64);
             let raw = decode_end_to_end(cpu_raw.data(), Some(3), options).unwrap();

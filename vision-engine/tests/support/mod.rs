@@ -5,7 +5,7 @@
 pub mod end_to_end;
 
 use vision_engine::{
-    Backend, CpuBackend, Detector, GpuBackend, Precision, Tensor,
+    Backend, CpuBackend, DetectionResult, Detector, GpuBackend, Precision, Tensor,
     graph::{Executor, Network, OpByOp},
     npy, onnx,
     postprocess::{NmsOptions, OutputLayout, RawDetection, decode_and_nms},
@@ -162,8 +162,10 @@ pub fn test_image(width: u32, height: u32, seed: u32) -> Vec<u8> {
 }
 
 /// The detector, prepared on `gpu` (letterboxing, decoding and NMS there too), against the CPU
-/// path on one image within the tolerance of the GPU's precision; and the GPU's decoding and NMS
-/// exactly equal to the CPU reference's on the GPU's own raw output.
+/// path within the tolerance of the GPU's precision; and the GPU's decoding and NMS exactly equal
+/// to the CPU reference's on the GPU's own raw output. Frames of several sizes in turn, on the
+/// one prepared network: it keeps its pixel buffer and letterbox between frames, grows the
+/// buffer for a larger frame and letterboxes a smaller one from the larger buffer.
 pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
     let tolerance = Tolerance::of(gpu.precision());
     let detector = Detector::from_onnx_bytes(MODEL).unwrap();
@@ -176,51 +178,70 @@ pub async fn gpu_detector_agrees_with_cpu(gpu: &GpuBackend) {
         confidence: 0.5,
         ..NmsOptions::default()
     };
-    let rgba = test_image(96, 72, 7);
-    let (on_gpu, gpu_raw) = detector
-        .detect_with_raw_output(&prepared, &rgba, 96, 72, options)
-        .await
-        .unwrap();
-    let (on_cpu, cpu_raw) = detector
-        .detect_with_raw_output(&cpu, &rgba, 96, 72, options)
-        .await
-        .unwrap();
-    let err = relative_error(&gpu_raw, &cpu_raw);
-    assert!(
-        err <= tolerance.relative,
-        "raw output: relative error {err:e}"
-    );
-
-    let reference: Vec<_> = decode_and_nms(gpu_raw.data(), LAYOUT, options)
-        .unwrap()
+    for (i, (w, h, seed)) in [(96, 72, 7), (160, 120, 8), (40, 30, 9), (96, 72, 7)]
         .into_iter()
-        .map(|d| (d.class_id, d.score, on_gpu.letterbox.to_source(d.bbox)))
-        .collect();
-    let boxes_only = detector
-        .detect(&prepared, &rgba, 96, 72, options)
-        .await
-        .unwrap();
-    for found in [&on_gpu.detections, &boxes_only.detections] {
-        let found: Vec<_> = found
-            .iter()
-            .map(|d| (d.class_id, d.score, d.bbox))
-            .collect();
-        assert_eq!(found, reference, "GPU NMS against the CPU reference");
-    }
-    assert!(!on_cpu.detections.is_empty());
-    assert_eq!(on_gpu.detections.len(), on_cpu.detections.len());
-    for (a, b) in on_gpu.detections.iter().zip(&on_cpu.detections) {
-        assert_eq!(a.class_id, b.class_id);
-        assert!((a.score - b.score).abs() <= tolerance.score);
-        let overlap = iou(&a.bbox, &b.bbox);
+        .enumerate()
+    {
+        let rgba = test_image(w, h, seed);
+        let [(on_gpu, gpu_raw), (on_cpu, cpu_raw)] =
+            detect_on_both(&detector, (&prepared, &cpu), &rgba, (w, h), options).await;
+        let err = relative_error(&gpu_raw, &cpu_raw);
         assert!(
-            overlap >= tolerance.min_iou,
-            "{}: {:?} vs {:?}, IoU {overlap}",
-            gpu.name(),
-            a.bbox,
-            b.bbox
+            err <= tolerance.relative,
+            "frame {i} ({w}x{h}), raw output: relative error {err:e}"
         );
+
+        let reference: Vec<_> = decode_and_nms(gpu_raw.data(), LAYOUT, options)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.class_id, d.score, on_gpu.letterbox.to_source(d.bbox)))
+            .collect();
+        let boxes_only = detector
+            .detect(&prepared, &rgba, w, h, options)
+            .await
+            .unwrap();
+        for found in [&on_gpu.detections, &boxes_only.detections] {
+            let found: Vec<_> = found
+                .iter()
+                .map(|d| (d.class_id, d.score, d.bbox))
+                .collect();
+            assert_eq!(
+                found, reference,
+                "frame {i}: GPU NMS against the CPU reference"
+            );
+        }
+        if i == 0 {
+            assert!(!on_cpu.detections.is_empty());
+        }
+        assert_eq!(on_gpu.detections.len(), on_cpu.detections.len());
+        for (a, b) in on_gpu.detections.iter().zip(&on_cpu.detections) {
+            assert_eq!(a.class_id, b.class_id);
+            assert!((a.score - b.score).abs() <= tolerance.score);
+            let overlap = iou(&a.bbox, &b.bbox);
+            assert!(
+                overlap >= tolerance.min_iou,
+                "{}, frame {i}: {:?} vs {:?}, IoU {overlap}",
+                gpu.name(),
+                a.bbox,
+                b.bbox
+            );
+        }
     }
+}
+
+/// `detector`'s detections and raw output for one `width` x `height` RGBA frame on each
+/// executor.
+pub async fn detect_on_both(
+    detector: &Detector,
+    (a, b): (&impl Executor, &impl Executor),
+    rgba: &[u8],
+    (width, height): (u32, u32),
+    options: NmsOptions,
+) -> [(DetectionResult, Tensor); 2] {
+    let on_a = detector.detect_with_raw_output(a, rgba, width, height, options);
+    let on_a = on_a.await.unwrap();
+    let on_b = detector.detect_with_raw_output(b, rgba, width, height, options);
+    [on_a, on_b.await.unwrap()]
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {

@@ -406,12 +406,15 @@ fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
 }
 
 /// The launches of `op` on operands of `inputs` shapes; `constants` are the shapes of the
-/// network's constants (convolution weights and biases).
+/// network's constants (convolution weights and biases). Where `conv_kernels` picks split-k per
+/// layer (`ConvKernels::Tiled`), a convolution takes no more slices than `scratch_limit` bytes of
+/// partial sums hold (none where not two).
 pub(super) fn plan(
     op: &Op,
     inputs: &[&[usize]],
     constants: &[&[usize]],
     conv_kernels: ConvKernels,
+    scratch_limit: u64,
 ) -> Result<OpPlan, EngineError> {
     Ok(match op {
         Op::Activation(kind) => {
@@ -513,7 +516,12 @@ pub(super) fn plan(
             ];
             let k_tiles = to_u32(op, k.div_ceil(t.tile_k as usize))?;
             let slices = match conv_kernels {
-                ConvKernels::Tiled => choose_slices(tiles.iter().product(), k_tiles),
+                ConvKernels::Tiled => {
+                    let fit = scratch_limit / (count.max(1) as u64 * 4);
+                    choose_slices(tiles.iter().product(), k_tiles)
+                        .min(u32::try_from(fit).unwrap_or(u32::MAX))
+                        .max(1)
+                }
                 ConvKernels::Split { slices, .. } => slices.max(1),
                 _ => 1,
             };
@@ -912,6 +920,7 @@ mod tests {
             &[&[1, 2, 3], &[1, 4, 3]],
             &[],
             ConvKernels::Tiled,
+            u64::MAX,
         )
         .unwrap();
         assert_eq!(plan.outputs, [vec![1, 6, 3]]);
@@ -925,7 +934,15 @@ mod tests {
 
     #[test]
     fn reshape_launches_nothing_and_aliases_its_input() {
-        let reshape = |to: usize| plan(&Op::Reshape(vec![to]), &[&[2, 3]], &[], ConvKernels::Tiled);
+        let reshape = |to: usize| {
+            plan(
+                &Op::Reshape(vec![to]),
+                &[&[2, 3]],
+                &[],
+                ConvKernels::Tiled,
+                u64::MAX,
+            )
+        };
         let plan = reshape(6).unwrap();
         assert!(plan.aliases_input && plan.launches.is_empty());
         assert!(reshape(5).is_err());
@@ -937,18 +954,31 @@ mod tests {
         assert_eq!(choose_slices(14, 144), 19);
         assert_eq!(choose_slices(600, 144), 1, "already fills the GPU");
         assert_eq!(choose_slices(14, 7), 1, "too short to split");
-        let plan = plan(
-            &Op::Conv {
-                weight: 0,
-                bias: Some(1),
-                attrs: cpu::Conv2d::default(),
-                activation: Some(Activation::Silu),
-            },
-            &[&[1, 256, 20, 20]],
-            &[&[64, 256, 3, 3], &[64]],
-            ConvKernels::Tiled,
-        )
-        .unwrap();
+        let conv = |scratch_limit| {
+            plan(
+                &Op::Conv {
+                    weight: 0,
+                    bias: Some(1),
+                    attrs: cpu::Conv2d::default(),
+                    activation: Some(Activation::Silu),
+                },
+                &[&[1, 256, 20, 20]],
+                &[&[64, 256, 3, 3], &[64]],
+                ConvKernels::Tiled,
+                scratch_limit,
+            )
+            .unwrap()
+        };
+        // Partial sums held to a limit: as many slices as fit, or the whole convolution.
+        let slice_bytes = 64 * 18 * 18 * 4;
+        let limited = conv(3 * slice_bytes + 5);
+        assert_eq!(limited.scratch_bytes, 3 * slice_bytes);
+        assert_eq!(limited.launches[0].params[CONV_SLICES_WORD], 3);
+        let whole = conv(2 * slice_bytes - 4);
+        assert_eq!(whole.scratch_bytes, 0);
+        assert_eq!(whole.launches.len(), 1);
+        assert_eq!(whole.launches[0].output, Binding::Output(0));
+        let plan = conv(u64::MAX);
         let kernels: Vec<&str> = plan.launches.iter().map(|l| l.kernel.name).collect();
         assert_eq!(
             kernels,

@@ -329,7 +329,13 @@ impl GpuBackend {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let constant_shapes: Vec<&[usize]> = constants.iter().map(|t| t.shape()).collect();
         self.check_precision(op)?;
-        let plan = launch::plan(op, &shapes, &constant_shapes, self.conv_kernels.get())?;
+        let plan = launch::plan(
+            op,
+            &shapes,
+            &constant_shapes,
+            self.conv_kernels.get(),
+            u64::MAX,
+        )?;
         if plan.aliases_input {
             return Ok(vec![inputs[0].clone().reshaped(plan.outputs[0].clone())?]);
         }
