@@ -397,3 +397,57 @@ fn depthwise(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Conv2d, PreparedConv, conv2d};
+    use crate::{Activation, Tensor};
+
+    fn values(shape: &[usize], seed: usize) -> Tensor {
+        let len = shape.iter().product();
+        let data = (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        Tensor::new(shape.to_vec(), data).unwrap()
+    }
+
+    /// A prepared convolution writes every output value: run on storage full of NaN (as a
+    /// reused buffer may hold anything), twice, it gives exactly what `conv2d` gives.
+    #[test]
+    fn a_prepared_convolution_overwrites_whatever_its_buffer_held() {
+        // (input, weight, attributes): GEMM with padding, stride and dilation; grouped; depthwise.
+        let cases = [
+            ([1, 4, 9, 21], [6, 4, 3, 3], [2, 1], [1, 2, 0, 1], 2, 1),
+            ([2, 6, 8, 19], [4, 3, 3, 3], [1, 1], [1; 4], 1, 2),
+            ([1, 5, 7, 18], [5, 1, 3, 3], [2, 2], [1; 4], 1, 5),
+        ];
+        for (input, weight, strides, pads, dilation, group) in cases {
+            let (x, w, b) = (
+                values(&input, 1),
+                values(&weight, 2),
+                values(&[weight[0]], 3),
+            );
+            let attrs = Conv2d {
+                strides,
+                pads,
+                dilations: [dilation; 2],
+                group,
+            };
+            let expected = conv2d(&x, &w, Some(&b), &attrs).unwrap();
+            let conv = PreparedConv::new(&input, &w, Some(&b), &attrs, None).unwrap();
+            for _ in 0..2 {
+                let stale = vec![f32::NAN; conv.output_len()];
+                assert_eq!(
+                    conv.run(&x, stale).unwrap(),
+                    expected,
+                    "{input:?} {weight:?}"
+                );
+            }
+            let silu = PreparedConv::new(&input, &w, Some(&b), &attrs, Some(Activation::Silu));
+            let activated = silu.unwrap().run(&x, Vec::new()).unwrap();
+            for (a, e) in activated.data().iter().zip(expected.data()) {
+                assert!((a - Activation::Silu.apply(*e)).abs() <= 1e-5, "{a} vs {e}");
+            }
+        }
+    }
+}
