@@ -26,7 +26,7 @@ pub mod postprocess;
 mod tensor;
 
 pub use backend::{
-    Activation, Backend, ConvKernels, CpuBackend, GpuBackend, GpuNetwork, LaunchTime,
+    Activation, Backend, ConvKernels, CpuBackend, CpuNetwork, GpuBackend, GpuNetwork, LaunchTime,
 };
 pub use detector::{Detection, DetectionResult, Detector, DetectorError};
 pub use error::EngineError;

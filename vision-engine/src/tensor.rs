@@ -61,6 +61,11 @@ impl Tensor {
         self.data.is_empty()
     }
 
+    /// The values' storage, for reuse.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
     /// The same values under another shape with as many elements.
     pub fn reshaped(self, shape: Vec<usize>) -> Result<Self, ShapeError> {
         Self::new(shape, self.data)

@@ -89,13 +89,17 @@ fn naive_conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, a: &Conv2d) -> (Vec
 #[test]
 fn conv_matches_the_definition_for_yolo_shapes_and_random_ones() {
     let mut rng = StdRng::seed_from_u64(7);
-    // (N, C, H, W, M, k, stride, pad, dilation, group): YOLO stems, 1x1 necks, depthwise, odd cases.
+    // (N, C, H, W, M, k, stride, pads, dilation, group): YOLO stems, 1x1 necks, depthwise, odd
+    // cases, and rows wider than the GEMM's panels (interior copies between padded ends).
     let mut cases = vec![
-        (1, 3, 32, 32, 16, 3, 2, 1, 1, 1),
-        (1, 16, 16, 16, 32, 1, 1, 0, 1, 1),
-        (1, 32, 9, 11, 32, 3, 1, 1, 1, 32),
-        (2, 8, 13, 7, 12, 3, 2, 2, 2, 4),
-        (1, 4, 5, 5, 6, 5, 1, 0, 1, 2),
+        (1, 3, 32, 32, 16, 3, 2, [1; 4], 1, 1),
+        (1, 16, 16, 16, 32, 1, 1, [0; 4], 1, 1),
+        (1, 32, 9, 11, 32, 3, 1, [1; 4], 1, 32),
+        (2, 8, 13, 7, 12, 3, 2, [2; 4], 2, 4),
+        (1, 4, 5, 5, 6, 5, 1, [0; 4], 1, 2),
+        (1, 5, 9, 45, 7, 3, 1, [1, 2, 0, 1], 1, 1),
+        (1, 6, 11, 70, 8, 3, 3, [2, 3, 1, 0], 2, 2),
+        (1, 4, 7, 66, 9, 5, 2, [0, 4, 2, 1], 1, 1),
     ];
     for _ in 0..20 {
         let group = [1, 2, 3][rng.random_range(0..3)];
@@ -106,11 +110,11 @@ fn conv_matches_the_definition_for_yolo_shapes_and_random_ones() {
             rng.random_range(1..3),
             group * rng.random_range(1..4),
             size,
-            size + rng.random_range(0..3),
+            size + rng.random_range(0..40),
             group * rng.random_range(1..4),
             k,
-            rng.random_range(1..3),
-            rng.random_range(0..3),
+            rng.random_range(1..4),
+            [(); 4].map(|()| rng.random_range(0..3)),
             d,
             group,
         ));
@@ -121,7 +125,7 @@ fn conv_matches_the_definition_for_yolo_shapes_and_random_ones() {
         let bias = random_tensor(&mut rng, &[m]);
         let attrs = Conv2d {
             strides: [s, s],
-            pads: [p, p, p, p],
+            pads: p,
             dilations: [d, d],
             group: g,
         };

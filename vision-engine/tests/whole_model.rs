@@ -10,8 +10,8 @@ use support::{
     ANCHORS, CLASSES, ORT_OUTPUTS, Tolerance, max_class_score_difference, network, relative_error,
 };
 use vision_engine::{
-    CpuBackend, GpuBackend, Precision,
-    graph::OpByOp,
+    CpuBackend, CpuNetwork, GpuBackend, Precision,
+    graph::{Executor, OpByOp},
     letterbox::{self, Letterbox},
     npy,
 };
@@ -64,6 +64,31 @@ fn cpu_backend_matches_onnx_runtime() {
         &executor,
         &Tolerance::of(Precision::F32),
     ));
+}
+
+/// The prepared CPU network (weights packed once, value storage reused between inferences)
+/// against ONNX Runtime, and bit for bit against the op-by-op reference it must reproduce.
+#[test]
+fn prepared_cpu_network_matches_onnx_runtime_and_the_op_by_op_backend() {
+    pollster::block_on(async {
+        let network = network();
+        let prepared = CpuNetwork::new(&network).unwrap();
+        let tolerance = Tolerance::of(Precision::F32);
+        // The second pass runs on the storage the first one freed.
+        support::matches_onnx_runtime(&prepared, &tolerance).await;
+        support::matches_onnx_runtime(&prepared, &tolerance).await;
+        let op_by_op = OpByOp {
+            network: &network,
+            backend: &CpuBackend,
+        };
+        for input in support::INPUTS {
+            let input = npy::read(input).unwrap();
+            assert_eq!(
+                prepared.execute(input.clone()).await.unwrap(),
+                op_by_op.execute(input).await.unwrap()
+            );
+        }
+    });
 }
 
 const NEEDS_ADAPTER: &str = "the GPU suite needs an adapter (CI uses lavapipe from \
@@ -161,7 +186,7 @@ mod end_to_end {
         relative_error,
     };
     use vision_engine::{
-        CpuBackend, Detector, GpuBackend,
+        CpuBackend, CpuNetwork, Detector, GpuBackend,
         end_to_end::decode_end_to_end,
         graph::{Network, OpByOp},
         letterbox::Letterbox,
@@ -245,12 +270,15 @@ mod end_to_end {
     }
 
     #[test]
-    fn cpu_backend_matches_onnx_runtime() {
+    fn cpu_backend_matches_onnx_runtime_op_by_op_and_prepared() {
         let network = network();
         pollster::block_on(matches_onnx_runtime(&OpByOp {
             network: &network,
             backend: &CpuBackend,
         }));
+        let prepared = CpuNetwork::new(&network).unwrap();
+        pollster::block_on(matches_onnx_runtime(&prepared));
+        pollster::block_on(matches_onnx_runtime(&prepared));
     }
 
     #[test]

@@ -9,8 +9,8 @@
 
 use std::cell::Cell;
 use vision_engine::{
-    CpuBackend, Detector, GpuBackend, GpuNetwork, Tensor,
-    graph::{Executor, OpByOp},
+    CpuNetwork, Detector, GpuBackend, GpuNetwork, Tensor,
+    graph::Executor,
     letterbox::{Letterbox, to_input},
 };
 use wasm_bindgen::prelude::*;
@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 /// The network on the backend it runs on.
 enum Runner {
     Gpu(Box<GpuNetwork<'static>>),
-    Cpu(OpByOp<'static, CpuBackend>),
+    Cpu(CpuNetwork<'static>),
 }
 
 thread_local! {
@@ -71,7 +71,7 @@ pub async fn start_gpu() -> Result<String, JsError> {
 }
 
 /// Makes the parsed model ready to run on `backend` ("gpu": weights uploaded and every launch
-/// bound, after `start_gpu`; "cpu": the CPU backend, op by op).
+/// bound, after `start_gpu`; "cpu": weights packed for the CPU backend).
 #[wasm_bindgen]
 pub fn prepare(backend: &str) -> Result<(), JsError> {
     let network = detector()?.network();
@@ -82,10 +82,7 @@ pub fn prepare(backend: &str) -> Result<(), JsError> {
                 .ok_or_else(|| error("no GPU backend: call start_gpu first"))?;
             Runner::Gpu(Box::new(gpu.prepare(network).map_err(error)?))
         }
-        "cpu" => Runner::Cpu(OpByOp {
-            network,
-            backend: &CpuBackend,
-        }),
+        "cpu" => Runner::Cpu(CpuNetwork::new(network).map_err(error)?),
         other => return Err(error(format!("backend \"{other}\": expected gpu or cpu"))),
     };
     RUNNER.set(Some(Box::leak(Box::new(runner))));

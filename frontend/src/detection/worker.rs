@@ -7,7 +7,7 @@ use protocol::{BoundingBox, Detection, ModelRef};
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
 use vision_engine::{
-    Backend, CpuBackend, Detector, GpuBackend, GpuNetwork, graph::OpByOp, postprocess::NmsOptions,
+    Backend, CpuNetwork, Detector, GpuBackend, GpuNetwork, postprocess::NmsOptions,
 };
 use wasm_bindgen::{JsCast, prelude::*};
 use wasm_bindgen_futures::JsFuture;
@@ -20,7 +20,7 @@ use web_sys::{
 /// they live as long as the worker, and `GpuNetwork` borrows both.
 enum Runner {
     Gpu(GpuNetwork<'static>),
-    Cpu(OpByOp<'static, CpuBackend>),
+    Cpu(CpuNetwork<'static>),
 }
 
 struct Engine {
@@ -260,10 +260,7 @@ async fn load(
         confidence,
         ..NmsOptions::default()
     });
-    let cpu = Runner::Cpu(OpByOp {
-        network: detector.network(),
-        backend: &CpuBackend,
-    });
+    let cpu = Runner::Cpu(CpuNetwork::new(detector.network()).map_err(|e| e.to_string())?);
     let leak_engine = |runner| -> &'static Engine {
         Box::leak(Box::new(Engine {
             detector,

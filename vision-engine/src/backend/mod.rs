@@ -1,9 +1,11 @@
 //! The interface every backend implements, and the two that exist: the CPU reference and wgpu.
 
 mod cpu;
+mod cpu_network;
 mod gpu;
 
 pub use cpu::CpuBackend;
+pub use cpu_network::CpuNetwork;
 pub use gpu::{ConvKernels, GpuBackend, GpuNetwork, LaunchTime};
 
 use crate::{

@@ -20,10 +20,7 @@ mod cli {
     use serde_json::json;
     use std::{path::PathBuf, process::ExitCode, time::Instant};
     use vision_engine::{
-        CpuBackend, Detector, GpuBackend, Precision,
-        graph::{Executor, OpByOp},
-        npy,
-        postprocess::NmsOptions,
+        CpuNetwork, Detector, GpuBackend, Precision, graph::Executor, npy, postprocess::NmsOptions,
     };
 
     #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,10 +89,7 @@ mod cli {
         }
         match args.backend {
             BackendChoice::Cpu => {
-                let executor = OpByOp {
-                    network: detector.network(),
-                    backend: &CpuBackend,
-                };
+                let executor = CpuNetwork::new(detector.network()).map_err(|e| e.to_string())?;
                 Ok(run_images(args, &detector, &executor, (load_ms, None)).await)
             }
             BackendChoice::Gpu => {

@@ -5,7 +5,7 @@ use crate::Activation;
 
 use super::{
     for_each_row_chunk,
-    gemm::{Dense, Init, PanelSource, gemm_from},
+    gemm::{Dense, Init, PackedA, PanelSource, gemm_packed},
 };
 use crate::tensor::{ShapeError, Tensor, shape_error};
 
@@ -106,12 +106,7 @@ pub fn conv2d(
 }
 
 /// [`conv2d`] followed by `activation`, fused: applied to each finished run of outputs while it
-/// is in cache.
-///
-/// Each group is one GEMM, `W_g[M/g × C/g·kH·kW] · columns[C/g·kH·kW × OH·OW]`, whose columns are
-/// unfolded from the image straight into the GEMM's packed panels; a 1×1 convolution with unit
-/// stride and no padding reads the image as its columns. Depthwise convolutions (one input
-/// channel per output channel) run as direct loops instead: a GEMM with one row wastes its tile.
+/// is in cache. Packs the weights on every call; [`PreparedConv`] packs them once.
 pub fn conv2d_then(
     input: &Tensor,
     weight: &Tensor,
@@ -119,86 +114,140 @@ pub fn conv2d_then(
     attrs: &Conv2d,
     activation: Option<Activation>,
 ) -> Result<Tensor, ShapeError> {
-    let [n, m, oh, ow] = conv2d_output_shape(
-        input.shape(),
-        weight.shape(),
-        bias.map(Tensor::shape),
-        attrs,
-    )?;
-    let &[_, c, h, w] = input.shape() else {
-        unreachable!("checked NCHW")
-    };
-    let &[_, c_per_group, kh, kw] = weight.shape() else {
-        unreachable!("checked rank 4")
-    };
-    let mut output = Tensor::zeros(vec![n, m, oh, ow]);
-    let g = attrs.group;
-    if g > 1 && c_per_group == 1 && m == g {
-        depthwise(
-            input.data(),
-            weight.data(),
-            bias.map(Tensor::data),
-            [c, h, w],
-            [kh, kw],
+    PreparedConv::new(input.shape(), weight, bias, attrs, activation)?.run(input, Vec::new())
+}
+
+/// One convolution (and its fused activation) with its weights ready for the loops below.
+///
+/// Each group is one GEMM, `W_g[M/g × C/g·kH·kW] · columns[C/g·kH·kW × OH·OW]`, whose columns are
+/// unfolded from the image straight into the GEMM's packed panels; a 1×1 convolution with unit
+/// stride and no padding reads the image as its columns. Depthwise convolutions (one input
+/// channel per output channel) run as direct loops instead: a GEMM with one row wastes its tile.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedConv<'a> {
+    weight: &'a Tensor,
+    bias: Option<&'a Tensor>,
+    attrs: &'a Conv2d,
+    activation: Option<Activation>,
+    /// The shape of the input it was prepared for, and of its output.
+    input_shape: [usize; 4],
+    output_shape: [usize; 4],
+    /// Each group's weights packed as the GEMM's `A`; empty for a depthwise convolution.
+    packed_groups: Vec<PackedA>,
+}
+
+impl<'a> PreparedConv<'a> {
+    /// Checks the operands against an input of `input_shape` and packs the weights.
+    pub(crate) fn new(
+        input_shape: &[usize],
+        weight: &'a Tensor,
+        bias: Option<&'a Tensor>,
+        attrs: &'a Conv2d,
+        activation: Option<Activation>,
+    ) -> Result<Self, ShapeError> {
+        let output_shape =
+            conv2d_output_shape(input_shape, weight.shape(), bias.map(Tensor::shape), attrs)?;
+        let input_shape: [usize; 4] = input_shape.try_into().expect("checked NCHW");
+        let &[m, c_per_group, kh, kw] = weight.shape() else {
+            unreachable!("checked rank 4")
+        };
+        let g = attrs.group;
+        let depthwise = g > 1 && c_per_group == 1 && m == g;
+        let k = c_per_group * kh * kw;
+        let packed_groups = if depthwise {
+            Vec::new()
+        } else {
+            weight
+                .data()
+                .chunks_exact(m / g * k)
+                .map(|a| PackedA::new(m / g, k, a))
+                .collect()
+        };
+        Ok(Self {
+            weight,
+            bias,
             attrs,
-            [oh, ow],
-            output.data_mut(),
             activation,
-        );
-        return Ok(output);
+            input_shape,
+            output_shape,
+            packed_groups,
+        })
     }
-    let m_per_group = m / g;
-    let k = c_per_group * kh * kw;
-    let spatial = oh * ow;
-    let direct = kh == 1 && kw == 1 && attrs.strides == [1, 1] && attrs.pads == [0; 4];
-    for batch in 0..n {
-        for group in 0..g {
-            let channels = batch * c + group * c_per_group;
-            let image = &input.data()[channels * h * w..][..c_per_group * h * w];
-            let first_out = (batch * m + group * m_per_group) * spatial;
-            let out = &mut output.data_mut()[first_out..][..m_per_group * spatial];
-            let init = match bias {
-                Some(bias) => Init::RowBias(&bias.data()[group * m_per_group..][..m_per_group]),
-                None => Init::Zero,
-            };
-            let a_matrix = &weight.data()[group * m_per_group * k..][..m_per_group * k];
-            if direct {
-                let columns = Dense {
-                    b: image,
-                    n: spatial,
-                };
-                gemm_from(
-                    m_per_group,
-                    spatial,
-                    k,
-                    a_matrix,
-                    &columns,
-                    out,
-                    init,
-                    activation,
-                );
-            } else {
-                let patches = Patches {
-                    image,
-                    size: [h, w],
-                    kernel: [kh, kw],
-                    attrs,
-                    output: [oh, ow],
-                };
-                gemm_from(
-                    m_per_group,
-                    spatial,
-                    k,
-                    a_matrix,
-                    &patches,
-                    out,
-                    init,
-                    activation,
-                );
+
+    /// Values in the output.
+    pub(crate) fn output_len(&self) -> usize {
+        self.output_shape.iter().product()
+    }
+
+    /// Runs on `input` (of the shape it was prepared for), writing the output into `buffer`'s
+    /// storage (whatever it holds: every output value is written).
+    pub(crate) fn run(&self, input: &Tensor, mut buffer: Vec<f32>) -> Result<Tensor, ShapeError> {
+        if input.shape() != self.input_shape {
+            return Err(shape_error(
+                "Conv",
+                format!(
+                    "prepared for input {:?}, got {:?}",
+                    self.input_shape,
+                    input.shape()
+                ),
+            ));
+        }
+        let [n, c, h, w] = self.input_shape;
+        let [_, m, oh, ow] = self.output_shape;
+        let &[_, c_per_group, kh, kw] = self.weight.shape() else {
+            unreachable!("checked rank 4")
+        };
+        buffer.resize(self.output_len(), 0.0);
+        let attrs = self.attrs;
+        let bias = self.bias.map(Tensor::data);
+        if self.packed_groups.is_empty() {
+            depthwise(
+                input.data(),
+                self.weight.data(),
+                bias,
+                [c, h, w],
+                [kh, kw],
+                attrs,
+                [oh, ow],
+                &mut buffer,
+                self.activation,
+            );
+        } else {
+            let g = attrs.group;
+            let m_per_group = m / g;
+            let spatial = oh * ow;
+            let direct = kh == 1 && kw == 1 && attrs.strides == [1, 1] && attrs.pads == [0; 4];
+            for batch in 0..n {
+                for (group, a) in self.packed_groups.iter().enumerate() {
+                    let channels = batch * c + group * c_per_group;
+                    let image = &input.data()[channels * h * w..][..c_per_group * h * w];
+                    let first_out = (batch * m + group * m_per_group) * spatial;
+                    let out = &mut buffer[first_out..][..m_per_group * spatial];
+                    let init = match bias {
+                        Some(bias) => Init::RowBias(&bias[group * m_per_group..][..m_per_group]),
+                        None => Init::Zero,
+                    };
+                    if direct {
+                        let columns = Dense {
+                            b: image,
+                            n: spatial,
+                        };
+                        gemm_packed(a, spatial, &columns, out, init, self.activation);
+                    } else {
+                        let patches = Patches {
+                            image,
+                            size: [h, w],
+                            kernel: [kh, kw],
+                            attrs,
+                            output: [oh, ow],
+                        };
+                        gemm_packed(a, spatial, &patches, out, init, self.activation);
+                    }
+                }
             }
         }
+        Ok(Tensor::new(self.output_shape.to_vec(), buffer).expect("sized to the output"))
     }
-    Ok(output)
 }
 
 /// The receptive fields of one group's image (`[C, H, W]`), read as the `C·kH·kW` × `OH·OW`
@@ -249,30 +298,9 @@ impl PanelSource for Patches<'_> {
                     let len = (NR - lane).min(run - t);
                     let out = &mut dst[(column / NR) * kc * NR + p * NR + lane..][..len];
                     let x_first = ((ox + t) * sw) as isize + x_offset;
-                    let x_last = x_first + ((len - 1) * sw) as isize;
                     match in_row {
                         None => out.fill(0.0),
-                        Some(in_row) if sw == 1 && x_first >= 0 && x_last < w as isize => {
-                            let from = &in_row[x_first as usize..][..len];
-                            // A whole panel row: a fixed-size copy, i.e. vector moves, no memcpy.
-                            match (
-                                <&mut [f32; NR]>::try_from(&mut *out),
-                                <&[f32; NR]>::try_from(from),
-                            ) {
-                                (Ok(out), Ok(from)) => *out = *from,
-                                _ => out.copy_from_slice(from),
-                            }
-                        }
-                        Some(in_row) => {
-                            for (i, value) in out.iter_mut().enumerate() {
-                                let x = x_first + (i * sw) as isize;
-                                *value = if (0..w as isize).contains(&x) {
-                                    in_row[x as usize]
-                                } else {
-                                    0.0
-                                };
-                            }
-                        }
+                        Some(in_row) => fill_row_piece::<NR>(out, in_row, x_first, sw),
                     }
                     t += len;
                 }
@@ -280,6 +308,42 @@ impl PanelSource for Patches<'_> {
                 ox = 0;
                 oy += 1;
             }
+        }
+    }
+}
+
+/// `out[i] = in_row[x_first + i·stride]`, zero where that falls in the padding: the padded ends
+/// are filled apart, so the interior copies without a bounds check per value.
+#[inline(always)] // Into the packing loop, whose vector width it shares.
+fn fill_row_piece<const NR: usize>(out: &mut [f32], in_row: &[f32], x_first: isize, stride: usize) {
+    let w = in_row.len() as isize;
+    // The pieces' first and end indices inside the image: x_first + i·stride in 0..w.
+    let inside_from = if x_first < 0 {
+        x_first.unsigned_abs().div_ceil(stride).min(out.len())
+    } else {
+        0
+    };
+    let inside_to = ((w - x_first).max(0) as usize)
+        .div_ceil(stride)
+        .clamp(inside_from, out.len());
+    let (before, rest) = out.split_at_mut(inside_from);
+    let (inside, after) = rest.split_at_mut(inside_to - inside_from);
+    before.fill(0.0);
+    after.fill(0.0);
+    if inside.is_empty() {
+        return;
+    }
+    let from = &in_row[(x_first + (inside_from * stride) as isize) as usize..];
+    if stride == 1 {
+        let from = &from[..inside.len()];
+        // A whole panel row: a fixed-size copy, i.e. vector moves, no memcpy call.
+        match <&mut [f32; NR]>::try_from(&mut *inside) {
+            Ok(whole) => *whole = *<&[f32; NR]>::try_from(from).expect("same length"),
+            Err(_) => inside.copy_from_slice(from),
+        }
+    } else {
+        for (value, &x) in inside.iter_mut().zip(from.iter().step_by(stride)) {
+            *value = x;
         }
     }
 }
@@ -332,4 +396,58 @@ fn depthwise(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Conv2d, PreparedConv, conv2d};
+    use crate::{Activation, Tensor};
+
+    fn values(shape: &[usize], seed: usize) -> Tensor {
+        let len = shape.iter().product();
+        let data = (0..len)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        Tensor::new(shape.to_vec(), data).unwrap()
+    }
+
+    /// A prepared convolution writes every output value: run on storage full of NaN (as a
+    /// reused buffer may hold anything), twice, it gives exactly what `conv2d` gives.
+    #[test]
+    fn a_prepared_convolution_overwrites_whatever_its_buffer_held() {
+        // (input, weight, attributes): GEMM with padding, stride and dilation; grouped; depthwise.
+        let cases = [
+            ([1, 4, 9, 21], [6, 4, 3, 3], [2, 1], [1, 2, 0, 1], 2, 1),
+            ([2, 6, 8, 19], [4, 3, 3, 3], [1, 1], [1; 4], 1, 2),
+            ([1, 5, 7, 18], [5, 1, 3, 3], [2, 2], [1; 4], 1, 5),
+        ];
+        for (input, weight, strides, pads, dilation, group) in cases {
+            let (x, w, b) = (
+                values(&input, 1),
+                values(&weight, 2),
+                values(&[weight[0]], 3),
+            );
+            let attrs = Conv2d {
+                strides,
+                pads,
+                dilations: [dilation; 2],
+                group,
+            };
+            let expected = conv2d(&x, &w, Some(&b), &attrs).unwrap();
+            let conv = PreparedConv::new(&input, &w, Some(&b), &attrs, None).unwrap();
+            for _ in 0..2 {
+                let stale = vec![f32::NAN; conv.output_len()];
+                assert_eq!(
+                    conv.run(&x, stale).unwrap(),
+                    expected,
+                    "{input:?} {weight:?}"
+                );
+            }
+            let silu = PreparedConv::new(&input, &w, Some(&b), &attrs, Some(Activation::Silu));
+            let activated = silu.unwrap().run(&x, Vec::new()).unwrap();
+            for (a, e) in activated.data().iter().zip(expected.data()) {
+                assert!((a - Activation::Silu.apply(*e)).abs() <= 1e-5, "{a} vs {e}");
+            }
+        }
+    }
 }

@@ -57,7 +57,6 @@ pub(crate) enum Init<'a> {
 
 /// `c[m×n] = a[m×k] · b[k×n]` (+ `c`'s previous values when `accumulate`), row-major.
 pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
-    assert_eq!(a.len(), m * k, "gemm: a is not {m}x{k}");
     assert_eq!(b.len(), k * n, "gemm: b is not {k}x{n}");
     assert_eq!(c.len(), m * n, "gemm: c is not {m}x{n}");
     let init = if accumulate {
@@ -65,23 +64,7 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32], a
     } else {
         Init::Zero
     };
-    gemm_from(m, n, k, a, &Dense { b, n }, c, init, None);
-}
-
-/// `c = activation(init + a · B)` where `source` supplies `B` (`k` × `n`) panel by panel; the
-/// activation runs on each finished tile while it is still in registers and cache.
-#[allow(clippy::too_many_arguments)] // The GEMM's operands, one each.
-pub(crate) fn gemm_from(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    source: &impl PanelSource,
-    c: &mut [f32],
-    init: Init,
-    activation: Option<Activation>,
-) {
-    gemm_with(Kernel::best(), [m, n, k], a, source, c, init, activation);
+    gemm_packed(&PackedA::new(m, k, a), n, &Dense { b, n }, c, init, None);
 }
 
 /// The micro-kernels, by the vector registers they need.
@@ -112,41 +95,68 @@ impl Kernel {
     }
 }
 
-/// [`gemm_from`] on `kernel`, which must be [`Kernel::best`] or one it implies.
-fn gemm_with(
+/// An `m` × `k` matrix packed into the `A` panels of the micro-kernel it was packed for, so
+/// that a model's weights are packed once at load rather than on every product.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedA {
     kernel: Kernel,
-    [m, n, k]: [usize; 3],
-    a: &[f32],
+    m: usize,
+    k: usize,
+    panels: Vec<f32>,
+}
+
+impl PackedA {
+    /// Packs `a` for this CPU's best micro-kernel.
+    pub(crate) fn new(m: usize, k: usize, a: &[f32]) -> Self {
+        Self::for_kernel(Kernel::best(), m, k, a)
+    }
+
+    /// Packs `a` for `kernel`, which must be [`Kernel::best`] or one it implies.
+    fn for_kernel(kernel: Kernel, m: usize, k: usize, a: &[f32]) -> Self {
+        assert_eq!(a.len(), m * k, "gemm: a is not {m}x{k}");
+        let panels = match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => pack_a::<12>(m, k, a),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => pack_a::<6>(m, k, a),
+            Kernel::Portable => pack_a::<4>(m, k, a),
+        };
+        Self {
+            kernel,
+            m,
+            k,
+            panels,
+        }
+    }
+}
+
+/// `c = activation(init + a · B)` where `source` supplies `B` (`k` × `n`) panel by panel; the
+/// activation runs on each finished tile while it is still in registers and cache.
+pub(crate) fn gemm_packed(
+    a: &PackedA,
+    n: usize,
     source: &impl PanelSource,
     c: &mut [f32],
     init: Init,
     activation: Option<Activation>,
 ) {
+    let &PackedA { m, k, .. } = a;
     if m == 0 || n == 0 {
         return;
     }
-    match kernel {
+    let job = Job::new([m, n, k], &a.panels, source, c, init, activation);
+    match a.kernel {
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (`Kernel::best`).
         Kernel::Avx512 => {
-            let a = pack_a::<12>(m, k, a);
-            let job = Job::new([m, n, k], &a, source, c, init, activation);
-            // SAFETY: the CPU has AVX-512F (`Kernel::best`).
-            split_columns::<32>(&job, |columns| unsafe { columns_avx512(&job, columns) });
+            split_columns::<32>(&job, |columns| unsafe { columns_avx512(&job, columns) })
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => {
-            let a = pack_a::<6>(m, k, a);
-            let job = Job::new([m, n, k], &a, source, c, init, activation);
-            // SAFETY: the CPU has AVX2 and FMA (`Kernel::best`).
-            split_columns::<16>(&job, |columns| unsafe { columns_avx2(&job, columns) });
-        }
-        Kernel::Portable => {
-            let a = pack_a::<4>(m, k, a);
-            let job = Job::new([m, n, k], &a, source, c, init, activation);
-            split_columns::<8>(&job, |columns| {
-                run_columns::<4, 8, _>(&job, columns, micro_kernel::<4, 8, false>)
-            });
-        }
+        // SAFETY: the CPU has AVX2 and FMA (`Kernel::best`).
+        Kernel::Avx2 => split_columns::<16>(&job, |columns| unsafe { columns_avx2(&job, columns) }),
+        Kernel::Portable => split_columns::<8>(&job, |columns| {
+            run_columns::<4, 8, _>(&job, columns, micro_kernel::<4, 8, false>)
+        }),
     }
 }
 
@@ -233,7 +243,12 @@ fn split_columns<const NR: usize>(job: &Job<impl PanelSource>, work: impl Fn(Ran
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn columns_avx2(job: &Job<impl PanelSource>, columns: Range<usize>) {
-    run_columns::<6, 16, _>(job, columns, micro_kernel::<6, 16, true>);
+    // A closure, which inherits this function's features: passed as a function item, the
+    // micro-kernel was sometimes compiled apart without FMA, each `mul_add` a call to `fmaf`
+    // (76% of a run, 8x slower).
+    run_columns::<6, 16, _>(job, columns, |a, b, acc| {
+        micro_kernel::<6, 16, true>(a, b, acc)
+    });
 }
 
 /// The blocked loops compiled with AVX-512, around the explicit micro-kernel.
@@ -378,7 +393,7 @@ unsafe fn micro_kernel_avx512(a_panel: &[f32], b_panel: &[f32], acc: &mut [[f32;
 
 #[cfg(test)]
 mod tests {
-    use super::{Dense, Init, Kernel, gemm_with};
+    use super::{Dense, Init, Kernel, PackedA, gemm_packed};
 
     /// Sizes that leave partial row and column tiles, span several `KC` and `NC` blocks and
     /// split over threads.
@@ -432,7 +447,7 @@ mod tests {
         }
         for kernel in kernels {
             check(&format!("{kernel:?}"), |[m, n, k], a, b, c, init| {
-                gemm_with(kernel, [m, n, k], a, b, c, init, None)
+                gemm_packed(&PackedA::for_kernel(kernel, m, k, a), n, b, c, init, None)
             });
         }
     }

@@ -34,16 +34,25 @@ pub(crate) fn transpose_plan(
 
 /// ONNX `Transpose`; an empty `perm` reverses the axes.
 pub fn transpose(input: &Tensor, perm: &[usize]) -> Result<Tensor, ShapeError> {
-    let rank = input.shape().len();
     let (shape, source_strides) = transpose_plan(input.shape(), perm)?;
-    let mut output = Tensor::zeros(shape.clone());
-    let mut index = vec![0usize; rank];
-    for value in output.data_mut() {
-        let offset: usize = index.iter().zip(&source_strides).map(|(i, s)| i * s).sum();
-        *value = input.data()[offset];
-        advance(&mut index, &shape);
+    let (Some((&row_len, outer_shape)), Some((&row_stride, outer_strides))) =
+        (shape.split_last(), source_strides.split_last())
+    else {
+        return Ok(input.clone()); // A scalar.
+    };
+    if input.is_empty() {
+        return Tensor::new(shape, Vec::new());
     }
-    Ok(output)
+    // Output row by output row: the index arithmetic once per row, a strided read per value.
+    let mut data = Vec::with_capacity(shape.iter().product());
+    let mut index = vec![0usize; outer_shape.len()];
+    for _ in 0..outer_shape.iter().product::<usize>() {
+        let first: usize = index.iter().zip(outer_strides).map(|(i, s)| i * s).sum();
+        let row = input.data()[first..].iter().step_by(row_stride);
+        data.extend(row.take(row_len));
+        advance(&mut index, outer_shape);
+    }
+    Tensor::new(shape, data)
 }
 
 /// Splits a shape around `axis` into (outer count, axis length, inner count).

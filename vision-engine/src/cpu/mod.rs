@@ -28,7 +28,7 @@ pub use select::{MAX_EXACT_INDEX, expand, gather_elements, reduce_max, top_k};
 pub use softmax::softmax;
 
 // The shape plans, shared with the GPU backend so both validate and index identically.
-pub(crate) use conv::conv2d_output_shape;
+pub(crate) use conv::{PreparedConv, conv2d_output_shape};
 pub(crate) use elementwise::{broadcast_strides, check_divisor};
 pub(crate) use layout::{concat_shape, gather_plan, slice_plan, split_plan, transpose_plan};
 pub(crate) use matmul::{MatmulPlan, matmul_plan};

@@ -177,6 +177,22 @@ impl Network {
         backend: &impl Backend,
         input: Tensor,
     ) -> Result<Vec<Tensor>, EngineError> {
+        self.run_steps(
+            input,
+            async |_, step, inputs| execute(backend, &step.op, &self.constants, inputs).await,
+            drop,
+        )
+        .await
+    }
+
+    /// Runs the steps in order on `input`: `run_step` computes step `index`'s outputs from its
+    /// inputs, and `free` takes each value after the last step that reads it.
+    pub(crate) async fn run_steps(
+        &self,
+        input: Tensor,
+        mut run_step: impl AsyncFnMut(usize, &Step, &[&Tensor]) -> Result<Vec<Tensor>, EngineError>,
+        mut free: impl FnMut(Tensor),
+    ) -> Result<Vec<Tensor>, EngineError> {
         if input.shape() != self.input_shape.as_slice() {
             return Err(crate::tensor::shape_error(
                 "Network",
@@ -201,7 +217,7 @@ impl Network {
                     }
                 };
                 let inputs: Vec<&Tensor> = step.inputs.iter().map(operand).collect();
-                execute(backend, &step.op, &self.constants, &inputs).await?
+                run_step(index, step, &inputs).await?
             };
             for (&slot, tensor) in step.outputs.iter().zip(results) {
                 values[slot] = Some(tensor);
@@ -209,8 +225,9 @@ impl Network {
             for operand in &step.inputs {
                 if let Operand::Value(v) = *operand
                     && self.last_use[v] == Some(index)
+                    && let Some(value) = values[v].take()
                 {
-                    values[v] = None;
+                    free(value);
                 }
             }
         }

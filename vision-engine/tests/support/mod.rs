@@ -19,7 +19,7 @@ const LAYOUT: OutputLayout = OutputLayout::Anchors {
 };
 
 const MODEL: &[u8] = include_bytes!("../fixtures/detector/mini_detector.onnx");
-const INPUTS: [&[u8]; 2] = [
+pub const INPUTS: [&[u8]; 2] = [
     include_bytes!("../fixtures/detector/input0.npy"),
     include_bytes!("../fixtures/detector/input1.npy"),
 ];
