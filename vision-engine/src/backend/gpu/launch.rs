@@ -605,6 +605,7 @@ pub(super) fn plan(
             let count: usize = shape.iter().product();
             let params = Params::default()
                 .words(&[to_u32(name, count)?, shape.len() as u32, 0, 0])
+                .words(&[0; 4])
                 .array8(words(name, &shape)?)
                 .array8(words(name, &broadcast_strides(inputs[0], &shape))?)
                 .array8(words(name, &broadcast_strides(inputs[1], &shape))?);
@@ -616,7 +617,11 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
-                    offsets: Vec::new(),
+                    offsets: vec![
+                        (Binding::Input(0), 2),
+                        (Binding::Input(1), 3),
+                        (Binding::Output(0), 4),
+                    ],
                     grid: Grid::Elements(count),
                 },
             )

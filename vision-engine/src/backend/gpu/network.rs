@@ -1047,6 +1047,7 @@ impl GpuNetwork<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::BinaryOp;
 
     fn mini_detector() -> Network {
         let bytes = include_bytes!("../../../tests/fixtures/detector/mini_detector.onnx");
@@ -1183,7 +1184,8 @@ mod tests {
     fn no_value_is_overwritten_before_its_last_reader() {
         // Split-k as the per-layer choice makes and in many slices: the planner keeps scratch
         // among the values for the first, values first for the second.
-        for network in [mini_detector(), shipped_model()] {
+        // Whether the network has a C2f of two bottlenecks, whose second Add writes in place.
+        for (network, two_bottlenecks) in [(mini_detector(), false), (shipped_model(), true)] {
             for conv_kernels in [
                 ConvKernels::Tiled,
                 ConvKernels::TiledWhole,
@@ -1198,6 +1200,24 @@ mod tests {
                 assert!(
                     plan.placed_in.iter().any(Option::is_some),
                     "the Concats take some inputs in place"
+                );
+                // The shortcuts' Adds read Split parts in place, and some write into a Concat.
+                let adds = || {
+                    network
+                        .steps
+                        .iter()
+                        .filter(|s| matches!(s.op, Op::Binary(BinaryOp::Add)))
+                };
+                assert!(adds().any(|s| {
+                    s.inputs
+                        .iter()
+                        .any(|o| matches!(*o, Operand::Value(v) if plan.alias_of[v].is_some()))
+                }));
+                assert_eq!(
+                    adds()
+                        .any(|s| s.node.contains("/blocks.")
+                            && plan.placed_in[s.outputs[0]].is_some()),
+                    two_bottlenecks
                 );
                 assert_eq!(
                     plan.scratch_of.iter().any(Option::is_some),
@@ -1263,7 +1283,7 @@ mod tests {
                 };
                 let concat = plan.placed_in[step.outputs[0]];
                 // Each part is its input's storage at its offset, or a copy for a reader that
-                // takes no offsets (a shortcut's Add); at most one part of a C2f is copied.
+                // takes no offsets.
                 let mut offset = plan.offset_of[input];
                 for &part in &step.outputs {
                     if plan.alias_of[part].is_some() {
@@ -1280,6 +1300,12 @@ mod tests {
                 }
                 let Some(concat) = concat else { continue };
                 c2f += 1;
+                // Every reader of a C2f's parts takes offsets, the shortcuts' Adds included.
+                assert!(
+                    step.outputs.iter().all(|&p| plan.alias_of[p].is_some()),
+                    "{}",
+                    step.node
+                );
                 // The Split's input lies in the Concat's output, where the Concat copies nothing
                 // for the parts; the convolution that makes it writes there.
                 assert_eq!(plan.buffer(input), plan.buffer(concat));
@@ -1296,6 +1322,32 @@ mod tests {
                 assert!(split_launches <= 1, "{}", step.node);
             }
             assert_eq!(c2f, blocks, "every C2f block's Split");
+            // A bottleneck's Add writes into its C2f's Concat unless it reads a part, which
+            // lies in that Concat's output (no launch reads and writes one buffer): in the
+            // shipped model, the second of two (the backbone's blocks of two bottlenecks).
+            for step in &network.steps {
+                let Op::Binary(BinaryOp::Add) = step.op else {
+                    continue;
+                };
+                let Some(concat) = plan.placed_in[step.outputs[0]] else {
+                    continue;
+                };
+                assert_eq!(plan.buffer(step.outputs[0]), plan.buffer(concat));
+                for operand in &step.inputs {
+                    if let Operand::Value(v) = *operand {
+                        assert_ne!(plan.buffer(v), plan.buffer(concat), "{}", step.node);
+                    }
+                }
+            }
+            if blocks == 8 {
+                let placed_bottleneck_adds = network
+                    .steps
+                    .iter()
+                    .filter(|s| s.node.contains("/blocks.") && matches!(s.op, Op::Binary(_)))
+                    .filter(|s| plan.placed_in[s.outputs[0]].is_some())
+                    .count();
+                assert_eq!(placed_bottleneck_adds, 2);
+            }
         }
         // A Split whose parts a Reshape and a Sigmoid read (the mini detector's DFL head) keeps
         // its copies.
