@@ -45,6 +45,27 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     }
 }
 
+// Add with one operand in the output's own buffer (a shortcut's Add reading a Split part that
+// lies beside its slice of one Concat's output): that operand is read through `out`, since one
+// launch may not bind a buffer both read-only and writable. Its binding is a stand-in.
+@compute @workgroup_size(256)
+fn add_a_from_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i < params.count {
+        let o = operands(i);
+        out[params.out_offset + i] = Elem(f32(out[o.x]) + f32(b[o.y]));
+    }
+}
+
+@compute @workgroup_size(256)
+fn add_b_from_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i < params.count {
+        let o = operands(i);
+        out[params.out_offset + i] = Elem(f32(a[o.x]) + f32(out[o.y]));
+    }
+}
+
 @compute @workgroup_size(256)
 fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::{
     EngineError, Tensor,
+    cpu::BinaryOp,
     graph::{Executor, Network, Op, Operand, Step, decode_on_host},
     letterbox::Letterbox,
     postprocess::{NmsOptions, OutputLayout, RawDetection},
@@ -75,6 +76,30 @@ fn bound_value(step: &Step, binding: &Binding) -> Option<usize> {
         },
         Binding::Output(o) => Some(step.outputs[*o]),
         _ => None,
+    }
+}
+
+/// Whether `step` may read one of its operands from the buffer it writes: an Add, whose kernel
+/// then reads that operand through its output binding ([`read_through_output`]).
+fn reads_through_output(step: &Step) -> bool {
+    matches!(step.op, Op::Binary(BinaryOp::Add))
+}
+
+/// `launch` of `step` with an operand that lies in its output's buffer read through the output
+/// binding (`add_a_from_out`, `add_b_from_out`), its own binding a stand-in: one launch may not
+/// bind a buffer both read-only and writable.
+fn read_through_output(step: &Step, launch: &mut Launch, buffer_of: impl Fn(usize) -> usize) {
+    if !reads_through_output(step) {
+        return;
+    }
+    let Some(out) = bound_value(step, &launch.output).map(&buffer_of) else {
+        return;
+    };
+    for (j, entry) in ["add_a_from_out", "add_b_from_out"].into_iter().enumerate() {
+        if bound_value(step, &launch.inputs[j]).map(&buffer_of) == Some(out) {
+            launch.entry = entry;
+            launch.inputs[j] = Binding::Absent;
+        }
     }
 }
 
@@ -245,8 +270,9 @@ struct ConcatPlacements {
 /// of one Split, in order, place that Split's input instead, at the first part's slice, on the
 /// same conditions (the C2f blocks: their first convolution writes straight into the Concat's
 /// output, and the Split and the Concat copy nothing for those slices). No step may then read
-/// from and write into one Concat's output: a buffer bound to one launch both read-only and
-/// writable is invalid.
+/// from and write into one Concat's output (a buffer bound to one launch both read-only and
+/// writable is invalid), except an Add reading one operand there, which it reads through its
+/// output binding ([`read_through_output`]: a shortcut's Add reading its C2f's part).
 fn concat_placements(
     network: &Network,
     plans: &[OpPlan],
@@ -297,10 +323,13 @@ fn concat_placements(
         };
         let reads_and_writes = |s: usize| {
             let step = &network.steps[s];
-            let reads = step
+            let stored_operands = step
                 .inputs
                 .iter()
-                .any(|o| matches!(*o, Operand::Value(w) if stored(w)));
+                .filter(|o| matches!(**o, Operand::Value(w) if stored(w)))
+                .count();
+            // An Add reads one such operand through its output binding.
+            let reads = stored_operands > usize::from(reads_through_output(step));
             // Views are written by no launch.
             let writes = step
                 .outputs
@@ -663,6 +692,7 @@ impl GpuBackend {
                             launch.params[*word].wrapping_add(plan.offset_of[v] as u32);
                     }
                 }
+                read_through_output(step, &mut launch, |v| plan.buffer(v));
                 launch_names.push((step.node.clone(), launch.kernel.name));
                 launches.push(self.prepare_launch(&launch, |binding| {
                     match binding {
@@ -1047,7 +1077,6 @@ impl GpuNetwork<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::BinaryOp;
 
     fn mini_detector() -> Network {
         let bytes = include_bytes!("../../../tests/fixtures/detector/mini_detector.onnx");
@@ -1100,6 +1129,8 @@ mod tests {
                 }
             }
             for launch in op_plan.launches.iter().filter(|l| plan.runs(step, l)) {
+                let mut launch = launch.clone();
+                read_through_output(step, &mut launch, |v| plan.buffer(v));
                 let written = bound_value(step, &launch.output).map(|v| plan.buffer(v));
                 for input in launch.inputs.iter().filter_map(|b| bound_value(step, b)) {
                     assert_ne!(
@@ -1184,8 +1215,8 @@ mod tests {
     fn no_value_is_overwritten_before_its_last_reader() {
         // Split-k as the per-layer choice makes and in many slices: the planner keeps scratch
         // among the values for the first, values first for the second.
-        // Whether the network has a C2f of two bottlenecks, whose second Add writes in place.
-        for (network, two_bottlenecks) in [(mini_detector(), false), (shipped_model(), true)] {
+        // Whether the network has C2f blocks with shortcuts (the mini detector has none).
+        for (network, shortcuts) in [(mini_detector(), false), (shipped_model(), true)] {
             for conv_kernels in [
                 ConvKernels::Tiled,
                 ConvKernels::TiledWhole,
@@ -1201,24 +1232,16 @@ mod tests {
                     plan.placed_in.iter().any(Option::is_some),
                     "the Concats take some inputs in place"
                 );
-                // The shortcuts' Adds read Split parts in place, and some write into a Concat.
-                let adds = || {
-                    network
-                        .steps
-                        .iter()
-                        .filter(|s| matches!(s.op, Op::Binary(BinaryOp::Add)))
-                };
-                assert!(adds().any(|s| {
-                    s.inputs
-                        .iter()
-                        .any(|o| matches!(*o, Operand::Value(v) if plan.alias_of[v].is_some()))
-                }));
-                assert_eq!(
-                    adds()
-                        .any(|s| s.node.contains("/blocks.")
-                            && plan.placed_in[s.outputs[0]].is_some()),
-                    two_bottlenecks
-                );
+                // A shortcut's Add reads a Split part in place and writes into the Concat that
+                // holds the part.
+                let read_and_written_in_place = network.steps.iter().any(|s| {
+                    matches!(s.op, Op::Binary(BinaryOp::Add))
+                        && plan.placed_in[s.outputs[0]].is_some()
+                        && s.inputs
+                            .iter()
+                            .any(|o| matches!(*o, Operand::Value(v) if plan.alias_of[v].is_some()))
+                });
+                assert_eq!(read_and_written_in_place, shortcuts);
                 assert_eq!(
                     plan.scratch_of.iter().any(Option::is_some),
                     conv_kernels != ConvKernels::TiledWhole,
@@ -1322,10 +1345,9 @@ mod tests {
                 assert_eq!(split_launches, 0, "{}", step.node);
             }
             assert_eq!(c2f, blocks, "every C2f block's Split");
-            // A bottleneck's Add writes into its C2f's Concat unless it reads a part, which
-            // lies in that Concat's output (no launch reads and writes one buffer): in the
-            // shipped model, the second of two (the backbone's blocks of two bottlenecks).
-            for step in &network.steps {
+            // Every bottleneck's Add writes into its C2f's Concat; one that reads a part, which
+            // lies in that Concat's output, reads it through its output binding.
+            for (step, op_plan) in network.steps.iter().zip(&plans) {
                 let Op::Binary(BinaryOp::Add) = step.op else {
                     continue;
                 };
@@ -1333,9 +1355,15 @@ mod tests {
                     continue;
                 };
                 assert_eq!(plan.buffer(step.outputs[0]), plan.buffer(concat));
-                for operand in &step.inputs {
-                    if let Operand::Value(v) = *operand {
-                        assert_ne!(plan.buffer(v), plan.buffer(concat), "{}", step.node);
+                for launch in &op_plan.launches {
+                    let mut launch = launch.clone();
+                    read_through_output(step, &mut launch, |v| plan.buffer(v));
+                    for (j, operand) in step.inputs.iter().enumerate() {
+                        if let Operand::Value(v) = *operand
+                            && plan.buffer(v) == plan.buffer(concat)
+                        {
+                            assert_eq!(launch.inputs[j], Binding::Absent, "{}", step.node);
+                        }
                     }
                 }
             }
@@ -1346,7 +1374,7 @@ mod tests {
                     .filter(|s| s.node.contains("/blocks.") && matches!(s.op, Op::Binary(_)))
                     .filter(|s| plan.placed_in[s.outputs[0]].is_some())
                     .count();
-                assert_eq!(placed_bottleneck_adds, 2);
+                assert_eq!(placed_bottleneck_adds, 6);
             }
         }
         // A Split whose parts a Reshape and a Sigmoid read (the mini detector's DFL head) keeps
