@@ -175,8 +175,7 @@ kernel!(
     "binary.wgsl",
     [
         "add",
-        "add_a_from_out",
-        "add_b_from_out",
+        "add_from_out",
         "sub",
         "mul",
         "div",

@@ -9,9 +9,9 @@ struct Params {
     a_offset: u32,
     b_offset: u32,
     out_offset: u32,
+    from_out: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
     shape: array<vec4<u32>, 2>,
     a_strides: array<vec4<u32>, 2>,
     b_strides: array<vec4<u32>, 2>,
@@ -46,23 +46,21 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
 }
 
 // Add with one operand in the output's own buffer (a shortcut's Add reading a Split part that
-// lies beside its slice of one Concat's output): that operand is read through `out`, since one
-// launch may not bind a buffer both read-only and writable. Its binding is a stand-in.
+// lies beside its slice of one Concat's output): one launch may not bind a buffer both read-only
+// and writable, so that operand (`from_out`: 1 for a, 2 for b) is read through `out`, and its
+// own binding is a stand-in.
 @compute @workgroup_size(256)
-fn add_a_from_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn add_from_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if i < params.count {
         let o = operands(i);
-        out[params.out_offset + i] = Elem(f32(out[o.x]) + f32(b[o.y]));
-    }
-}
-
-@compute @workgroup_size(256)
-fn add_b_from_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = flat_index(gid, groups);
-    if i < params.count {
-        let o = operands(i);
-        out[params.out_offset + i] = Elem(f32(a[o.x]) + f32(out[o.y]));
+        var sum: f32;
+        if params.from_out == 1u {
+            sum = f32(out[o.x]) + f32(b[o.y]);
+        } else {
+            sum = f32(a[o.x]) + f32(out[o.y]);
+        }
+        out[params.out_offset + i] = Elem(sum);
     }
 }
 

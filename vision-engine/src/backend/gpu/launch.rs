@@ -287,6 +287,10 @@ pub(super) fn letterbox(lb: &Letterbox) -> Launch {
     }
 }
 
+/// The `from_out` word of `binary.wgsl`'s `Params`: which operand `add_from_out` reads through
+/// its output binding (1: a, 2: b).
+pub(super) const BINARY_FROM_OUT_WORD: usize = 5;
+
 /// The `pads.z` word of the convolution kernels' `Params`: the input's element offset. (The
 /// output's is word 3.)
 const CONV_INPUT_OFFSET_WORD: usize = 22;

@@ -86,8 +86,8 @@ fn reads_through_output(step: &Step) -> bool {
 }
 
 /// `launch` of `step` with an operand that lies in its output's buffer read through the output
-/// binding (`add_a_from_out`, `add_b_from_out`), its own binding a stand-in: one launch may not
-/// bind a buffer both read-only and writable.
+/// binding (`binary.wgsl`'s `add_from_out`), its own binding a stand-in: one launch may not bind
+/// a buffer both read-only and writable.
 fn read_through_output(step: &Step, launch: &mut Launch, buffer_of: impl Fn(usize) -> usize) {
     if !reads_through_output(step) {
         return;
@@ -95,9 +95,10 @@ fn read_through_output(step: &Step, launch: &mut Launch, buffer_of: impl Fn(usiz
     let Some(out) = bound_value(step, &launch.output).map(&buffer_of) else {
         return;
     };
-    for (j, entry) in ["add_a_from_out", "add_b_from_out"].into_iter().enumerate() {
+    for j in 0..2 {
         if bound_value(step, &launch.inputs[j]).map(&buffer_of) == Some(out) {
-            launch.entry = entry;
+            launch.entry = "add_from_out";
+            launch.params[launch::BINARY_FROM_OUT_WORD] = j as u32 + 1;
             launch.inputs[j] = Binding::Absent;
         }
     }
