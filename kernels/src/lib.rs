@@ -173,7 +173,16 @@ kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
 kernel!(
     BINARY,
     "binary.wgsl",
-    ["add", "sub", "mul", "div", "int_div", "int_mod", "int_fmod"]
+    [
+        "add",
+        "add_from_out",
+        "sub",
+        "mul",
+        "div",
+        "int_div",
+        "int_mod",
+        "int_fmod"
+    ]
 );
 kernel!(CONV2D, "conv2d.wgsl", ["main"]);
 kernel!(DECODE_BOXES, "decode_boxes.wgsl", ["main"]);

@@ -287,6 +287,10 @@ pub(super) fn letterbox(lb: &Letterbox) -> Launch {
     }
 }
 
+/// The `from_out` word of `binary.wgsl`'s `Params`: which operand `add_from_out` reads through
+/// its output binding (1: a, 2: b).
+pub(super) const BINARY_FROM_OUT_WORD: usize = 5;
+
 /// The `pads.z` word of the convolution kernels' `Params`: the input's element offset. (The
 /// output's is word 3.)
 const CONV_INPUT_OFFSET_WORD: usize = 22;
@@ -605,6 +609,7 @@ pub(super) fn plan(
             let count: usize = shape.iter().product();
             let params = Params::default()
                 .words(&[to_u32(name, count)?, shape.len() as u32, 0, 0])
+                .words(&[0; 4])
                 .array8(words(name, &shape)?)
                 .array8(words(name, &broadcast_strides(inputs[0], &shape))?)
                 .array8(words(name, &broadcast_strides(inputs[1], &shape))?);
@@ -616,7 +621,11 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Input(1)],
                     output: Binding::Output(0),
                     params: params.0,
-                    offsets: Vec::new(),
+                    offsets: vec![
+                        (Binding::Input(0), 2),
+                        (Binding::Input(1), 3),
+                        (Binding::Output(0), 4),
+                    ],
                     grid: Grid::Elements(count),
                 },
             )

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::{
     EngineError, Tensor,
+    cpu::BinaryOp,
     graph::{Executor, Network, Op, Operand, Step, decode_on_host},
     letterbox::Letterbox,
     postprocess::{NmsOptions, OutputLayout, RawDetection},
@@ -75,6 +76,31 @@ fn bound_value(step: &Step, binding: &Binding) -> Option<usize> {
         },
         Binding::Output(o) => Some(step.outputs[*o]),
         _ => None,
+    }
+}
+
+/// Whether `step` may read one of its operands from the buffer it writes: an Add, whose kernel
+/// then reads that operand through its output binding ([`read_through_output`]).
+fn reads_through_output(step: &Step) -> bool {
+    matches!(step.op, Op::Binary(BinaryOp::Add))
+}
+
+/// `launch` of `step` with an operand that lies in its output's buffer read through the output
+/// binding (`binary.wgsl`'s `add_from_out`), its own binding a stand-in: one launch may not bind
+/// a buffer both read-only and writable.
+fn read_through_output(step: &Step, launch: &mut Launch, buffer_of: impl Fn(usize) -> usize) {
+    if !reads_through_output(step) {
+        return;
+    }
+    let Some(out) = bound_value(step, &launch.output).map(&buffer_of) else {
+        return;
+    };
+    for j in 0..2 {
+        if bound_value(step, &launch.inputs[j]).map(&buffer_of) == Some(out) {
+            launch.entry = "add_from_out";
+            launch.params[launch::BINARY_FROM_OUT_WORD] = j as u32 + 1;
+            launch.inputs[j] = Binding::Absent;
+        }
     }
 }
 
@@ -245,8 +271,9 @@ struct ConcatPlacements {
 /// of one Split, in order, place that Split's input instead, at the first part's slice, on the
 /// same conditions (the C2f blocks: their first convolution writes straight into the Concat's
 /// output, and the Split and the Concat copy nothing for those slices). No step may then read
-/// from and write into one Concat's output: a buffer bound to one launch both read-only and
-/// writable is invalid.
+/// from and write into one Concat's output (a buffer bound to one launch both read-only and
+/// writable is invalid), except an Add reading one operand there, which it reads through its
+/// output binding ([`read_through_output`]: a shortcut's Add reading its C2f's part).
 fn concat_placements(
     network: &Network,
     plans: &[OpPlan],
@@ -297,10 +324,13 @@ fn concat_placements(
         };
         let reads_and_writes = |s: usize| {
             let step = &network.steps[s];
-            let reads = step
+            let stored_operands = step
                 .inputs
                 .iter()
-                .any(|o| matches!(*o, Operand::Value(w) if stored(w)));
+                .filter(|o| matches!(**o, Operand::Value(w) if stored(w)))
+                .count();
+            // An Add reads one such operand through its output binding.
+            let reads = stored_operands > usize::from(reads_through_output(step));
             // Views are written by no launch.
             let writes = step
                 .outputs
@@ -663,6 +693,7 @@ impl GpuBackend {
                             launch.params[*word].wrapping_add(plan.offset_of[v] as u32);
                     }
                 }
+                read_through_output(step, &mut launch, |v| plan.buffer(v));
                 launch_names.push((step.node.clone(), launch.kernel.name));
                 launches.push(self.prepare_launch(&launch, |binding| {
                     match binding {
@@ -1099,6 +1130,8 @@ mod tests {
                 }
             }
             for launch in op_plan.launches.iter().filter(|l| plan.runs(step, l)) {
+                let mut launch = launch.clone();
+                read_through_output(step, &mut launch, |v| plan.buffer(v));
                 let written = bound_value(step, &launch.output).map(|v| plan.buffer(v));
                 for input in launch.inputs.iter().filter_map(|b| bound_value(step, b)) {
                     assert_ne!(
@@ -1183,7 +1216,8 @@ mod tests {
     fn no_value_is_overwritten_before_its_last_reader() {
         // Split-k as the per-layer choice makes and in many slices: the planner keeps scratch
         // among the values for the first, values first for the second.
-        for network in [mini_detector(), shipped_model()] {
+        // Whether the network has C2f blocks with shortcuts (the mini detector has none).
+        for (network, shortcuts) in [(mini_detector(), false), (shipped_model(), true)] {
             for conv_kernels in [
                 ConvKernels::Tiled,
                 ConvKernels::TiledWhole,
@@ -1199,6 +1233,16 @@ mod tests {
                     plan.placed_in.iter().any(Option::is_some),
                     "the Concats take some inputs in place"
                 );
+                // A shortcut's Add reads a Split part in place and writes into the Concat that
+                // holds the part.
+                let read_and_written_in_place = network.steps.iter().any(|s| {
+                    matches!(s.op, Op::Binary(BinaryOp::Add))
+                        && plan.placed_in[s.outputs[0]].is_some()
+                        && s.inputs
+                            .iter()
+                            .any(|o| matches!(*o, Operand::Value(v) if plan.alias_of[v].is_some()))
+                });
+                assert_eq!(read_and_written_in_place, shortcuts);
                 assert_eq!(
                     plan.scratch_of.iter().any(Option::is_some),
                     conv_kernels != ConvKernels::TiledWhole,
@@ -1263,7 +1307,7 @@ mod tests {
                 };
                 let concat = plan.placed_in[step.outputs[0]];
                 // Each part is its input's storage at its offset, or a copy for a reader that
-                // takes no offsets (a shortcut's Add); at most one part of a C2f is copied.
+                // takes no offsets.
                 let mut offset = plan.offset_of[input];
                 for &part in &step.outputs {
                     if plan.alias_of[part].is_some() {
@@ -1280,6 +1324,12 @@ mod tests {
                 }
                 let Some(concat) = concat else { continue };
                 c2f += 1;
+                // Every reader of a C2f's parts takes offsets, the shortcuts' Adds included.
+                assert!(
+                    step.outputs.iter().all(|&p| plan.alias_of[p].is_some()),
+                    "{}",
+                    step.node
+                );
                 // The Split's input lies in the Concat's output, where the Concat copies nothing
                 // for the parts; the convolution that makes it writes there.
                 assert_eq!(plan.buffer(input), plan.buffer(concat));
@@ -1293,9 +1343,40 @@ mod tests {
                     .iter()
                     .filter(|l| plan.runs(step, l))
                     .count();
-                assert!(split_launches <= 1, "{}", step.node);
+                assert_eq!(split_launches, 0, "{}", step.node);
             }
             assert_eq!(c2f, blocks, "every C2f block's Split");
+            // Every bottleneck's Add writes into its C2f's Concat; one that reads a part, which
+            // lies in that Concat's output, reads it through its output binding.
+            for (step, op_plan) in network.steps.iter().zip(&plans) {
+                let Op::Binary(BinaryOp::Add) = step.op else {
+                    continue;
+                };
+                let Some(concat) = plan.placed_in[step.outputs[0]] else {
+                    continue;
+                };
+                assert_eq!(plan.buffer(step.outputs[0]), plan.buffer(concat));
+                for launch in &op_plan.launches {
+                    let mut launch = launch.clone();
+                    read_through_output(step, &mut launch, |v| plan.buffer(v));
+                    for (j, operand) in step.inputs.iter().enumerate() {
+                        if let Operand::Value(v) = *operand
+                            && plan.buffer(v) == plan.buffer(concat)
+                        {
+                            assert_eq!(launch.inputs[j], Binding::Absent, "{}", step.node);
+                        }
+                    }
+                }
+            }
+            if blocks == 8 {
+                let placed_bottleneck_adds = network
+                    .steps
+                    .iter()
+                    .filter(|s| s.node.contains("/blocks.") && matches!(s.op, Op::Binary(_)))
+                    .filter(|s| plan.placed_in[s.outputs[0]].is_some())
+                    .count();
+                assert_eq!(placed_bottleneck_adds, 6);
+            }
         }
         // A Split whose parts a Reshape and a Sigmoid read (the mini detector's DFL head) keeps
         // its copies.
