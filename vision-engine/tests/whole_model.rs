@@ -29,10 +29,10 @@ fn loading_folds_the_shape_subgraph_and_fuses_silu_into_convolutions() {
         Some(&["scratch".to_string(), "dent".into(), "crack".into()][..])
     );
     let counts = network.op_counts();
-    // Every Conv -> Sigmoid -> Mul of the model became one fused step: 25 conv blocks with SiLU,
+    // Every Conv -> Sigmoid -> Mul of the model became one fused step: 27 conv blocks with SiLU,
     // 4 plain convs (three head outputs and the DFL). The only activation left is the class-score
     // sigmoid, and no Shape/Gather/Concat of the DFL reshape survives.
-    assert_eq!(counts.get("Conv+Activation"), Some(&25), "{counts:?}");
+    assert_eq!(counts.get("Conv+Activation"), Some(&27), "{counts:?}");
     assert_eq!(counts.get("Conv"), Some(&4), "{counts:?}");
     assert_eq!(counts.get("Activation"), Some(&1), "{counts:?}");
     assert_eq!(
@@ -111,6 +111,15 @@ fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident_in_both_precisions() {
             };
             support::matches_onnx_runtime(&op_by_op, &tolerance).await;
             let prepared = gpu.prepare(&network).unwrap();
+            // The shortcut Adds of the two C2f blocks with shortcuts (1 + 2 bottlenecks) read
+            // their input, which lies in the output of the Concat they write into, through their
+            // output binding (`binary.wgsl`'s `add_from_out`): that path is what this checks.
+            let from_out: Vec<&str> = prepared
+                .launch_entries()
+                .filter(|&(_, entry)| entry == "add_from_out")
+                .map(|(node, _)| node)
+                .collect();
+            assert_eq!(from_out.len(), 3, "{}: {from_out:?}", precision.name());
             support::matches_onnx_runtime(&prepared, &tolerance).await;
             // Inference after inference reuses the same buffers: run the check a second time.
             support::matches_onnx_runtime(&prepared, &tolerance).await;
