@@ -20,6 +20,11 @@ pub struct Kernel {
     /// preamble: compile [`Kernel::source`].
     pub body: &'static str,
     pub entry_points: &'static [&'static str],
+    /// Whether every loop of the kernel counts a variable by a constant step toward its bound
+    /// (checked by a test), so that it ends whatever its uniforms and buffers hold. The engine
+    /// compiles such a kernel without the counter wgpu otherwise adds to every loop against
+    /// endless ones: on an H200 that counter cost 15% of YOLOv8n's GPU time (BENCHMARKS.md).
+    pub counted_loops: bool,
 }
 
 impl Kernel {
@@ -86,11 +91,15 @@ pub const COMMON_FILE: &str = "common.wgsl";
 
 macro_rules! kernel {
     ($name:ident, $file:literal, [$($entry:literal),+]) => {
+        kernel!($name, $file, [$($entry),+], counted_loops: true);
+    };
+    ($name:ident, $file:literal, [$($entry:literal),+], counted_loops: $counted:literal) => {
         pub const $name: Kernel = Kernel {
             name: $file,
             file: $file,
             body: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
             entry_points: &[$($entry),+],
+            counted_loops: $counted,
         };
     };
 }
@@ -143,6 +152,7 @@ macro_rules! conv_gemm_kernel {
                 include_str!("../wgsl/conv_gemm.wgsl")
             ),
             entry_points: &["main"],
+            counted_loops: true,
         }
     };
 }
@@ -191,7 +201,8 @@ kernel!(GATHER_ELEMENTS, "gather_elements.wgsl", ["main"]);
 kernel!(LETTERBOX, "letterbox.wgsl", ["main"]);
 kernel!(MATMUL, "matmul.wgsl", ["main"]);
 kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
-kernel!(NMS, "nms.wgsl", ["main"]);
+// The sort doubles its counters up to the number of candidates, which a buffer holds.
+kernel!(NMS, "nms.wgsl", ["main"], counted_loops: false);
 kernel!(REDUCE_MAX, "reduce_max.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
 kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
@@ -322,6 +333,79 @@ mod tests {
         }
     }
 
+    /// Whether `value`, stored to `pointer`, is the same local variable plus or minus a constant.
+    fn steps_by_a_constant(
+        function: &naga::Function,
+        pointer: naga::Handle<naga::Expression>,
+        value: naga::Handle<naga::Expression>,
+    ) -> bool {
+        use naga::Expression as E;
+        let local = |e: naga::Handle<E>| match function.expressions[e] {
+            E::LocalVariable(v) => Some(v),
+            _ => None,
+        };
+        let E::Binary {
+            op: naga::BinaryOperator::Add | naga::BinaryOperator::Subtract,
+            left,
+            right,
+        } = function.expressions[value]
+        else {
+            return false;
+        };
+        let loads_the_variable = matches!(
+            function.expressions[left],
+            E::Load { pointer: p } if local(p).is_some() && local(p) == local(pointer)
+        );
+        loads_the_variable && matches!(function.expressions[right], E::Literal(_) | E::Constant(_))
+    }
+
+    /// Whether every loop in `block`, nested ones included, steps a variable by a constant in
+    /// its continuing block (as `for (...; ...; k += STEP)` and `k++` do).
+    fn loops_are_counted(function: &naga::Function, block: &naga::Block) -> bool {
+        use naga::Statement as S;
+        block.iter().all(|statement| match statement {
+            S::Loop {
+                body, continuing, ..
+            } => {
+                continuing.iter().any(|s| {
+                    matches!(s, S::Store { pointer, value }
+                        if steps_by_a_constant(function, *pointer, *value))
+                }) && loops_are_counted(function, body)
+            }
+            S::Block(inner) => loops_are_counted(function, inner),
+            S::If { accept, reject, .. } => {
+                loops_are_counted(function, accept) && loops_are_counted(function, reject)
+            }
+            S::Switch { cases, .. } => cases.iter().all(|c| loops_are_counted(function, &c.body)),
+            _ => true,
+        })
+    }
+
+    fn every_loop_is_counted(kernel: &Kernel) -> bool {
+        let module = validate(kernel, Precision::F32);
+        let functions = module.functions.iter().map(|(_, f)| f);
+        let entry_points = module.entry_points.iter().map(|e| &e.function);
+        functions
+            .chain(entry_points)
+            .all(|f| loops_are_counted(f, &f.body))
+    }
+
+    /// The engine compiles kernels marked `counted_loops` without wgpu's guard against endless
+    /// loops: each of their loops must step a counter by a constant. A loop that doubles its
+    /// counter, or a `while`, must not be marked (NMS has both, and is not).
+    #[test]
+    fn kernels_marked_with_counted_loops_only_have_loops_counted_by_constant_steps() {
+        for kernel in ALL {
+            assert_eq!(
+                every_loop_is_counted(kernel),
+                kernel.counted_loops,
+                "{}: counted_loops is {}",
+                kernel.name,
+                kernel.counted_loops
+            );
+        }
+    }
+
     #[test]
     fn kernel_names_are_unique() {
         let names: BTreeSet<&str> = ALL.iter().map(|k| k.name).collect();
@@ -347,6 +431,7 @@ mod tests {
             file: "broken.wgsl",
             body: "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
             entry_points: &["main"],
+            counted_loops: true,
         };
         for precision in Precision::ALL {
             assert!(std::panic::catch_unwind(|| validate(&broken, precision)).is_err());
