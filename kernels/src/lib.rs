@@ -169,7 +169,7 @@ macro_rules! conv_gemm {
     };
 }
 
-// Workgroup memory (TILE_K x (TILE_M + TILE_N) floats) stays within WebGPU's 16 KiB, and
+// Workgroup memory (TILE_K x (TILE_M + 4 + TILE_N) floats) stays within WebGPU's 16 KiB, and
 // (TILE_M / 4) x (TILE_N / 4) invocations within its 256; each invocation loads four values of
 // each tile (tests below check both). Measured on an H100 (BENCHMARKS.md), 64x64 won on every
 // layer large enough to fill it; the smaller tile is for layers too small to occupy a GPU.
