@@ -88,7 +88,7 @@ async function modelInput(model, frame) {
 }
 
 function labelOf(model, config) {
-  const what = config.backend || config.ep;
+  const what = `${config.backend || config.ep}${config.conv ? ` (conv ${config.conv})` : ''}`;
   return `${model.name}: ${config.runtime} ${what}${config.threads ? ` ${config.threads}T` : ''}`;
 }
 
