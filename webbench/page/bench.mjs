@@ -165,6 +165,7 @@ async function benchModel(plan, model, frame) {
       coldMs: loaded.coldMs,
       coldParts: loaded.coldParts,
       ...summary(times),
+      times,
       runs: times.length,
       warmup,
       agreement: { vs: reference.by, ...agreement(output, reference.output, anchors) },

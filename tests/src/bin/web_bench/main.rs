@@ -107,6 +107,9 @@ struct Measured {
     min: f64,
     #[serde(default)]
     max: f64,
+    /// Every timed run's milliseconds, in the order they ran.
+    #[serde(default)]
+    times: Vec<f64>,
     #[serde(default)]
     runs: usize,
     #[serde(default)]
@@ -457,6 +460,18 @@ async fn main() -> anyhow::Result<()> {
             r.runtime,
             r.backend,
             parts.join(", ")
+        );
+    }
+    println!();
+    for r in state.results.iter().filter(|r| r.failed.is_none()) {
+        let times: Vec<String> = r.times.iter().map(|ms| format!("{ms:.0}")).collect();
+        println!(
+            "runs {} {} {} {}, ms in order: {}",
+            r.model,
+            r.runtime,
+            r.backend,
+            r.threads.map_or(String::new(), |t| format!("{t}T")),
+            times.join(", ")
         );
     }
     println!();
