@@ -58,8 +58,8 @@ const KERNELS: [(Kernel, usize); 20] = [
 /// cost time: there the same tilings run whole (`ConvKernels::TiledWhole`). Measured in headless Chromium's SwiftShader on a 2-core
 /// AMD EPYC (BENCHMARKS.md, `webbench --gpu-conv tiled,whole`, one session): LineCheck's 320
 /// model 9.92 s split, 5.51 s whole; the split convolutions themselves took 2.6x their whole
-/// time (each of the many more, shorter workgroups pays SwiftShader's fixed cost per
-/// workgroup), the sum launches only 0.26 s.
+/// time (most likely SwiftShader's fixed cost per workgroup, paid by many more, shorter
+/// workgroups), the sum launches only 0.26 s.
 /// Other adapters (discrete, integrated, virtual, unknown) keep split-k.
 pub fn conv_kernels_for(device_type: wgpu::DeviceType) -> ConvKernels {
     match device_type {
