@@ -54,6 +54,7 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     adapter: AdapterSummary,
+    device_type: wgpu::DeviceType,
     precision: Precision,
 }
 
@@ -132,12 +133,19 @@ impl GpuContext {
             device,
             queue,
             adapter: summary,
+            device_type: info.device_type,
             precision,
         })
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
         &self.adapter
+    }
+
+    /// What kind of adapter this is: `Cpu` for software ones (lavapipe natively; in a browser,
+    /// wgpu reports a fallback adapter such as Chromium's SwiftShader as `Cpu`).
+    pub fn device_type(&self) -> wgpu::DeviceType {
+        self.device_type
     }
 
     /// The element type of every tensor on this device.

@@ -27,6 +27,7 @@ mod tensor;
 
 pub use backend::{
     Activation, Backend, ConvKernels, CpuBackend, CpuNetwork, GpuBackend, GpuNetwork, LaunchTime,
+    conv_kernels_for,
 };
 pub use detector::{Detection, DetectionResult, Detector, DetectorError};
 pub use error::EngineError;

@@ -10,7 +10,7 @@ use support::{
     ANCHORS, CLASSES, ORT_OUTPUTS, Tolerance, max_class_score_difference, network, relative_error,
 };
 use vision_engine::{
-    CpuBackend, CpuNetwork, GpuBackend, Precision,
+    ConvKernels, CpuBackend, CpuNetwork, GpuBackend, Precision,
     graph::{Executor, OpByOp},
     letterbox::{self, Letterbox},
     npy,
@@ -104,6 +104,10 @@ fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident_in_both_precisions() {
             let gpu = GpuBackend::with_precision(precision)
                 .await
                 .expect(NEEDS_ADAPTER);
+            // Split-k, with its partial sums in the buffer plan, as GPUs run it: lavapipe is a
+            // software adapter, which would run every layer whole (`conv_kernels_for`;
+            // conformance.rs checks each choice op by op).
+            gpu.set_conv_kernels(ConvKernels::Tiled);
             let tolerance = Tolerance::of(precision);
             let op_by_op = OpByOp {
                 network: &network,

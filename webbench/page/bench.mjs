@@ -88,7 +88,7 @@ async function modelInput(model, frame) {
 }
 
 function labelOf(model, config) {
-  const what = config.backend || config.ep;
+  const what = `${config.backend || config.ep}${config.conv ? ` (conv ${config.conv})` : ''}`;
   return `${model.name}: ${config.runtime} ${what}${config.threads ? ` ${config.threads}T` : ''}`;
 }
 
@@ -165,6 +165,7 @@ async function benchModel(plan, model, frame) {
       coldMs: loaded.coldMs,
       coldParts: loaded.coldParts,
       ...summary(times),
+      times,
       runs: times.length,
       warmup,
       agreement: { vs: reference.by, ...agreement(output, reference.output, anchors) },

@@ -25,7 +25,8 @@ async function loadOurs(config, model, input) {
   const loaded = performance.now();
   engine.parse_model(model);
   const parsed = performance.now();
-  if (config.backend === 'gpu') await engine.start_gpu();
+  // The convolution kernels (`web_bench --gpu-conv`): "auto" is the adapter's choice, the kiosk's.
+  if (config.backend === 'gpu') await engine.start_gpu(config.conv ?? 'auto');
   const device = performance.now();
   engine.prepare(config.backend);
   const prepared = performance.now();
@@ -49,7 +50,7 @@ async function loadOurs(config, model, input) {
     ],
     info: {
       runtime: 'ours',
-      backend: gpu ? 'GPU (WebGPU)' : 'CPU (wasm SIMD)',
+      backend: gpu ? `GPU (WebGPU; conv ${config.conv ?? 'auto'}: ${engine.gpu_conv_kernels()})` : 'CPU (wasm SIMD)',
       adapter: gpu ? await describeAdapter() : 'wasm SIMD',
       threads: gpu ? null : 1,
       gpuMemoryBytes: memory ?? null,

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use vision_engine::{
-    CpuNetwork, Detector, GpuBackend, GpuNetwork, Tensor,
+    ConvKernels, CpuNetwork, Detector, GpuBackend, GpuNetwork, Tensor,
     graph::Executor,
     letterbox::{Letterbox, to_input},
 };
@@ -62,12 +62,63 @@ pub fn output_shape() -> Result<Vec<u32>, JsError> {
     Ok(shape.iter().map(|&d| d as u32).collect())
 }
 
-/// Opens the WebGPU device and creates every pipeline; returns the adapter's description.
+/// The convolution kernels `conv` names (`web_bench --gpu-conv`): "auto" (the adapter's choice,
+/// as the kiosk gets it), "tiled" (tiling and split-k per layer), "whole" (tiling per layer,
+/// never split), "tilingN" (tiling N of `kernels::CONV_TILINGS` for every layer, never split),
+/// "direct".
+fn conv_kernels(gpu: &GpuBackend, conv: &str) -> Result<ConvKernels, JsError> {
+    let tilings = kernels::CONV_TILINGS.len();
+    Ok(match conv {
+        "auto" => gpu.conv_kernels(),
+        "tiled" => ConvKernels::Tiled,
+        "whole" => ConvKernels::TiledWhole,
+        "direct" => ConvKernels::Direct,
+        _ => match conv.strip_prefix("tiling").map(str::parse::<usize>) {
+            Some(Ok(i)) if i < tilings => ConvKernels::Tiling(i),
+            _ => {
+                return Err(error(format!(
+                    "conv kernels \"{conv}\": expected auto, tiled, whole, direct or tiling0..{}",
+                    tilings - 1
+                )));
+            }
+        },
+    })
+}
+
+/// What the GPU's convolutions run on, for the bench's table: "tiled, split-k", "whole",
+/// "64x64x16 tiles", ...
+fn describe(conv: ConvKernels) -> String {
+    match conv {
+        ConvKernels::Tiled => "tiled, split-k".into(),
+        ConvKernels::TiledWhole => "tiled, whole".into(),
+        ConvKernels::Direct => "direct".into(),
+        ConvKernels::Tiling(i) => format!("{} whole", kernels::CONV_TILINGS[i].kernel.name),
+        ConvKernels::Split { tiling, slices } => {
+            format!(
+                "{} in {slices} slices",
+                kernels::CONV_TILINGS[tiling].kernel.name
+            )
+        }
+    }
+}
+
+/// Opens the WebGPU device and creates every pipeline, with convolutions on the kernels `conv`
+/// names ([`conv_kernels`]); returns the adapter's description.
 #[wasm_bindgen]
-pub async fn start_gpu() -> Result<String, JsError> {
+pub async fn start_gpu(conv: &str) -> Result<String, JsError> {
     let gpu: &'static GpuBackend = Box::leak(Box::new(GpuBackend::new().await.map_err(error)?));
+    gpu.set_conv_kernels(conv_kernels(gpu, conv)?);
     GPU.set(Some(gpu));
     Ok(gpu.context().adapter().to_string())
+}
+
+/// The kernels the GPU's convolutions run on, described (after `start_gpu`).
+#[wasm_bindgen]
+pub fn gpu_conv_kernels() -> Result<String, JsError> {
+    let gpu = GPU
+        .get()
+        .ok_or_else(|| error("no GPU backend: call start_gpu first"))?;
+    Ok(describe(gpu.conv_kernels()))
 }
 
 /// Makes the parsed model ready to run on `backend` ("gpu": weights uploaded and every launch

@@ -61,10 +61,23 @@ fn run(server_args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The checkout this xtask runs in. `cargo xtask` (`cargo run`) sets `CARGO_MANIFEST_DIR` at run
+/// time as well, and that one wins: the compiled-in path is only a fallback, because worktrees
+/// that share a `CARGO_TARGET_DIR` share cargo's fingerprints, so one checkout can run an xtask
+/// binary built in another, whose compiled-in path names the other checkout (a webbench
+/// "after" run once built and timed the "before" checkout's engine that way, BENCHMARKS.md).
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.ends_with("xtask"))
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        manifest_dir
+            .parent()
+            .expect("xtask lives one level below the workspace root")
+            .to_path_buf()
+    })
 }
 
 pub fn target_dir() -> PathBuf {

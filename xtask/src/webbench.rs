@@ -19,6 +19,9 @@ usage: cargo xtask webbench [--ultralytics-python PYTHON] [web_bench flags]
                                YOLOv8n at 320 (exported once into the target directory)
   web_bench flags              --runs N --warmup N --gpu-runs N --gpu-warmup N --threads 1,2
                                --models a.onnx,b.onnx --no-gpu --profile-cpu --profile-gpu
+                               --gpu-conv auto,tiled,whole,tiling0,tiling1,direct: one row of ours
+                               on WebGPU per choice of convolution kernels, in the same session
+                               (default auto: the adapter's choice, as the kiosk runs)
                                (see tests/src/bin/web_bench/main.rs)";
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ mod gpu;
 
 pub use cpu::CpuBackend;
 pub use cpu_network::CpuNetwork;
-pub use gpu::{ConvKernels, GpuBackend, GpuNetwork, LaunchTime};
+pub use gpu::{ConvKernels, GpuBackend, GpuNetwork, LaunchTime, conv_kernels_for};
 
 use crate::{
     EngineError, Tensor,

@@ -3,7 +3,8 @@
 //! session; prints one table like the native `bench`, and the ratios issue 4 sets targets for.
 //!
 //!     cargo xtask webbench [--ultralytics-python PYTHON] [--runs N] [--warmup N] [--gpu-runs N]
-//!         [--gpu-warmup N] [--threads 1,2] [--no-gpu] [--profile-cpu] [--profile-gpu]
+//!         [--gpu-warmup N] [--threads 1,2] [--no-gpu] [--gpu-conv auto,tiled,whole,tiling0]
+//!         [--profile-cpu] [--profile-gpu]
 //!
 //! `cargo xtask webbench` builds the page (`webbench/`) into SITE, with onnxruntime-web from npm
 //! and the models, then runs this binary with `--site SITE`. It serves SITE on 127.0.0.1 with
@@ -51,6 +52,11 @@ struct Args {
     /// Leaves out the WebGPU rows (ours and onnxruntime-web's).
     #[arg(long)]
     no_gpu: bool,
+    /// Our WebGPU rows, one per choice of convolution kernels, all in the same session: auto
+    /// (the adapter's choice, as the kiosk runs), tiled (tiling and split-k per layer), whole
+    /// (tiling per layer, never split), tilingN (tiling N for every layer, never split), direct.
+    #[arg(long, value_delimiter = ',', default_values_t = ["auto".to_string()])]
+    gpu_conv: Vec<String>,
     /// Also profiles onnxruntime-web's WASM EP and our CPU backend (one thread each) with
     /// Chromium's sampling profiler, on the page's thread: where each spends its time.
     #[arg(long)]
@@ -101,6 +107,9 @@ struct Measured {
     min: f64,
     #[serde(default)]
     max: f64,
+    /// Every timed run's milliseconds, in the order they ran.
+    #[serde(default)]
+    times: Vec<f64>,
     #[serde(default)]
     runs: usize,
     #[serde(default)]
@@ -157,7 +166,9 @@ fn configs(args: &Args) -> Vec<serde_json::Value> {
     configs.push(json!({ "runtime": "ours", "backend": "cpu" }));
     if !args.no_gpu {
         configs.push(json!({ "runtime": "ort", "ep": "webgpu" }));
-        configs.push(json!({ "runtime": "ours", "backend": "gpu" }));
+        for conv in &args.gpu_conv {
+            configs.push(json!({ "runtime": "ours", "backend": "gpu", "conv": conv }));
+        }
     }
     configs
 }
@@ -378,12 +389,20 @@ fn print_ratios(results: &[Measured]) {
                 );
             }
         };
-        ratio(
-            find(model, "ours", "GPU", None),
-            find(model, "onnxruntime", "WebGPU", None),
-            "ours GPU / onnxruntime-web WebGPU",
-            0.5,
-        );
+        let ours_gpu = results.iter().filter(|r| {
+            r.failed.is_none()
+                && r.model == model
+                && r.runtime == "ours"
+                && r.backend.starts_with("GPU")
+        });
+        for ours in ours_gpu {
+            ratio(
+                Some(ours),
+                find(model, "onnxruntime", "WebGPU", None),
+                &format!("ours {} / onnxruntime-web WebGPU", ours.backend),
+                0.5,
+            );
+        }
         ratio(
             find(model, "ours", "CPU", Some(1)),
             find(model, "onnxruntime", "WASM", Some(1)),
@@ -441,6 +460,18 @@ async fn main() -> anyhow::Result<()> {
             r.runtime,
             r.backend,
             parts.join(", ")
+        );
+    }
+    println!();
+    for r in state.results.iter().filter(|r| r.failed.is_none()) {
+        let times: Vec<String> = r.times.iter().map(|ms| format!("{ms:.0}")).collect();
+        println!(
+            "runs {} {} {} {}, ms in order: {}",
+            r.model,
+            r.runtime,
+            r.backend,
+            r.threads.map_or(String::new(), |t| format!("{t}T")),
+            times.join(", ")
         );
     }
     println!();

@@ -49,6 +49,25 @@ const KERNELS: [(Kernel, usize); 20] = [
     (kernels::TOP_K, 1),
 ];
 
+/// The convolution kernels a backend starts with on an adapter of `device_type`.
+///
+/// Split-k (`ConvKernels::Tiled`) spreads a layer with few workgroups over more of them, sized for
+/// an H100's 132 multiprocessors: on a GPU the slices run side by side. A software adapter
+/// (`DeviceType::Cpu`: Chromium's SwiftShader WebGPU, lavapipe) runs workgroups on a few CPU
+/// threads, which the whole layers already keep busy, so the slices gain no parallelism and
+/// cost time: there the same tilings run whole (`ConvKernels::TiledWhole`). Measured in headless Chromium's SwiftShader on a 2-core
+/// AMD EPYC (BENCHMARKS.md, `webbench --gpu-conv tiled,whole`, one session): LineCheck's 320
+/// model 9.92 s split, 5.51 s whole; the split convolutions themselves took 2.6x their whole
+/// time (most likely SwiftShader's fixed cost per workgroup, paid by many more, shorter
+/// workgroups), the sum launches only 0.26 s.
+/// Other adapters (discrete, integrated, virtual, unknown) keep split-k.
+pub fn conv_kernels_for(device_type: wgpu::DeviceType) -> ConvKernels {
+    match device_type {
+        wgpu::DeviceType::Cpu => ConvKernels::TiledWhole,
+        _ => ConvKernels::Tiled,
+    }
+}
+
 /// The highest rank the index-walking kernels take (their uniforms hold 8 sizes).
 const MAX_RANK: usize = 8;
 
@@ -119,16 +138,23 @@ impl GpuBackend {
                 pipelines.push((kernel.name, *entry, pipeline));
             }
         }
+        let conv_kernels = conv_kernels_for(ctx.device_type()).into();
         Ok(Self {
             ctx,
             pipelines,
-            conv_kernels: Default::default(),
+            conv_kernels,
         })
     }
 
-    /// Which kernels later ops and [`GpuBackend::prepare`] run convolutions on (default: tiled).
+    /// Which kernels later ops and [`GpuBackend::prepare`] run convolutions on (default: the
+    /// adapter's, [`conv_kernels_for`]).
     pub fn set_conv_kernels(&self, kernels: ConvKernels) {
         self.conv_kernels.set(kernels);
+    }
+
+    /// The kernels convolutions run on now.
+    pub fn conv_kernels(&self) -> ConvKernels {
+        self.conv_kernels.get()
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -628,5 +654,19 @@ mod tests {
         let [x, y, _] = grid(count);
         assert_eq!((x, y), (65_535, 2));
         assert!(x as usize * y as usize * 256 >= count);
+    }
+
+    #[test]
+    fn software_adapters_run_convolutions_whole_and_gpus_split_them() {
+        use wgpu::DeviceType;
+        assert_eq!(conv_kernels_for(DeviceType::Cpu), ConvKernels::TiledWhole);
+        for gpu in [
+            DeviceType::DiscreteGpu,
+            DeviceType::IntegratedGpu,
+            DeviceType::VirtualGpu,
+            DeviceType::Other,
+        ] {
+            assert_eq!(conv_kernels_for(gpu), ConvKernels::Tiled, "{gpu:?}");
+        }
     }
 }
