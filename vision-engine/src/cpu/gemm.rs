@@ -45,6 +45,10 @@ impl PanelSource for Dense<'_> {
     }
 }
 
+/// The portable micro-kernel's tile: rows of A, columns of B (`NR` divides `NC`).
+const PORTABLE_MR: usize = 2;
+const PORTABLE_NR: usize = 16;
+
 /// How the output tile starts before the products are added.
 #[derive(Clone, Copy)]
 pub(crate) enum Init<'a> {
@@ -77,7 +81,10 @@ enum Kernel {
     /// 6 × 16 tiles (12 of 16 ymm registers), vectorised by LLVM.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// 4 × 8 tiles that suit 128-bit vectors (SSE2, wasm simd128).
+    /// 2 × 16 tiles of 128-bit vectors (SSE2, wasm simd128): 8 accumulators, 4 vectors of B
+    /// and one broadcast of A, 13 of 16 registers (V8 keeps one xmm as scratch). Without FMA a
+    /// multiply-add needs a temporary too, and taller tiles (4 × 8 before, 5 × 8, 6 × 8, 3 × 16,
+    /// 4 × 16) were 0-25% slower than this one in V8 (BENCHMARKS.md).
     Portable,
 }
 
@@ -119,7 +126,7 @@ impl PackedA {
             Kernel::Avx512 => pack_a::<12>(m, k, a),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => pack_a::<6>(m, k, a),
-            Kernel::Portable => pack_a::<4>(m, k, a),
+            Kernel::Portable => pack_a::<PORTABLE_MR>(m, k, a),
         };
         Self {
             kernel,
@@ -154,8 +161,12 @@ pub(crate) fn gemm_packed(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2 and FMA (`Kernel::best`).
         Kernel::Avx2 => split_columns::<16>(&job, |columns| unsafe { columns_avx2(&job, columns) }),
-        Kernel::Portable => split_columns::<8>(&job, |columns| {
-            run_columns::<4, 8, _>(&job, columns, micro_kernel::<4, 8, false>)
+        Kernel::Portable => split_columns::<PORTABLE_NR>(&job, |columns| {
+            run_columns::<PORTABLE_MR, PORTABLE_NR, _>(
+                &job,
+                columns,
+                micro_kernel::<PORTABLE_MR, PORTABLE_NR, false>,
+            )
         }),
     }
 }
