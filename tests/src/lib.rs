@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use fantoccini::{
     Client, ClientBuilder, Locator,
     actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction},
+    wd::TimeoutConfiguration,
 };
 use serde_json::{Value, json};
 use std::{
@@ -23,6 +24,9 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+/// How long one script run in the page (`eval`, `eval_async`) may take.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn required_path(var: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
@@ -222,6 +226,13 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .context("starting Chromium through chromedriver")?;
+        // A script may wait on the server: a model upload is validated by running the model once
+        // on the CPU, which in the tests' debug build took 12.6 s on this 2-core machine and
+        // passed WebDriver's default 30 s under load. The tests' own deadlines bound every wait.
+        client
+            .update_timeouts(TimeoutConfiguration::new(Some(SCRIPT_TIMEOUT), None, None))
+            .await
+            .context("setting the WebDriver script timeout")?;
         Ok(Self {
             client,
             driver,
