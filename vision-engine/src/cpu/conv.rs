@@ -5,7 +5,7 @@ use crate::Activation;
 
 use super::{
     for_each_row_chunk,
-    gemm::{Dense, Init, PackedA, PanelSource, gemm_packed},
+    gemm::{Dense, Init, NC, PackedA, PanelSource, gemm_packed},
 };
 use crate::tensor::{ShapeError, Tensor, shape_error};
 
@@ -261,6 +261,11 @@ struct Patches<'a> {
 }
 
 impl PanelSource for Patches<'_> {
+    /// Packs each row of the block (one `(channel, ky, kx)`) into a contiguous line of `nc`
+    /// values first, one output row (one input row, zeros at the padded ends) at a time, then
+    /// copies the line into the panels `NR` values at a time: the per-panel bookkeeping is then
+    /// one fixed-size copy, and the per-output-row work (clamping to the image, the copy) is done
+    /// once per output row rather than once per piece of it inside a panel.
     #[inline(always)] // Into the GEMM's loops, to share their vector width.
     fn pack<const NR: usize>(&self, rows: Range<usize>, columns: Range<usize>, dst: &mut [f32]) {
         let [h, w] = self.size;
@@ -270,81 +275,98 @@ impl PanelSource for Patches<'_> {
         let [dh, dw] = self.attrs.dilations;
         let (pt, pl) = (self.attrs.pads[0], self.attrs.pads[1]);
         let kc = rows.len();
-        // Zero the last panel's columns past the end.
         let nc = columns.len();
-        if !nc.is_multiple_of(NR) {
-            let last_panel = &mut dst[nc / NR * kc * NR..][..kc * NR];
-            for panel_row in last_panel.as_chunks_mut::<NR>().0 {
-                panel_row[nc % NR..].fill(0.0);
-            }
-        }
+        debug_assert!(nc <= NC, "a block has at most NC columns");
+        // `LINE_SLACK` past the end: the copies below write whole fixed-size pieces, whose
+        // overshoot the next output row (or the zeroing of the last panel's tail) overwrites.
+        let mut line = [0.0f32; NC + LINE_SLACK];
+        let padded = nc.next_multiple_of(NR);
         for (p, row) in rows.enumerate() {
             let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+            let plane = &self.image[ch * h * w..][..h * w];
             let x_offset = (kx * dw) as isize - pl as isize;
+            // The output columns whose input column x = ox·sw + x_offset is inside 0..w.
+            let ox_from = if x_offset < 0 {
+                x_offset.unsigned_abs().div_ceil(sw).min(ow)
+            } else {
+                0
+            };
+            let ox_to = ((w as isize - x_offset).max(0) as usize)
+                .div_ceil(sw)
+                .clamp(ox_from, ow);
             let (mut oy, mut ox) = (columns.start / ow, columns.start % ow);
             let mut j = 0;
             while j < nc {
                 // One output row: a fixed input row, read from x = ox·sw + x_offset on.
                 let run = (ow - ox).min(nc - j);
                 let y = (oy * sh + ky * dh) as isize - pt as isize;
-                let in_row = (0..h as isize)
-                    .contains(&y)
-                    .then(|| &self.image[(ch * h + y as usize) * w..][..w]);
-                // In pieces that stay inside one panel, where they are contiguous.
-                let mut t = 0;
-                while t < run {
-                    let column = j + t;
-                    let lane = column % NR;
-                    let len = (NR - lane).min(run - t);
-                    let out = &mut dst[(column / NR) * kc * NR + p * NR + lane..][..len];
-                    let x_first = ((ox + t) * sw) as isize + x_offset;
-                    match in_row {
-                        None => out.fill(0.0),
-                        Some(in_row) => fill_row_piece::<NR>(out, in_row, x_first, sw),
+                if (0..h as isize).contains(&y) {
+                    // line[j + t] for t in a..b reads the image, the rest of the run padding.
+                    let a = ox_from.clamp(ox, ox + run) - ox;
+                    let b = ox_to.clamp(ox, ox + run) - ox;
+                    if a > 0 {
+                        zero_short(&mut line, j, a);
                     }
-                    t += len;
+                    if a < b {
+                        let first = y as usize * w + (((ox + a) * sw) as isize + x_offset) as usize;
+                        let from = &plane[first..];
+                        let (to, len) = (j + a, b - a);
+                        if sw == 1 {
+                            copy_short(&mut line[to..], from, len);
+                        } else {
+                            let out = &mut line[to..to + len];
+                            for (value, &x) in out.iter_mut().zip(from.iter().step_by(sw)) {
+                                *value = x;
+                            }
+                        }
+                    }
+                    if b < run {
+                        zero_short(&mut line, j + b, run - b);
+                    }
+                } else {
+                    line[j..j + run].fill(0.0);
                 }
                 j += run;
                 ox = 0;
                 oy += 1;
             }
+            // The last panel's columns past the end are zeros.
+            if padded > nc {
+                line[nc..padded].fill(0.0);
+            }
+            for (panel, values) in line[..padded].as_chunks::<NR>().0.iter().enumerate() {
+                let out = &mut dst[panel * kc * NR + p * NR..][..NR];
+                *<&mut [f32; NR]>::try_from(out).expect("NR values") = *values;
+            }
         }
     }
 }
 
-/// `out[i] = in_row[x_first + i·stride]`, zero where that falls in the padding: the padded ends
-/// are filled apart, so the interior copies without a bounds check per value.
-#[inline(always)] // Into the packing loop, whose vector width it shares.
-fn fill_row_piece<const NR: usize>(out: &mut [f32], in_row: &[f32], x_first: isize, stride: usize) {
-    let w = in_row.len() as isize;
-    // The pieces' first and end indices inside the image: x_first + i·stride in 0..w.
-    let inside_from = if x_first < 0 {
-        x_first.unsigned_abs().div_ceil(stride).min(out.len())
+/// Room past a packed line's `NC` values for [`copy_short`]'s and [`zero_short`]'s overshoot.
+const LINE_SLACK: usize = 32;
+
+/// `line[..len] = from[..len]`, writing up to `LINE_SLACK` values more (the caller overwrites
+/// them): short copies as fixed-size moves, with no call out of wasm (`memory.copy`).
+#[inline(always)]
+fn copy_short(line: &mut [f32], from: &[f32], len: usize) {
+    if len <= 16 && from.len() >= 16 {
+        let out = <&mut [f32; 16]>::try_from(&mut line[..16]).expect("16 values");
+        *out = *<&[f32; 16]>::try_from(&from[..16]).expect("16 values");
+    } else if len <= 32 && from.len() >= 32 {
+        let out = <&mut [f32; 32]>::try_from(&mut line[..32]).expect("32 values");
+        *out = *<&[f32; 32]>::try_from(&from[..32]).expect("32 values");
     } else {
-        0
-    };
-    let inside_to = ((w - x_first).max(0) as usize)
-        .div_ceil(stride)
-        .clamp(inside_from, out.len());
-    let (before, rest) = out.split_at_mut(inside_from);
-    let (inside, after) = rest.split_at_mut(inside_to - inside_from);
-    before.fill(0.0);
-    after.fill(0.0);
-    if inside.is_empty() {
-        return;
+        line[..len].copy_from_slice(&from[..len]);
     }
-    let from = &in_row[(x_first + (inside_from * stride) as isize) as usize..];
-    if stride == 1 {
-        let from = &from[..inside.len()];
-        // A whole panel row: a fixed-size copy, i.e. vector moves, no memcpy call.
-        match <&mut [f32; NR]>::try_from(&mut *inside) {
-            Ok(whole) => *whole = *<&[f32; NR]>::try_from(from).expect("same length"),
-            Err(_) => inside.copy_from_slice(from),
-        }
+}
+
+/// `line[at..at + len] = 0`, writing up to 4 values more when `len` ≤ 4 (padding is short).
+#[inline(always)]
+fn zero_short(line: &mut [f32], at: usize, len: usize) {
+    if len <= 4 {
+        *<&mut [f32; 4]>::try_from(&mut line[at..at + 4]).expect("4 values") = [0.0; 4];
     } else {
-        for (value, &x) in inside.iter_mut().zip(from.iter().step_by(stride)) {
-            *value = x;
-        }
+        line[at..at + len].fill(0.0);
     }
 }
 

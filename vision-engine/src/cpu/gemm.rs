@@ -14,7 +14,7 @@ use crate::Activation;
 /// Depth of one packed block: an `MR` × `KC` panel of A stays in L1.
 const KC: usize = 256;
 /// Columns of one packed block: a `KC` × `NC` block of B stays in L2.
-const NC: usize = 256;
+pub(super) const NC: usize = 256;
 /// Below this many multiply-adds, starting a thread costs more than it saves.
 const MIN_WORK_PER_THREAD: usize = 1 << 18;
 
