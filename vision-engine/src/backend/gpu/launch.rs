@@ -298,19 +298,20 @@ const CONV_INPUT_OFFSET_WORD: usize = 22;
 /// The `pads.w` word of the convolution kernels' `Params`: slices of a split-k reduction.
 const CONV_SLICES_WORD: usize = 23;
 
-/// Which kernels a GPU backend runs its convolutions on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which kernels a GPU backend runs its convolutions on. A backend starts with its adapter's
+/// choice (`conv_kernels_for`): `Tiled` on GPUs, `TiledWhole` on software adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvKernels {
     /// One invocation per output value (`conv2d.wgsl`): the simple reference.
     Direct,
-    /// Implicit GEMM (`conv_gemm.wgsl`), its tiling picked per layer shape; depthwise layers
-    /// stay direct.
-    #[default]
+    /// Implicit GEMM (`conv_gemm.wgsl`), its tiling picked per layer shape and its reduction
+    /// split along k where the layer has too few workgroups to fill a GPU; depthwise layers stay
+    /// direct.
     Tiled,
     /// Implicit GEMM with one tiling of `kernels::CONV_TILINGS` for every layer, never split
     /// (for tests and measurements of each tiling).
     Tiling(usize),
-    /// Tiling picked per layer, never split along k (the kernels before split-k, to measure it).
+    /// Tiling picked per layer, never split along k: what software adapters run.
     TiledWhole,
     /// One tiling for every layer, its reduction split into `slices` (for tests).
     Split { tiling: usize, slices: u32 },

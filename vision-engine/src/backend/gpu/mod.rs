@@ -55,8 +55,9 @@ const KERNELS: [(Kernel, usize); 20] = [
 /// an H100's 132 multiprocessors: on a GPU the slices run side by side. A software adapter
 /// (`DeviceType::Cpu`: Chromium's SwiftShader WebGPU, lavapipe) runs workgroups on a few CPU
 /// threads, which the whole layers already keep busy, so the slices gain no parallelism and
-/// cost time: there the same tilings run whole (`ConvKernels::TiledWhole`). Measured in headless Chromium's SwiftShader on a 2-core
-/// AMD EPYC (BENCHMARKS.md, `webbench --gpu-conv tiled,whole`, one session): LineCheck's 320
+/// cost time: there the same tilings run whole (`ConvKernels::TiledWhole`). Measured in headless
+/// Chromium's SwiftShader on a 2-core AMD EPYC (BENCHMARKS.md, `webbench --gpu-conv
+/// tiled,whole`, one session): LineCheck's 320
 /// model 9.92 s split, 5.51 s whole; the split convolutions themselves took 2.6x their whole
 /// time (most likely SwiftShader's fixed cost per workgroup, paid by many more, shorter
 /// workgroups), the sum launches only 0.26 s.

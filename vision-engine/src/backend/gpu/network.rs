@@ -1107,6 +1107,14 @@ mod tests {
     /// keeps run: a write evicts the values it overlaps, and every read must find the value it
     /// expects still in a region that holds it. A view renames (part of) its input; a Concat's
     /// inputs in their slices must be there already. No launch may read and write one buffer.
+    /// `launch` of `step` as the resident network binds it under `plan`: an operand in its
+    /// output's buffer read through the output binding.
+    fn as_bound(step: &Step, launch: &Launch, plan: &BufferPlan) -> Launch {
+        let mut launch = launch.clone();
+        read_through_output(step, &mut launch, |v| plan.buffer(v));
+        launch
+    }
+
     fn replay(network: &Network, plans: &[OpPlan], plan: &BufferPlan) {
         let len = |v: usize| network.value_shapes[v].iter().product::<usize>().max(1);
         let region = |v: usize| {
@@ -1139,8 +1147,7 @@ mod tests {
                 }
             }
             for launch in op_plan.launches.iter().filter(|l| plan.runs(step, l)) {
-                let mut launch = launch.clone();
-                read_through_output(step, &mut launch, |v| plan.buffer(v));
+                let launch = as_bound(step, launch, plan);
                 let written = bound_value(step, &launch.output).map(|v| plan.buffer(v));
                 for input in launch.inputs.iter().filter_map(|b| bound_value(step, b)) {
                     assert_ne!(
@@ -1366,8 +1373,7 @@ mod tests {
                 };
                 assert_eq!(plan.buffer(step.outputs[0]), plan.buffer(concat));
                 for launch in &op_plan.launches {
-                    let mut launch = launch.clone();
-                    read_through_output(step, &mut launch, |v| plan.buffer(v));
+                    let launch = as_bound(step, launch, &plan);
                     for (j, operand) in step.inputs.iter().enumerate() {
                         if let Operand::Value(v) = *operand
                             && plan.buffer(v) == plan.buffer(concat)
@@ -1398,11 +1404,7 @@ mod tests {
                         .launches
                         .iter()
                         .filter(|l| plan.runs(step, l))
-                        .map(|l| {
-                            let mut launch = l.clone();
-                            read_through_output(step, &mut launch, |v| plan.buffer(v));
-                            launch.entry
-                        })
+                        .map(|l| as_bound(step, l, &plan).entry)
                 })
                 .filter(|&entry| entry == "add_from_out")
                 .count();
