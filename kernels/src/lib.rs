@@ -25,12 +25,21 @@ pub struct Kernel {
     /// compiles such a kernel without the counter wgpu otherwise adds to every loop against
     /// endless ones: on an H200 that counter cost 15% of YOLOv8n's GPU time (BENCHMARKS.md).
     pub counted_loops: bool,
+    /// Whether the kernel multiplies on the GPU's matrix units (wgpu's experimental cooperative
+    /// matrices, 16x16x16 in f16 with f32 sums, in subgroups of 32): it compiles only on a device
+    /// opened with them (`GpuContext::tensor_cores`).
+    pub tensor_cores: bool,
 }
+
+/// The directives a kernel with `tensor_cores` starts with (before the precision's preamble; WGSL
+/// takes a repeated `enable`).
+const TENSOR_CORE_ENABLES: &str = "enable f16;\nenable wgpu_cooperative_matrix;\n";
 
 impl Kernel {
     /// The WGSL to compile for tensors of `precision`.
     pub fn source(&self, precision: Precision) -> String {
-        format!("{}{}", precision.preamble(), self.body)
+        let enables = if self.tensor_cores { TENSOR_CORE_ENABLES } else { "" };
+        format!("{enables}{}{}", precision.preamble(), self.body)
     }
 }
 
@@ -100,6 +109,7 @@ macro_rules! kernel {
             body: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
             entry_points: &[$($entry),+],
             counted_loops: $counted,
+            tensor_cores: false,
         };
     };
 }
@@ -135,10 +145,10 @@ fn put(i: u32, v: f32) { partials_f32[i] = v; }
 }
 
 macro_rules! conv_gemm_kernel {
-    ($m:literal, $n:literal, $k:literal, $output:ident, $suffix:literal) => {
+    ($file:literal, $m:literal, $n:literal, $k:literal, $output:ident, $suffix:literal, $tensor_cores:literal) => {
         Kernel {
-            name: concat!("conv_gemm.wgsl ", $m, "x", $n, "x", $k, $suffix),
-            file: "conv_gemm.wgsl",
+            name: concat!($file, " ", $m, "x", $n, "x", $k, $suffix),
+            file: $file,
             body: concat!(
                 include_str!("../wgsl/common.wgsl"),
                 "const TILE_M: u32 = ",
@@ -149,19 +159,23 @@ macro_rules! conv_gemm_kernel {
                 $k,
                 "u;\n",
                 conv_gemm_output!($output),
-                include_str!("../wgsl/conv_gemm.wgsl")
+                include_str!(concat!("../wgsl/", $file))
             ),
             entry_points: &["main"],
             counted_loops: true,
+            tensor_cores: $tensor_cores,
         }
     };
 }
 
 macro_rules! conv_gemm {
     ($name:ident, $m:literal, $n:literal, $k:literal) => {
+        conv_gemm!($name, "conv_gemm.wgsl", $m, $n, $k, false);
+    };
+    ($name:ident, $file:literal, $m:literal, $n:literal, $k:literal, $tensor_cores:literal) => {
         pub const $name: ConvTiling = ConvTiling {
-            kernel: conv_gemm_kernel!($m, $n, $k, whole, ""),
-            split_kernel: conv_gemm_kernel!($m, $n, $k, split, " split-k"),
+            kernel: conv_gemm_kernel!($file, $m, $n, $k, whole, "", $tensor_cores),
+            split_kernel: conv_gemm_kernel!($file, $m, $n, $k, split, " split-k", $tensor_cores),
             tile_m: $m,
             tile_n: $n,
             tile_k: $k,
@@ -178,6 +192,9 @@ conv_gemm!(CONV_GEMM_32X32, 32, 32, 8);
 
 /// Every tiling of the implicit-GEMM convolution, the engine picks one per layer.
 pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
+
+// The 64x64 tiling's loads, its products on matrix units (conv_coop.wgsl).
+conv_gemm!(CONV_COOP_64X64, "conv_coop.wgsl", 64, 64, 16, true);
 
 kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
 kernel!(
@@ -218,6 +235,8 @@ pub const ALL: &[Kernel] = &[
     CONV_GEMM_64X64.split_kernel,
     CONV_GEMM_32X32.kernel,
     CONV_GEMM_32X32.split_kernel,
+    CONV_COOP_64X64.kernel,
+    CONV_COOP_64X64.split_kernel,
     DECODE_BOXES,
     GATHER,
     GATHER_ELEMENTS,
@@ -243,10 +262,15 @@ mod tests {
         let name = format!("{} ({})", kernel.name, precision.name());
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-        let capabilities = match precision {
+        let mut capabilities = match precision {
             Precision::F32 => naga::valid::Capabilities::empty(),
             Precision::F16 => naga::valid::Capabilities::SHADER_FLOAT16,
         };
+        if kernel.tensor_cores {
+            capabilities |= naga::valid::Capabilities::SHADER_FLOAT16
+                | naga::valid::Capabilities::COOPERATIVE_MATRIX
+                | naga::valid::Capabilities::SUBGROUP;
+        }
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
@@ -432,6 +456,7 @@ mod tests {
             body: "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
             entry_points: &["main"],
             counted_loops: true,
+            tensor_cores: false,
         };
         for precision in Precision::ALL {
             assert!(std::panic::catch_unwind(|| validate(&broken, precision)).is_err());

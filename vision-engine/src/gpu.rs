@@ -56,13 +56,35 @@ pub struct GpuContext {
     adapter: AdapterSummary,
     device_type: wgpu::DeviceType,
     precision: Precision,
+    tensor_cores: bool,
+}
+
+/// What a device needs to run the convolutions' products on matrix units (`tensor_cores` kernels
+/// of the kernels crate): wgpu's experimental cooperative matrices, f16 in shaders, subgroups.
+const TENSOR_CORE_FEATURES: wgpu::Features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// Whether `adapter` multiplies 16x16x16 blocks of f16 into f32 sums in subgroups of exactly 32
+/// invocations, as the tensor-core kernels assume (NVIDIA's since Volta, natively on Vulkan).
+fn has_tensor_cores(adapter: &wgpu::Adapter) -> bool {
+    let info = adapter.get_info();
+    adapter.features().contains(TENSOR_CORE_FEATURES)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
 }
 
 /// The features a device with tensors in `precision` must be opened with, on an adapter with
-/// `available` features.
+/// `available` features (and matrix units where `tensor_cores`).
 fn device_features(
     available: wgpu::Features,
     precision: Precision,
+    tensor_cores: bool,
 ) -> Result<wgpu::Features, String> {
     if precision == Precision::F16 && !available.contains(wgpu::Features::SHADER_F16) {
         return Err(
@@ -74,6 +96,9 @@ fn device_features(
     let mut features = available & wgpu::Features::TIMESTAMP_QUERY;
     if precision == Precision::F16 {
         features |= wgpu::Features::SHADER_F16;
+    }
+    if tensor_cores {
+        features |= TENSOR_CORE_FEATURES;
     }
     Ok(features)
 }
@@ -110,8 +135,9 @@ impl GpuContext {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        let required_features =
-            device_features(adapter.features(), precision).map_err(|reason| {
+        let tensor_cores = has_tensor_cores(&adapter);
+        let required_features = device_features(adapter.features(), precision, tensor_cores)
+            .map_err(|reason| {
                 EngineError::DeviceRequest {
                     adapter: summary.name.clone(),
                     reason,
@@ -122,6 +148,15 @@ impl GpuContext {
                 label: Some("linecheck"),
                 required_features,
                 required_limits: wgpu::Limits::default(),
+                // SAFETY: wgpu marks cooperative matrices experimental (its implementation may
+                // still have bugs). Only the tensor-core convolution uses them, on the one
+                // configuration the adapter lists and the kernel needs; its output is checked
+                // against the CPU reference on every such adapter measured (BENCHMARKS.md).
+                experimental_features: if tensor_cores {
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await
@@ -135,6 +170,7 @@ impl GpuContext {
             adapter: summary,
             device_type: info.device_type,
             precision,
+            tensor_cores,
         })
     }
 
@@ -146,6 +182,12 @@ impl GpuContext {
     /// wgpu reports a fallback adapter such as Chromium's SwiftShader as `Cpu`).
     pub fn device_type(&self) -> wgpu::DeviceType {
         self.device_type
+    }
+
+    /// Whether the device was opened with matrix units for the convolutions' products (the
+    /// kernels crate's `tensor_cores` kernels compile on it).
+    pub fn tensor_cores(&self) -> bool {
+        self.tensor_cores
     }
 
     /// The element type of every tensor on this device.
@@ -226,17 +268,22 @@ mod tests {
     fn f16_runs_only_where_the_adapter_has_shader_f16() {
         let with_f16 = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
         let without = wgpu::Features::TIMESTAMP_QUERY;
-        let features = device_features(with_f16, Precision::F16).unwrap();
+        let features = device_features(with_f16, Precision::F16, false).unwrap();
         assert!(features.contains(wgpu::Features::SHADER_F16));
-        let err = device_features(without, Precision::F16).unwrap_err();
+        let err = device_features(without, Precision::F16, false).unwrap_err();
         assert!(err.contains("shader-f16"), "{err}");
         // f32: no f16 feature requested, even where it exists.
         for available in [with_f16, without] {
             assert_eq!(
-                device_features(available, Precision::F32).unwrap(),
+                device_features(available, Precision::F32, false).unwrap(),
                 wgpu::Features::TIMESTAMP_QUERY
             );
         }
+        // Matrix units bring f16 in shaders with them, whatever the tensors' precision.
+        assert_eq!(
+            device_features(with_f16, Precision::F32, true).unwrap(),
+            wgpu::Features::TIMESTAMP_QUERY | TENSOR_CORE_FEATURES
+        );
     }
 
     #[test]

@@ -49,16 +49,10 @@ fn relative_error(out: &Tensor, expected: &Tensor) -> f64 {
     (diff / norm).sqrt()
 }
 
-fn assert_close(
-    backend: &impl Backend,
-    precision: Precision,
-    what: &str,
-    out: &Tensor,
-    expected: &Tensor,
-) {
+fn assert_close(backend: &impl Backend, tolerance: f64, what: &str, out: &Tensor, expected: &Tensor) {
     let err = relative_error(out, expected);
     assert!(
-        err <= tolerance(precision),
+        err <= tolerance,
         "{} {what}: relative error {err:e}",
         backend.name()
     );
@@ -103,6 +97,15 @@ async fn empty_input_gives_empty_output(backend: &impl Backend, _: Precision) {
 }
 
 async fn conv_matches_the_reference(backend: &impl Backend, precision: Precision) {
+    conv_matches_the_reference_within(backend, precision, tolerance(precision)).await;
+}
+
+/// `conv_matches_the_reference` with tensors in `precision` and results within `tolerance`.
+async fn conv_matches_the_reference_within(
+    backend: &impl Backend,
+    precision: Precision,
+    tolerance: f64,
+) {
     let mut rng = StdRng::seed_from_u64(21);
     // (C, H, W, M, k, stride, pad, dilation, group): stem, 1x1, depthwise, dilated grouped; then
     // shapes past every GPU tile size in channels, pixels and reduction (none a multiple of a
@@ -155,7 +158,7 @@ async fn conv_matches_the_reference(backend: &impl Backend, precision: Precision
             }
             assert_close(
                 backend,
-                precision,
+                tolerance,
                 &format!("Conv {:?} {activation:?}", (c, h, w, m, k, s, p, d, g)),
                 &out,
                 &expected,
@@ -167,7 +170,7 @@ async fn conv_matches_the_reference(backend: &impl Backend, precision: Precision
             .unwrap();
         assert_close(
             backend,
-            precision,
+            tolerance,
             "Conv without bias",
             &out,
             &cpu::conv2d(&x, &weight, None, &attrs).unwrap(),
@@ -212,7 +215,7 @@ async fn binary_ops_match_the_reference(backend: &impl Backend, precision: Preci
             let out = backend.binary(op, &a, &b).await.unwrap();
             assert_close(
                 backend,
-                precision,
+                tolerance(precision),
                 &format!("{op:?} {sa:?} {sb:?}"),
                 &out,
                 &cpu::binary(op, &a, &b).unwrap(),
@@ -305,7 +308,7 @@ async fn softmax_and_matmul_match_the_reference(backend: &impl Backend, precisio
     for axis in [2, -1, 0] {
         assert_close(
             backend,
-            precision,
+            tolerance(precision),
             &format!("Softmax axis {axis}"),
             &backend.softmax(&x, axis).await.unwrap(),
             &cpu::softmax(&x, axis).unwrap(),
@@ -323,7 +326,7 @@ async fn softmax_and_matmul_match_the_reference(backend: &impl Backend, precisio
         );
         assert_close(
             backend,
-            precision,
+            tolerance(precision),
             &format!("MatMul {sa:?} {sb:?}"),
             &backend.matmul(&a, &b).await.unwrap(),
             &cpu::matmul(&a, &b).unwrap(),
@@ -606,6 +609,33 @@ fn every_gpu_conv_kernel_matches_the_reference() {
                 gpu.set_conv_kernels(choice);
                 conv_matches_the_reference(&gpu, precision).await;
             }
+        }
+    });
+}
+
+/// The convolution with its products on matrix units (f16 factors, f32 sums), whole and split,
+/// on f32 tensors within f16's tolerance. Adapters without matrix units wgpu can use (lavapipe,
+/// so CI) skip it, saying so, unless `LINECHECK_REQUIRE_TENSOR_CORES` is set, as on the GPU
+/// machine (BENCHMARKS.md), where their absence fails it.
+#[test]
+fn tensor_core_convolutions_match_the_reference() {
+    pollster::block_on(async {
+        let gpu = GpuBackend::new().await.expect(NEEDS_ADAPTER);
+        let adapter = gpu.context().adapter().to_string();
+        if !gpu.context().tensor_cores() {
+            assert!(
+                std::env::var_os("LINECHECK_REQUIRE_TENSOR_CORES").is_none(),
+                "{adapter} has no matrix units wgpu can use"
+            );
+            eprintln!("skipped: {adapter} has no matrix units wgpu can use");
+            return;
+        }
+        for every_layer in [false, true] {
+            let choice = ConvKernels::TensorCores { every_layer };
+            eprintln!("conv kernels: {choice:?} on {adapter}");
+            gpu.set_conv_kernels(choice);
+            conv_matches_the_reference_within(&gpu, Precision::F32, tolerance(Precision::F16))
+                .await;
         }
     });
 }

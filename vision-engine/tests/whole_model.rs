@@ -137,6 +137,31 @@ fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident_in_both_precisions() {
     });
 }
 
+/// The resident network with its convolutions' products on matrix units (f16 factors, f32 sums)
+/// against ONNX Runtime within f16's tolerance. Skipped, saying so, on adapters without matrix
+/// units wgpu can use (lavapipe) unless `LINECHECK_REQUIRE_TENSOR_CORES` is set (GPU machine).
+#[test]
+fn gpu_network_on_tensor_cores_matches_onnx_runtime() {
+    pollster::block_on(async {
+        let network = network();
+        let gpu = GpuBackend::new().await.expect(NEEDS_ADAPTER);
+        let adapter = gpu.context().adapter().to_string();
+        if !gpu.context().tensor_cores() {
+            assert!(
+                std::env::var_os("LINECHECK_REQUIRE_TENSOR_CORES").is_none(),
+                "{adapter} has no matrix units wgpu can use"
+            );
+            eprintln!("skipped: {adapter} has no matrix units wgpu can use");
+            return;
+        }
+        for every_layer in [false, true] {
+            gpu.set_conv_kernels(ConvKernels::TensorCores { every_layer });
+            let prepared = gpu.prepare(&network).unwrap();
+            support::matches_onnx_runtime(&prepared, &Tolerance::of(Precision::F16)).await;
+        }
+    });
+}
+
 #[test]
 fn gpu_letterbox_matches_the_cpu_reference_in_both_precisions() {
     pollster::block_on(async {

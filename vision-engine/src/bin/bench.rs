@@ -40,6 +40,10 @@ mod cli {
         Tiled,
         /// Implicit GEMM, tiling chosen per layer, never split along k.
         Whole,
+        /// As tiled, the 64x64 layers' products on matrix units (tensor cores).
+        Coop,
+        /// As tiled, every tiled layer's products on matrix units.
+        CoopAll,
     }
 
     /// Times a detector on the engine and on ONNX Runtime (CPU) and prints a table.
@@ -188,6 +192,15 @@ mod cli {
                 gpu.set_conv_kernels(match (args.conv, args.tiling) {
                     (ConvChoice::Direct, _) => ConvKernels::Direct,
                     (ConvChoice::Whole, _) => ConvKernels::TiledWhole,
+                    (ConvChoice::Coop | ConvChoice::CoopAll, _) if !gpu.context().tensor_cores() => {
+                        return Err(format!(
+                            "--conv {:?}: {} has no matrix units wgpu can use",
+                            args.conv,
+                            gpu.context().adapter()
+                        ));
+                    }
+                    (ConvChoice::Coop, _) => ConvKernels::TensorCores { every_layer: false },
+                    (ConvChoice::CoopAll, _) => ConvKernels::TensorCores { every_layer: true },
                     (ConvChoice::Tiled, None) => ConvKernels::Tiled,
                     (ConvChoice::Tiled, Some(i)) if i < kernels::CONV_TILINGS.len() => {
                         ConvKernels::Tiling(i)

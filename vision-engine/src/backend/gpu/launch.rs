@@ -315,6 +315,10 @@ pub enum ConvKernels {
     TiledWhole,
     /// One tiling for every layer, its reduction split into `slices` (for tests).
     Split { tiling: usize, slices: u32 },
+    /// As `Tiled`, with the 64x64 tiling's products on matrix units (`kernels::CONV_COOP_64X64`,
+    /// f16 factors, f32 sums), where the device has them (`GpuContext::tensor_cores`); on
+    /// `every_layer` also for the layers `Tiled` gives 32x32 tiles.
+    TensorCores { every_layer: bool },
 }
 
 /// Workgroups a convolution should spread over before it is split along k: enough for two on
@@ -477,6 +481,13 @@ pub(super) fn plan(
                 ConvKernels::Direct => None,
                 _ if c_per_group == 1 && m_per_group == 1 => None,
                 ConvKernels::Tiled | ConvKernels::TiledWhole => Some(choose_tiling(w[2] * w[3], k)),
+                ConvKernels::TensorCores { every_layer } => Some(
+                    if every_layer || choose_tiling(w[2] * w[3], k).tile_m == 64 {
+                        kernels::CONV_COOP_64X64
+                    } else {
+                        kernels::CONV_GEMM_32X32
+                    },
+                ),
                 ConvKernels::Tiling(i) | ConvKernels::Split { tiling: i, .. } => {
                     Some(kernels::CONV_TILINGS[i])
                 }
@@ -521,7 +532,7 @@ pub(super) fn plan(
             ];
             let k_tiles = to_u32(op, k.div_ceil(t.tile_k as usize))?;
             let slices = match conv_kernels {
-                ConvKernels::Tiled => {
+                ConvKernels::Tiled | ConvKernels::TensorCores { .. } => {
                     let fit = scratch_limit / (count.max(1) as u64 * 4);
                     choose_slices(tiles.iter().product(), k_tiles)
                         .min(u32::try_from(fit).unwrap_or(u32::MAX))

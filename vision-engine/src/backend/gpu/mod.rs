@@ -26,7 +26,7 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 20] = [
+const KERNELS: [(Kernel, usize); 22] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
@@ -34,6 +34,8 @@ const KERNELS: [(Kernel, usize); 20] = [
     (kernels::CONV_GEMM_64X64.split_kernel, 4),
     (kernels::CONV_GEMM_32X32.kernel, 4),
     (kernels::CONV_GEMM_32X32.split_kernel, 4),
+    (kernels::CONV_COOP_64X64.kernel, 4),
+    (kernels::CONV_COOP_64X64.split_kernel, 4),
     (kernels::DECODE_BOXES, 1),
     (kernels::GATHER, 2),
     (kernels::GATHER_ELEMENTS, 2),
@@ -103,6 +105,9 @@ impl GpuBackend {
         let device = &ctx.device;
         let mut pipelines = Vec::new();
         for (kernel, inputs) in KERNELS {
+            if kernel.tensor_cores && !ctx.tensor_cores() {
+                continue;
+            }
             let checks = wgpu::ShaderRuntimeChecks {
                 force_loop_bounding: !kernel.counted_loops,
                 ..wgpu::ShaderRuntimeChecks::checked()
