@@ -38,7 +38,11 @@ const TENSOR_CORE_ENABLES: &str = "enable f16;\nenable wgpu_cooperative_matrix;\
 impl Kernel {
     /// The WGSL to compile for tensors of `precision`.
     pub fn source(&self, precision: Precision) -> String {
-        let enables = if self.tensor_cores { TENSOR_CORE_ENABLES } else { "" };
+        let enables = if self.tensor_cores {
+            TENSOR_CORE_ENABLES
+        } else {
+            ""
+        };
         format!("{enables}{}{}", precision.preamble(), self.body)
     }
 }
@@ -97,6 +101,10 @@ pub const ELEMENTWISE_WORKGROUP_SIZE: u32 = 256;
 
 /// The helpers every kernel starts with.
 pub const COMMON_FILE: &str = "common.wgsl";
+
+/// What the implicit-GEMM convolutions share (Params, bindings, loads): part of their kernels,
+/// not a kernel.
+pub const CONV_LOADS_FILE: &str = "conv_loads.wgsl";
 
 macro_rules! kernel {
     ($name:ident, $file:literal, [$($entry:literal),+]) => {
@@ -159,6 +167,7 @@ macro_rules! conv_gemm_kernel {
                 $k,
                 "u;\n",
                 conv_gemm_output!($output),
+                include_str!("../wgsl/conv_loads.wgsl"),
                 include_str!(concat!("../wgsl/", $file))
             ),
             entry_points: &["main"],
@@ -193,7 +202,9 @@ conv_gemm!(CONV_GEMM_32X32, 32, 32, 8);
 /// Every tiling of the implicit-GEMM convolution, the engine picks one per layer.
 pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
 
-// The 64x64 tiling's loads, its products on matrix units (conv_coop.wgsl).
+// The 64x64 tiling with its products on matrix units (conv_coop.wgsl): what convolutions run on
+// where the device has them (`ConvKernels::TensorCores`). On an H100 it beat the f32 kernels on
+// the 32x32 layers too (BENCHMARKS.md), so it has no smaller tiling.
 conv_gemm!(CONV_COOP_64X64, "conv_coop.wgsl", 64, 64, 16, true);
 
 kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
@@ -347,7 +358,7 @@ mod tests {
 
     #[test]
     fn every_conv_tiling_fits_its_invocations() {
-        for t in CONV_TILINGS {
+        for t in CONV_TILINGS.into_iter().chain([CONV_COOP_64X64]) {
             let invocations = (t.tile_m / 4) * (t.tile_n / 4);
             assert!(invocations <= 256, "{}", t.kernel.name);
             // Four weights and four patch values per invocation, in whole vec4 rows.
@@ -442,7 +453,9 @@ mod tests {
         let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.ends_with(".wgsl") && name != COMMON_FILE)
+            .filter(|name| {
+                name.ends_with(".wgsl") && name != COMMON_FILE && name != CONV_LOADS_FILE
+            })
             .collect();
         let listed: BTreeSet<String> = ALL.iter().map(|k| k.file.to_string()).collect();
         assert_eq!(on_disk, listed);

@@ -137,11 +137,9 @@ impl GpuContext {
         };
         let tensor_cores = has_tensor_cores(&adapter);
         let required_features = device_features(adapter.features(), precision, tensor_cores)
-            .map_err(|reason| {
-                EngineError::DeviceRequest {
-                    adapter: summary.name.clone(),
-                    reason,
-                }
+            .map_err(|reason| EngineError::DeviceRequest {
+                adapter: summary.name.clone(),
+                reason,
             })?;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

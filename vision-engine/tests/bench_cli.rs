@@ -43,8 +43,9 @@ fn prints_a_row_for_the_gpu_with_its_memory_and_a_profile() {
     assert!(ok, "{stderr}");
     let rows = rows(&stdout);
     assert_eq!(rows.len(), 1, "{stdout}");
+    // lavapipe, a software adapter, runs its own choice of kernels: whole layers.
     assert!(
-        rows[0].starts_with("| ours, GPU (tiled conv) |"),
+        rows[0].starts_with("| ours, GPU (tiled, whole) |"),
         "{stdout}"
     );
     assert!(rows[0].ends_with(" MB |"), "activation memory: {stdout}");

@@ -49,7 +49,13 @@ fn relative_error(out: &Tensor, expected: &Tensor) -> f64 {
     (diff / norm).sqrt()
 }
 
-fn assert_close(backend: &impl Backend, tolerance: f64, what: &str, out: &Tensor, expected: &Tensor) {
+fn assert_close(
+    backend: &impl Backend,
+    tolerance: f64,
+    what: &str,
+    out: &Tensor,
+    expected: &Tensor,
+) {
     let err = relative_error(out, expected);
     assert!(
         err <= tolerance,
@@ -614,7 +620,7 @@ fn every_gpu_conv_kernel_matches_the_reference() {
 }
 
 /// The convolution with its products on matrix units (f16 factors, f32 sums), whole and split,
-/// on f32 tensors within f16's tolerance. Adapters without matrix units wgpu can use (lavapipe,
+/// on tensors of both precisions within f16's tolerance. Adapters without matrix units wgpu can use (lavapipe,
 /// so CI) skip it, saying so, unless `LINECHECK_REQUIRE_TENSOR_CORES` is set, as on the GPU
 /// machine (BENCHMARKS.md), where their absence fails it.
 #[test]
@@ -630,26 +636,33 @@ fn tensor_core_convolutions_match_the_reference() {
             eprintln!("skipped: {adapter} has no matrix units wgpu can use");
             return;
         }
-        for every_layer in [false, true] {
-            let choice = ConvKernels::TensorCores { every_layer };
-            eprintln!("conv kernels: {choice:?} on {adapter}");
-            gpu.set_conv_kernels(choice);
-            conv_matches_the_reference_within(&gpu, Precision::F32, tolerance(Precision::F16))
-                .await;
+        for precision in Precision::ALL {
+            let gpu = GpuBackend::with_precision(precision).await.unwrap();
+            gpu.set_conv_kernels(ConvKernels::TensorCores);
+            conv_matches_the_reference_within(&gpu, precision, tolerance(Precision::F16)).await;
         }
     });
 }
 
 conformance_suite!(cpu_backend, CpuBackend, Precision::F32);
+/// The GPU backend in `precision` with its f32 arithmetic throughout: on an adapter with matrix
+/// units, whose convolutions would multiply in f16, the kernels of one without
+/// (`tensor_core_convolutions_match_the_reference` checks those).
+async fn gpu_with_f32_arithmetic(precision: Precision) -> GpuBackend {
+    let gpu = GpuBackend::with_precision(precision)
+        .await
+        .expect(NEEDS_ADAPTER);
+    gpu.set_conv_kernels(gpu.f32_conv_kernels());
+    gpu
+}
+
 conformance_suite!(
     gpu_backend,
-    GpuBackend::new().await.expect(NEEDS_ADAPTER),
+    gpu_with_f32_arithmetic(Precision::F32).await,
     Precision::F32
 );
 conformance_suite!(
     gpu_backend_f16,
-    GpuBackend::with_precision(Precision::F16)
-        .await
-        .expect(NEEDS_ADAPTER),
+    gpu_with_f32_arithmetic(Precision::F16).await,
     Precision::F16
 );

@@ -133,7 +133,9 @@ def main():
     (args.out / onnx_path.name).write_bytes(onnx_path.read_bytes())
 
     log(args.out, f"## YOLOv8n {args.imgsz}x{args.imgsz}, fp32, batch 1")
-    log(args.out, bench(args, onnx_path, [], "tiled"))
+    log(args.out, bench(args, onnx_path, [], "auto"))
+    log(args.out, "\n### the f32 kernels of GPUs without matrix units (split-k)")
+    log(args.out, bench(args, onnx_path, ["--conv", "tiled", "--no-peer"], "tiled"))
     if args.f16:
         log(args.out, f"\n## YOLOv8n {args.imgsz}x{args.imgsz}, f16 tensors (f32 arithmetic), batch 1")
         log(args.out, bench(args, onnx_path, ["--precision", "f16", "--no-peer"], "f16"))

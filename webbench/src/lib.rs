@@ -85,23 +85,6 @@ fn conv_kernels(gpu: &GpuBackend, conv: &str) -> Result<ConvKernels, JsError> {
     })
 }
 
-/// What the GPU's convolutions run on, for the bench's table: "tiled, split-k", "whole",
-/// "64x64x16 tiles", ...
-fn describe(conv: ConvKernels) -> String {
-    match conv {
-        ConvKernels::Tiled => "tiled, split-k".into(),
-        ConvKernels::TiledWhole => "tiled, whole".into(),
-        ConvKernels::Direct => "direct".into(),
-        ConvKernels::Tiling(i) => format!("{} whole", kernels::CONV_TILINGS[i].kernel.name),
-        ConvKernels::Split { tiling, slices } => {
-            format!(
-                "{} in {slices} slices",
-                kernels::CONV_TILINGS[tiling].kernel.name
-            )
-        }
-    }
-}
-
 /// Opens the WebGPU device and creates every pipeline, with convolutions on the kernels `conv`
 /// names ([`conv_kernels`]); returns the adapter's description.
 #[wasm_bindgen]
@@ -118,7 +101,7 @@ pub fn gpu_conv_kernels() -> Result<String, JsError> {
     let gpu = GPU
         .get()
         .ok_or_else(|| error("no GPU backend: call start_gpu first"))?;
-    Ok(describe(gpu.conv_kernels()))
+    Ok(gpu.conv_kernels().to_string())
 }
 
 /// Makes the parsed model ready to run on `backend` ("gpu": weights uploaded and every launch

@@ -19,7 +19,7 @@ use web_sys::{
 /// The network on the backend it runs on. The detector and GPU backend are leaked on purpose:
 /// they live as long as the worker, and `GpuNetwork` borrows both.
 enum Runner {
-    Gpu(GpuNetwork<'static>),
+    Gpu(Box<GpuNetwork<'static>>),
     Cpu(CpuNetwork<'static>),
 }
 
@@ -276,7 +276,7 @@ async fn load(
         Ok(gpu) => {
             let gpu: &'static GpuBackend = Box::leak(Box::new(gpu));
             let prepared = gpu.prepare(detector.network()).map_err(|e| e.to_string())?;
-            let on_gpu = leak_engine(Runner::Gpu(prepared));
+            let on_gpu = leak_engine(Runner::Gpu(Box::new(prepared)));
             if preferred == Some(BackendKind::Gpu) {
                 on_gpu
             } else {
@@ -328,7 +328,7 @@ impl Engine {
         let result = match &self.runner {
             Runner::Gpu(network) => {
                 self.detector
-                    .detect(network, rgba, width, height, self.options.get())
+                    .detect(&**network, rgba, width, height, self.options.get())
                     .await
             }
             Runner::Cpu(network) => {

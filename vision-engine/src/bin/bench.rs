@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p vision-engine --bin bench -- --model M.onnx [--backend gpu|cpu]
-//!     [--precision f32|f16] [--runs N] [--warmup N] [--threads N] [--conv direct|tiled|whole]
+//!     [--precision f32|f16] [--runs N] [--warmup N] [--threads N] [--conv auto|direct|tiled|whole|tensor-cores]
 //!     [--frame 1280x720]
 //!     [--profile] [--no-peer]
 //! ```
@@ -34,16 +34,17 @@ mod cli {
 
     #[derive(Debug, Clone, Copy, ValueEnum)]
     enum ConvChoice {
+        /// The adapter's own choice (`conv_kernels_for`).
+        Auto,
         /// One invocation per output value: the reference kernel.
         Direct,
         /// Implicit GEMM, tiling and split-k chosen per layer.
         Tiled,
         /// Implicit GEMM, tiling chosen per layer, never split along k.
         Whole,
-        /// As tiled, the 64x64 layers' products on matrix units (tensor cores).
-        Coop,
-        /// As tiled, every tiled layer's products on matrix units.
-        CoopAll,
+        /// As tiled, every tiled layer on 64x64 tiles with its products on matrix units (tensor
+        /// cores: f16 factors, f32 sums).
+        TensorCores,
     }
 
     /// Times a detector on the engine and on ONNX Runtime (CPU) and prints a table.
@@ -67,7 +68,7 @@ mod cli {
         #[arg(long)]
         threads: Option<usize>,
         /// The GPU's convolution kernels.
-        #[arg(long, value_enum, default_value = "tiled")]
+        #[arg(long, value_enum, default_value = "auto")]
         conv: ConvChoice,
         /// Forces one tiling of `kernels::CONV_TILINGS` (by index) on every tiled convolution.
         #[arg(long)]
@@ -189,29 +190,33 @@ mod cli {
                 let gpu = GpuBackend::with_precision(args.precision)
                     .await
                     .map_err(|e| e.to_string())?;
-                gpu.set_conv_kernels(match (args.conv, args.tiling) {
-                    (ConvChoice::Direct, _) => ConvKernels::Direct,
-                    (ConvChoice::Whole, _) => ConvKernels::TiledWhole,
-                    (ConvChoice::Coop | ConvChoice::CoopAll, _) if !gpu.context().tensor_cores() => {
-                        return Err(format!(
-                            "--conv {:?}: {} has no matrix units wgpu can use",
-                            args.conv,
-                            gpu.context().adapter()
-                        ));
-                    }
-                    (ConvChoice::Coop, _) => ConvKernels::TensorCores { every_layer: false },
-                    (ConvChoice::CoopAll, _) => ConvKernels::TensorCores { every_layer: true },
-                    (ConvChoice::Tiled, None) => ConvKernels::Tiled,
-                    (ConvChoice::Tiled, Some(i)) if i < kernels::CONV_TILINGS.len() => {
+                let conv_kernels = match (args.conv, args.tiling) {
+                    (ConvChoice::Auto | ConvChoice::Tiled, Some(i))
+                        if i < kernels::CONV_TILINGS.len() =>
+                    {
                         ConvKernels::Tiling(i)
                     }
-                    (ConvChoice::Tiled, Some(i)) => {
+                    (_, Some(i)) => {
                         return Err(format!(
-                            "--tiling {i}: there are {} tilings",
+                            "--tiling {i}: there are {} tilings of the tiled kernels",
                             kernels::CONV_TILINGS.len()
                         ));
                     }
-                });
+                    (ConvChoice::Auto, None) => gpu.conv_kernels(),
+                    (ConvChoice::Direct, None) => ConvKernels::Direct,
+                    (ConvChoice::Tiled, None) => ConvKernels::Tiled,
+                    (ConvChoice::Whole, None) => ConvKernels::TiledWhole,
+                    (ConvChoice::TensorCores, None) if gpu.context().tensor_cores() => {
+                        ConvKernels::TensorCores
+                    }
+                    (ConvChoice::TensorCores, None) => {
+                        return Err(format!(
+                            "--conv tensor-cores: {} has no matrix units wgpu can use",
+                            gpu.context().adapter()
+                        ));
+                    }
+                };
+                gpu.set_conv_kernels(conv_kernels);
                 let pipelines_ms = ms(backend_started);
                 let prepare_started = Instant::now();
                 let prepared = gpu.prepare(network).map_err(|e| e.to_string())?;
@@ -250,10 +255,7 @@ mod cli {
                     print_profile(&prepared, args).await?;
                 }
                 Row {
-                    runtime: format!(
-                        "ours, GPU ({} conv)",
-                        format!("{:?}", args.conv).to_lowercase()
-                    ),
+                    runtime: format!("ours, GPU ({conv_kernels})"),
                     device: gpu.context().adapter().to_string(),
                     precision: gpu.precision().name().into(),
                     cold_ms: parse_ms + pipelines_ms + prepare_ms + first_ms,

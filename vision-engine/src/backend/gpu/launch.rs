@@ -299,7 +299,8 @@ const CONV_INPUT_OFFSET_WORD: usize = 22;
 const CONV_SLICES_WORD: usize = 23;
 
 /// Which kernels a GPU backend runs its convolutions on. A backend starts with its adapter's
-/// choice (`conv_kernels_for`): `Tiled` on GPUs, `TiledWhole` on software adapters.
+/// choice (`conv_kernels_for`): `TensorCores` on GPUs with matrix units wgpu can use, `Tiled` on
+/// other GPUs, `TiledWhole` on software adapters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvKernels {
     /// One invocation per output value (`conv2d.wgsl`): the simple reference.
@@ -315,10 +316,30 @@ pub enum ConvKernels {
     TiledWhole,
     /// One tiling for every layer, its reduction split into `slices` (for tests).
     Split { tiling: usize, slices: u32 },
-    /// As `Tiled`, with the 64x64 tiling's products on matrix units (`kernels::CONV_COOP_64X64`,
-    /// f16 factors, f32 sums), where the device has them (`GpuContext::tensor_cores`); on
-    /// `every_layer` also for the layers `Tiled` gives 32x32 tiles.
-    TensorCores { every_layer: bool },
+    /// As `Tiled`, every tiled layer on 64x64 tiles with their products on matrix units
+    /// (`kernels::CONV_COOP_64X64`: f16 factors, f32 sums); only on a device opened with them
+    /// (`GpuContext::tensor_cores`). Measured on an H100 (BENCHMARKS.md), this beat keeping the
+    /// 32x32 layers on `Tiled`'s kernels.
+    TensorCores,
+}
+
+/// What the convolutions run on, as the benchmarks' tables name it: "tiled, split-k",
+/// "conv_gemm.wgsl 64x64x16 whole", ...
+impl std::fmt::Display for ConvKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ConvKernels::Direct => write!(f, "direct"),
+            ConvKernels::Tiled => write!(f, "tiled, split-k"),
+            ConvKernels::TiledWhole => write!(f, "tiled, whole"),
+            ConvKernels::Tiling(i) => write!(f, "{} whole", kernels::CONV_TILINGS[i].kernel.name),
+            ConvKernels::Split { tiling, slices } => write!(
+                f,
+                "{} in {slices} slices",
+                kernels::CONV_TILINGS[tiling].kernel.name
+            ),
+            ConvKernels::TensorCores => write!(f, "tensor cores, split-k"),
+        }
+    }
 }
 
 /// Workgroups a convolution should spread over before it is split along k: enough for two on
@@ -481,13 +502,7 @@ pub(super) fn plan(
                 ConvKernels::Direct => None,
                 _ if c_per_group == 1 && m_per_group == 1 => None,
                 ConvKernels::Tiled | ConvKernels::TiledWhole => Some(choose_tiling(w[2] * w[3], k)),
-                ConvKernels::TensorCores { every_layer } => Some(
-                    if every_layer || choose_tiling(w[2] * w[3], k).tile_m == 64 {
-                        kernels::CONV_COOP_64X64
-                    } else {
-                        kernels::CONV_GEMM_32X32
-                    },
-                ),
+                ConvKernels::TensorCores => Some(kernels::CONV_COOP_64X64),
                 ConvKernels::Tiling(i) | ConvKernels::Split { tiling: i, .. } => {
                     Some(kernels::CONV_TILINGS[i])
                 }
@@ -532,7 +547,7 @@ pub(super) fn plan(
             ];
             let k_tiles = to_u32(op, k.div_ceil(t.tile_k as usize))?;
             let slices = match conv_kernels {
-                ConvKernels::Tiled | ConvKernels::TensorCores { .. } => {
+                ConvKernels::Tiled | ConvKernels::TensorCores => {
                     let fit = scratch_limit / (count.max(1) as u64 * 4);
                     choose_slices(tiles.iter().product(), k_tiles)
                         .min(u32::try_from(fit).unwrap_or(u32::MAX))

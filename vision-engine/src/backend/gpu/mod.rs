@@ -51,7 +51,12 @@ const KERNELS: [(Kernel, usize); 22] = [
     (kernels::TOP_K, 1),
 ];
 
-/// The convolution kernels a backend starts with on an adapter of `device_type`.
+/// The convolution kernels a backend starts with on an adapter of `device_type`, opened with
+/// matrix units or not (`tensor_cores`).
+///
+/// Matrix units (`ConvKernels::TensorCores`) took YOLOv8n at 640 from 1.70 to 1.40 ms of GPU
+/// time on an H100 (BENCHMARKS.md); their f16 factors are the precision PyTorch's default TF32
+/// convolutions run at.
 ///
 /// Split-k (`ConvKernels::Tiled`) spreads a layer with few workgroups over more of them, sized for
 /// an H100's 132 multiprocessors: on a GPU the slices run side by side. A software adapter
@@ -64,9 +69,10 @@ const KERNELS: [(Kernel, usize); 22] = [
 /// time (most likely SwiftShader's fixed cost per workgroup, paid by many more, shorter
 /// workgroups), the sum launches only 0.26 s.
 /// Other adapters (discrete, integrated, virtual, unknown) keep split-k.
-pub fn conv_kernels_for(device_type: wgpu::DeviceType) -> ConvKernels {
+pub fn conv_kernels_for(device_type: wgpu::DeviceType, tensor_cores: bool) -> ConvKernels {
     match device_type {
         wgpu::DeviceType::Cpu => ConvKernels::TiledWhole,
+        _ if tensor_cores => ConvKernels::TensorCores,
         _ => ConvKernels::Tiled,
     }
 }
@@ -144,7 +150,7 @@ impl GpuBackend {
                 pipelines.push((kernel.name, *entry, pipeline));
             }
         }
-        let conv_kernels = conv_kernels_for(ctx.device_type()).into();
+        let conv_kernels = conv_kernels_for(ctx.device_type(), ctx.tensor_cores()).into();
         Ok(Self {
             ctx,
             pipelines,
@@ -156,6 +162,12 @@ impl GpuBackend {
     /// adapter's, [`conv_kernels_for`]).
     pub fn set_conv_kernels(&self, kernels: ConvKernels) {
         self.conv_kernels.set(kernels);
+    }
+
+    /// The kernels this adapter would run convolutions on without matrix units: f32 products
+    /// throughout, as the CPU reference computes them (for checks within f32's rounding).
+    pub fn f32_conv_kernels(&self) -> ConvKernels {
+        conv_kernels_for(self.ctx.device_type(), false)
     }
 
     /// The kernels convolutions run on now.
@@ -665,14 +677,24 @@ mod tests {
     #[test]
     fn software_adapters_run_convolutions_whole_and_gpus_split_them() {
         use wgpu::DeviceType;
-        assert_eq!(conv_kernels_for(DeviceType::Cpu), ConvKernels::TiledWhole);
+        for tensor_cores in [false, true] {
+            assert_eq!(
+                conv_kernels_for(DeviceType::Cpu, tensor_cores),
+                ConvKernels::TiledWhole
+            );
+        }
         for gpu in [
             DeviceType::DiscreteGpu,
             DeviceType::IntegratedGpu,
             DeviceType::VirtualGpu,
             DeviceType::Other,
         ] {
-            assert_eq!(conv_kernels_for(gpu), ConvKernels::Tiled, "{gpu:?}");
+            assert_eq!(conv_kernels_for(gpu, false), ConvKernels::Tiled, "{gpu:?}");
+            assert_eq!(
+                conv_kernels_for(gpu, true),
+                ConvKernels::TensorCores,
+                "{gpu:?}"
+            );
         }
     }
 }

@@ -1,0 +1,160 @@
+// What the implicit-GEMM convolutions (conv_gemm.wgsl, conv_coop.wgsl) share: their Params and
+// bindings, where a workgroup's tile and slice of the reduction lie, and how an invocation loads
+// its four weights and four patch values of each tile of k. Not a kernel of its own: the kernels
+// crate puts it before each of those files, after the tile sizes.
+//
+// A patch value's place in the input comes from the layer's tap table (binding 3, made by the
+// plan): for each k, the input channel's offset and the tap's (dy, dx). Dividing k by the taps
+// and the tap by the kernel width here, per loaded value, cost more integer work than the
+// products it feeds.
+
+// (TILE_M / 4) x (TILE_N / 4) invocations, each loading four weights and four patch values of
+// every tile: TILE_M = 4 x invocations / TILE_K and TILE_K = 4 x invocations / TILE_N.
+const THREADS: u32 = TILE_M * TILE_N / 16u;
+const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K; // TILE_M / 4
+const PATCH_ROW_STEP: u32 = THREADS / TILE_N;  // TILE_K / 4
+
+struct Params {
+    count: u32,
+    activation: u32, // 0 none, 1 sigmoid, 2 silu
+    has_bias: u32,
+    out_offset: u32,   // where the output starts in `out` (a slice of a concatenation)
+    input: vec4<u32>,  // N, C, H, W
+    output: vec4<u32>, // N, M, OH, OW
+    kernel: vec4<u32>, // kH, kW, C/group, M/group
+    steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
+    pads: vec4<u32>,   // top, left, the input's offset in `input`, slices of k (split-k)
+}
+
+@group(0) @binding(0) var<storage, read> input: array<Elem>;
+@group(0) @binding(1) var<storage, read> weight: array<Elem>;
+@group(0) @binding(2) var<storage, read> bias: array<Elem>;
+// Per k, two words: the input channel's offset (channel x H x W), then (dy << 16) | dx, the tap's
+// offsets in rows and columns (dilation included).
+@group(0) @binding(3) var<storage, read> taps_table: array<u32>;
+// Binding 4, the sums' destination, and `put` come from the variant's preamble.
+@group(0) @binding(5) var<uniform> params: Params;
+
+// Values summed per output: read from the uniform, so that browsers' uniformity analysis sees the
+// loop around the barriers run the same number of times in every invocation (a private copy
+// would not be seen so, and the pipeline would fail in Chromium).
+fn reduction_length() -> u32 {
+    return params.kernel.z * params.kernel.x * params.kernel.y;
+}
+
+// What every load of this invocation needs, set once by `start`.
+var<private> weight_base: u32;
+var<private> input_base: u32;
+var<private> pointwise: bool;
+var<private> weight_m: u32;     // the first of this invocation's weight rows
+var<private> weight_k: u32;     // its column of every weight tile
+var<private> patch_k: u32;      // the first of its patch rows
+var<private> patch_pixel: u32;  // its column of every patch tile
+var<private> iy0: i32;
+var<private> ix0: i32;
+
+// A workgroup's part of the convolution: its image and group, its slice of the reduction (all of
+// it unless split), and the corner of its output tile.
+struct Work {
+    n: u32,
+    g: u32,
+    slice: u32,
+    k_begin: u32,
+    k_end: u32,
+    m0: u32, // output channels m0 .. m0 + TILE_M of group g
+    p0: u32, // output pixels p0 .. p0 + TILE_N
+}
+
+// Grid: x over pixel tiles, y over channel tiles of one group, z over slices of k x batch x
+// groups. Sets this invocation's loads up (the private variables above).
+fn start(wg: vec3<u32>, lid: u32) -> Work {
+    let m_per_group = params.kernel.w;
+    let groups = params.output.y / m_per_group;
+    let k_total = reduction_length();
+    let images = params.output.x * groups; // batch x groups
+    var work: Work;
+    work.slice = wg.z / images;
+    work.n = (wg.z % images) / groups;
+    work.g = wg.z % groups;
+    // This workgroup's k tiles: all, or its slice of them (the last slices may be empty).
+    let k_tiles = (k_total + TILE_K - 1u) / TILE_K;
+    let slices = max(params.pads.w, 1u);
+    let tiles_per_slice = (k_tiles + slices - 1u) / slices;
+    work.k_begin = min(work.slice * tiles_per_slice, k_tiles) * TILE_K;
+    work.k_end = min(work.k_begin + tiles_per_slice * TILE_K, k_total);
+    work.m0 = wg.y * TILE_M;
+    work.p0 = wg.x * TILE_N;
+
+    let h = params.input.z;
+    let w = params.input.w;
+    let ow = params.output.w;
+    weight_base = work.g * m_per_group * k_total;
+    input_base = params.pads.z + (work.n * params.input.y + work.g * params.kernel.z) * h * w;
+    // A 1x1 convolution with unit steps and no padding reads its patches as rows of the input.
+    pointwise = params.kernel.x * params.kernel.y == 1u
+        && all(params.steps.xy == vec2<u32>(1u)) && params.pads.x == 0u && params.pads.y == 0u;
+    // Weights: rows weight_m + i WEIGHT_ROW_STEP, column weight_k; patch values: rows
+    // patch_k + i PATCH_ROW_STEP of column patch_pixel (i = 0..3).
+    weight_k = lid % TILE_K;
+    weight_m = work.m0 + lid / TILE_K;
+    patch_k = lid / TILE_N;
+    patch_pixel = work.p0 + lid % TILE_N;
+    iy0 = i32((patch_pixel / ow) * params.steps.x) - i32(params.pads.x);
+    ix0 = i32((patch_pixel % ow) * params.steps.y) - i32(params.pads.y);
+    return work;
+}
+
+fn load_weight(m: u32, k: u32) -> f32 {
+    let k_total = reduction_length();
+    if m < params.kernel.w && k < k_total {
+        return f32(weight[weight_base + m * k_total + k]);
+    }
+    return 0.0;
+}
+
+// Value k of the patch of this invocation's pixel; zero outside the image (padding).
+fn load_patch(k: u32) -> f32 {
+    let pixels = params.output.z * params.output.w;
+    if patch_pixel >= pixels || k >= reduction_length() {
+        return 0.0;
+    }
+    if pointwise {
+        return f32(input[input_base + k * pixels + patch_pixel]);
+    }
+    let channel = taps_table[2u * k];
+    let tap = taps_table[2u * k + 1u];
+    // Negative rows and columns wrap to large values: one unsigned comparison each.
+    let y = u32(iy0 + i32(tap >> 16u));
+    let x = u32(ix0 + i32(tap & 0xffffu));
+    if y < params.input.z && x < params.input.w {
+        return f32(input[input_base + channel + y * params.input.w + x]);
+    }
+    return 0.0;
+}
+
+// This invocation's four weights and four patch values of the tile at k0, named, never an array
+// indexed in a loop (measured on an H100: arrays indexed in loops ran 3x slower than the direct
+// kernel). Issued together, they are in flight while the tile before is multiplied.
+struct Loads {
+    weights: vec4<f32>,
+    patches: vec4<f32>,
+}
+
+fn load_tile(k0: u32) -> Loads {
+    let k = k0 + weight_k;
+    let x = k0 + patch_k;
+    return Loads(
+        vec4<f32>(
+            load_weight(weight_m, k),
+            load_weight(weight_m + WEIGHT_ROW_STEP, k),
+            load_weight(weight_m + 2u * WEIGHT_ROW_STEP, k),
+            load_weight(weight_m + 3u * WEIGHT_ROW_STEP, k),
+        ),
+        vec4<f32>(
+            load_patch(x),
+            load_patch(x + PATCH_ROW_STEP),
+            load_patch(x + 2u * PATCH_ROW_STEP),
+            load_patch(x + 3u * PATCH_ROW_STEP),
+        ),
+    );
+}
