@@ -44,6 +44,20 @@ pub(crate) fn output_size(
     (stride > 0 && padded >= span).then(|| (padded - span) / stride + 1)
 }
 
+/// The output columns `ox` in `0..ow` whose input column `ox · stride + x_offset` is inside
+/// `0..w` (a window's tap at offset `x_offset` from its output column, padding before it).
+pub(super) fn columns_inside(x_offset: isize, stride: usize, w: usize, ow: usize) -> Range<usize> {
+    let from = if x_offset < 0 {
+        x_offset.unsigned_abs().div_ceil(stride).min(ow)
+    } else {
+        0
+    };
+    let to = ((w as isize - x_offset).max(0) as usize)
+        .div_ceil(stride)
+        .clamp(from, ow);
+    from..to
+}
+
 /// Checks a convolution's operands and returns its output shape `[N, M, OH, OW]`.
 pub(crate) fn conv2d_output_shape(
     input: &[usize],
@@ -285,15 +299,10 @@ impl PanelSource for Patches<'_> {
             let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let plane = &self.image[ch * h * w..][..h * w];
             let x_offset = (kx * dw) as isize - pl as isize;
-            // The output columns whose input column x = ox·sw + x_offset is inside 0..w.
-            let ox_from = if x_offset < 0 {
-                x_offset.unsigned_abs().div_ceil(sw).min(ow)
-            } else {
-                0
-            };
-            let ox_to = ((w as isize - x_offset).max(0) as usize)
-                .div_ceil(sw)
-                .clamp(ox_from, ow);
+            let Range {
+                start: ox_from,
+                end: ox_to,
+            } = columns_inside(x_offset, sw, w, ow);
             let (mut oy, mut ox) = (columns.start / ow, columns.start % ow);
             let mut j = 0;
             while j < nc {
