@@ -1,5 +1,5 @@
 use super::{
-    conv::{columns_inside, output_size},
+    conv::{columns_inside, output_size, row_taps},
     for_each_row_chunk,
 };
 use crate::tensor::{ShapeError, Tensor, shape_error};
@@ -65,9 +65,7 @@ pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeErro
     let &[_, _, h, w] = input.shape() else {
         unreachable!("checked NCHW")
     };
-    let [kh, kw] = attrs.kernel;
     let [sh, sw] = attrs.strides;
-    let [dh, dw] = attrs.dilations;
     let (pt, pl) = (attrs.pads[0], attrs.pads[1]);
     let mut output = Tensor::zeros(vec![n, c, oh, ow]);
     for_each_row_chunk(output.data_mut(), oh * ow, |first_plane, planes| {
@@ -75,29 +73,24 @@ pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeErro
             let plane = &input.data()[(first_plane + p) * h * w..][..h * w];
             for (oy, out_row) in out.chunks_mut(ow).enumerate() {
                 out_row.fill(f32::NEG_INFINITY);
-                for ky in 0..kh {
-                    let y = (oy * sh + ky * dh) as isize - pt as isize;
-                    if y < 0 || y >= h as isize {
+                let top = (oy * sh) as isize - pt as isize;
+                for (_, in_row, x_offset) in
+                    row_taps(plane, [h, w], top, attrs.kernel, attrs.dilations, pl)
+                {
+                    let inside = columns_inside(x_offset, sw, w, ow);
+                    if inside.is_empty() {
                         continue;
                     }
-                    let in_row = &plane[y as usize * w..][..w];
-                    for kx in 0..kw {
-                        let x_offset = (kx * dw) as isize - pl as isize;
-                        let inside = columns_inside(x_offset, sw, w, ow);
-                        if inside.is_empty() {
-                            continue;
+                    let first = (inside.start * sw) as isize + x_offset;
+                    let reads = &in_row[first as usize..];
+                    let best = &mut out_row[inside];
+                    if sw == 1 {
+                        for (best, &x) in best.iter_mut().zip(reads) {
+                            *best = best.max(x);
                         }
-                        let first = (inside.start * sw) as isize + x_offset;
-                        let reads = &in_row[first as usize..];
-                        let best = &mut out_row[inside];
-                        if sw == 1 {
-                            for (best, &x) in best.iter_mut().zip(reads) {
-                                *best = best.max(x);
-                            }
-                        } else {
-                            for (best, &x) in best.iter_mut().zip(reads.iter().step_by(sw)) {
-                                *best = best.max(x);
-                            }
+                    } else {
+                        for (best, &x) in best.iter_mut().zip(reads.iter().step_by(sw)) {
+                            *best = best.max(x);
                         }
                     }
                 }
