@@ -44,6 +44,20 @@ pub(crate) fn output_size(
     (stride > 0 && padded >= span).then(|| (padded - span) / stride + 1)
 }
 
+/// The output columns `ox` in `0..ow` whose input column `ox · stride + x_offset` is inside
+/// `0..w` (a window's tap at offset `x_offset` from its output column, padding before it).
+pub(super) fn columns_inside(x_offset: isize, stride: usize, w: usize, ow: usize) -> Range<usize> {
+    let from = if x_offset < 0 {
+        x_offset.unsigned_abs().div_ceil(stride).min(ow)
+    } else {
+        0
+    };
+    let to = ((w as isize - x_offset).max(0) as usize)
+        .div_ceil(stride)
+        .clamp(from, ow);
+    from..to
+}
+
 /// Checks a convolution's operands and returns its output shape `[N, M, OH, OW]`.
 pub(crate) fn conv2d_output_shape(
     input: &[usize],
@@ -285,15 +299,10 @@ impl PanelSource for Patches<'_> {
             let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let plane = &self.image[ch * h * w..][..h * w];
             let x_offset = (kx * dw) as isize - pl as isize;
-            // The output columns whose input column x = ox·sw + x_offset is inside 0..w.
-            let ox_from = if x_offset < 0 {
-                x_offset.unsigned_abs().div_ceil(sw).min(ow)
-            } else {
-                0
-            };
-            let ox_to = ((w as isize - x_offset).max(0) as usize)
-                .div_ceil(sw)
-                .clamp(ox_from, ow);
+            let Range {
+                start: ox_from,
+                end: ox_to,
+            } = columns_inside(x_offset, sw, w, ow);
             let (mut oy, mut ox) = (columns.start / ow, columns.start % ow);
             let mut j = 0;
             while j < nc {
@@ -370,6 +379,30 @@ fn zero_short(line: &mut [f32], at: usize, len: usize) {
     }
 }
 
+/// The taps of a sliding window over one output row of a `[h, w]` plane whose input rows are
+/// inside it, in window order: the window's top at input row `top` (`oy · stride - top pad`),
+/// its `kh × kw` taps `[dh, dw]` apart, its left `pl` columns before `ox · stride`. Each tap as
+/// (its index `ky · kw + kx`, its input row, its column offset from `ox · stride`).
+pub(super) fn row_taps(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    top: isize,
+    [kh, kw]: [usize; 2],
+    [dh, dw]: [usize; 2],
+    pl: usize,
+) -> impl Iterator<Item = (usize, &[f32], isize)> {
+    (0..kh)
+        .filter_map(move |ky| {
+            let y = top + (ky * dh) as isize;
+            (0..h as isize)
+                .contains(&y)
+                .then(|| (ky, &plane[y as usize * w..][..w]))
+        })
+        .flat_map(move |(ky, in_row)| {
+            (0..kw).map(move |kx| (ky * kw + kx, in_row, (kx * dw) as isize - pl as isize))
+        })
+}
+
 /// Depthwise convolution: each output channel convolves its own input channel; channels are
 /// spread over the cores.
 #[allow(clippy::too_many_arguments)] // The convolution's operands and sizes, one each.
@@ -396,19 +429,14 @@ fn depthwise(
             plane.fill(bias.map_or(0.0, |b| b[channel]));
             let kernel = &weight[channel * kh * kw..][..kh * kw];
             for (oy, out_row) in plane.chunks_mut(ow).enumerate() {
-                for ky in 0..kh {
-                    let y = (oy * sh + ky * dh) as isize - pt as isize;
-                    if y < 0 || y >= h as isize {
-                        continue;
-                    }
-                    let in_row = &image[y as usize * w..][..w];
-                    for kx in 0..kw {
-                        let k_value = kernel[ky * kw + kx];
-                        for (ox, out) in out_row.iter_mut().enumerate() {
-                            let x = (ox * sw + kx * dw) as isize - pl as isize;
-                            if x >= 0 && x < w as isize {
-                                *out += k_value * in_row[x as usize];
-                            }
+                let top = (oy * sh) as isize - pt as isize;
+                let taps = row_taps(image, [h, w], top, [kh, kw], [dh, dw], pl);
+                for (tap, in_row, x_offset) in taps {
+                    let k_value = kernel[tap];
+                    for (ox, out) in out_row.iter_mut().enumerate() {
+                        let x = (ox * sw) as isize + x_offset;
+                        if x >= 0 && x < w as isize {
+                            *out += k_value * in_row[x as usize];
                         }
                     }
                 }

@@ -1,4 +1,7 @@
-use super::{conv::output_size, for_each_row_chunk};
+use super::{
+    conv::{columns_inside, output_size, row_taps},
+    for_each_row_chunk,
+};
 use crate::tensor::{ShapeError, Tensor, shape_error};
 
 /// ONNX `MaxPool` attributes for 2-D inputs (`ceil_mode` 0; padding never wins a maximum).
@@ -54,35 +57,42 @@ pub(crate) fn max_pool2d_output_shape(
     }
 }
 
+/// ONNX `MaxPool`, an output row at a time: for each tap of the window, the maximum so far of
+/// the row's outputs that read inside the image, taken over contiguous input (strided for
+/// stride > 1) so that it vectorises. Each output still takes its taps in window order.
 pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeError> {
     let [n, c, oh, ow] = max_pool2d_output_shape(input.shape(), attrs)?;
     let &[_, _, h, w] = input.shape() else {
         unreachable!("checked NCHW")
     };
-    let [kh, kw] = attrs.kernel;
     let [sh, sw] = attrs.strides;
-    let [dh, dw] = attrs.dilations;
     let (pt, pl) = (attrs.pads[0], attrs.pads[1]);
     let mut output = Tensor::zeros(vec![n, c, oh, ow]);
     for_each_row_chunk(output.data_mut(), oh * ow, |first_plane, planes| {
         for (p, out) in planes.chunks_mut(oh * ow).enumerate() {
             let plane = &input.data()[(first_plane + p) * h * w..][..h * w];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best = f32::NEG_INFINITY;
-                    for ky in 0..kh {
-                        let y = (oy * sh + ky * dh) as isize - pt as isize;
-                        if y < 0 || y >= h as isize {
-                            continue;
+            for (oy, out_row) in out.chunks_mut(ow).enumerate() {
+                out_row.fill(f32::NEG_INFINITY);
+                let top = (oy * sh) as isize - pt as isize;
+                for (_, in_row, x_offset) in
+                    row_taps(plane, [h, w], top, attrs.kernel, attrs.dilations, pl)
+                {
+                    let inside = columns_inside(x_offset, sw, w, ow);
+                    if inside.is_empty() {
+                        continue;
+                    }
+                    let first = (inside.start * sw) as isize + x_offset;
+                    let reads = &in_row[first as usize..];
+                    let best = &mut out_row[inside];
+                    if sw == 1 {
+                        for (best, &x) in best.iter_mut().zip(reads) {
+                            *best = best.max(x);
                         }
-                        for kx in 0..kw {
-                            let x = (ox * sw + kx * dw) as isize - pl as isize;
-                            if x >= 0 && x < w as isize {
-                                best = best.max(plane[y as usize * w + x as usize]);
-                            }
+                    } else {
+                        for (best, &x) in best.iter_mut().zip(reads.iter().step_by(sw)) {
+                            *best = best.max(x);
                         }
                     }
-                    out[oy * ow + ox] = best;
                 }
             }
         }

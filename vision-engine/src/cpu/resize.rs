@@ -104,19 +104,28 @@ pub fn resize_nearest(
     let in_shape = input.shape();
     let maps = resize_maps(in_shape, output_shape, scales, transform, rounding)?;
     let in_strides = strides(in_shape);
-    let mut output = Tensor::zeros(output_shape.to_vec());
-    let mut index = vec![0usize; output_shape.len()];
-    for value in output.data_mut() {
-        let offset: usize = index
+    let Some((column_map, outer_maps)) = maps.split_last() else {
+        return Ok(input.clone()); // A scalar.
+    };
+    let (outer_shape, in_row_len) = (
+        &output_shape[..outer_maps.len()],
+        in_shape[outer_maps.len()],
+    );
+    // Output row by output row: the input row found once per row, then one read per value.
+    let mut data = Vec::with_capacity(output_shape.iter().product());
+    let mut index = vec![0usize; outer_shape.len()];
+    for _ in 0..outer_shape.iter().product::<usize>() {
+        let first: usize = index
             .iter()
-            .zip(&maps)
+            .zip(outer_maps)
             .zip(&in_strides)
             .map(|((&i, map), stride)| map[i] * stride)
             .sum();
-        *value = input.data()[offset];
-        advance(&mut index, output_shape);
+        let in_row = &input.data()[first..][..in_row_len];
+        data.extend(column_map.iter().map(|&x| in_row[x]));
+        advance(&mut index, outer_shape);
     }
-    Ok(output)
+    Tensor::new(output_shape.to_vec(), data)
 }
 
 /// Steps a row-major multi-index by one element.
