@@ -9,6 +9,9 @@
 //!
 //! The GPU suite fails, rather than skips, when no adapter is found: CI installs lavapipe.
 
+#[path = "support/tensor_cores.rs"]
+mod tensor_cores;
+
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use vision_engine::{
     Activation, Backend, ConvKernels, CpuBackend, EngineError, GpuBackend, Precision, Tensor,
@@ -620,25 +623,15 @@ fn every_gpu_conv_kernel_matches_the_reference() {
 }
 
 /// The convolution with its products on matrix units (f16 factors, f32 sums), whole and split,
-/// on tensors of both precisions within f16's tolerance. Adapters without matrix units wgpu can use (lavapipe,
-/// so CI) skip it, saying so, unless `LINECHECK_REQUIRE_TENSOR_CORES` is set, as on the GPU
-/// machine (BENCHMARKS.md), where their absence fails it.
+/// on tensors of both precisions within f16's tolerance; skipped, saying so, on adapters without
+/// them unless required (`tensor_cores::gpu_on_tensor_cores`).
 #[test]
 fn tensor_core_convolutions_match_the_reference() {
     pollster::block_on(async {
-        let gpu = GpuBackend::new().await.expect(NEEDS_ADAPTER);
-        let adapter = gpu.context().adapter().to_string();
-        if !gpu.context().tensor_cores() {
-            assert!(
-                std::env::var_os("LINECHECK_REQUIRE_TENSOR_CORES").is_none(),
-                "{adapter} has no matrix units wgpu can use"
-            );
-            eprintln!("skipped: {adapter} has no matrix units wgpu can use");
-            return;
-        }
         for precision in Precision::ALL {
-            let gpu = GpuBackend::with_precision(precision).await.unwrap();
-            gpu.set_conv_kernels(ConvKernels::TensorCores);
+            let Some(gpu) = tensor_cores::gpu_on_tensor_cores(precision).await else {
+                return;
+            };
             conv_matches_the_reference_within(&gpu, precision, tolerance(Precision::F16)).await;
         }
     });

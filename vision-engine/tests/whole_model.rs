@@ -5,6 +5,8 @@
 //! machine (`tools/ultralytics_parity.py`, results in PARITY.md).
 
 mod support;
+#[path = "support/tensor_cores.rs"]
+mod tensor_cores;
 
 use support::{
     ANCHORS, CLASSES, ORT_OUTPUTS, Tolerance, max_class_score_difference, network, relative_error,
@@ -138,23 +140,15 @@ fn gpu_backend_matches_onnx_runtime_op_by_op_and_resident_in_both_precisions() {
 }
 
 /// The resident network with its convolutions' products on matrix units (f16 factors, f32 sums)
-/// against ONNX Runtime within f16's tolerance. Skipped, saying so, on adapters without matrix
-/// units wgpu can use (lavapipe) unless `LINECHECK_REQUIRE_TENSOR_CORES` is set (GPU machine).
+/// against ONNX Runtime within f16's tolerance; skipped, saying so, on adapters without them
+/// unless required (`tensor_cores::gpu_on_tensor_cores`).
 #[test]
 fn gpu_network_on_tensor_cores_matches_onnx_runtime() {
     pollster::block_on(async {
-        let network = network();
-        let gpu = GpuBackend::new().await.expect(NEEDS_ADAPTER);
-        let adapter = gpu.context().adapter().to_string();
-        if !gpu.context().tensor_cores() {
-            assert!(
-                std::env::var_os("LINECHECK_REQUIRE_TENSOR_CORES").is_none(),
-                "{adapter} has no matrix units wgpu can use"
-            );
-            eprintln!("skipped: {adapter} has no matrix units wgpu can use");
+        let Some(gpu) = tensor_cores::gpu_on_tensor_cores(Precision::F32).await else {
             return;
-        }
-        gpu.set_conv_kernels(ConvKernels::TensorCores);
+        };
+        let network = network();
         let prepared = gpu.prepare(&network).unwrap();
         support::matches_onnx_runtime(&prepared, &Tolerance::of(Precision::F16)).await;
     });

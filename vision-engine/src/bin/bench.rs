@@ -196,10 +196,18 @@ mod cli {
                     {
                         ConvKernels::Tiling(i)
                     }
-                    (_, Some(i)) => {
+                    (ConvChoice::Auto | ConvChoice::Tiled, Some(i)) => {
                         return Err(format!(
                             "--tiling {i}: there are {} tilings of the tiled kernels",
                             kernels::CONV_TILINGS.len()
+                        ));
+                    }
+                    (conv, Some(_)) => {
+                        return Err(format!(
+                            "--tiling picks a tiling of the tiled kernels, not of --conv {}",
+                            conv.to_possible_value()
+                                .expect("no variant is skipped")
+                                .get_name()
                         ));
                     }
                     (ConvChoice::Auto, None) => gpu.conv_kernels(),
