@@ -17,6 +17,7 @@ use crate::{
     wake_lock,
 };
 use chrono::{DateTime, Utc};
+use gloo_timers::future::TimeoutFuture;
 use idb::Database;
 use protocol::{ModelAssignment, ModelRef, Outcome};
 use std::rc::Rc;
@@ -29,6 +30,9 @@ enum Screen {
     Setup,
     Review,
 }
+
+/// How long a camera that failed to start or stopped is left before it is tried again.
+const CAMERA_RETRY_MS: u32 = 3_000;
 
 /// The lowest score any class fails at: the detector need not report boxes below it.
 fn lowest_threshold(settings: &StationSettings) -> f32 {
@@ -106,6 +110,7 @@ pub fn app() -> Html {
     });
     let frame = use_state(|| None::<FrameView>);
     let live_problem = use_state(|| None::<String>);
+    let camera = use_state(|| None::<web_sys::HtmlVideoElement>);
     let cameras = use_state(Vec::new);
     let sw_status = use_state(|| ServiceWorkerStatus::Registering);
     let screen = use_state(|| Screen::Inspect);
@@ -115,32 +120,64 @@ pub fn app() -> Html {
     // The camera settings the running camera was opened with.
     let opened_camera = use_mut_ref(|| None::<(Option<String>, (u32, u32))>);
 
+    // Keeps the camera of the current settings open for the page's life: a camera that fails to
+    // start (busy, not yet plugged in) or stops (unplugged) is tried again every few seconds.
     let open_camera = {
-        let (live_problem, cameras, opened_camera) =
-            (live_problem.clone(), cameras.clone(), opened_camera.clone());
+        let (live_problem, cameras, opened_camera, frame, camera) = (
+            live_problem.clone(),
+            cameras.clone(),
+            opened_camera.clone(),
+            frame.clone(),
+            camera.clone(),
+        );
         move |live: Shared<LiveLoop>, settings: StationSettings| {
             let wanted = (settings.camera_id.clone(), settings.resolution);
             if opened_camera.borrow().as_ref() == Some(&wanted) {
                 return;
             }
-            *opened_camera.borrow_mut() = Some(wanted);
-            let (live_problem, cameras) = (live_problem.clone(), cameras.clone());
+            *opened_camera.borrow_mut() = Some(wanted.clone());
+            let still_wanted = {
+                let opened_camera = opened_camera.clone();
+                move || opened_camera.borrow().as_ref() == Some(&wanted)
+            };
+            let (live_problem, cameras, frame, camera) = (
+                live_problem.clone(),
+                cameras.clone(),
+                frame.clone(),
+                camera.clone(),
+            );
             wasm_bindgen_futures::spawn_local(async move {
                 if let Some(old) = live.0.video() {
                     camera::close(&old);
                 }
-                match camera::open(settings.camera_id.as_deref(), settings.resolution).await {
-                    Ok(video) => {
-                        live_problem.set(None);
-                        live.0.start(video);
-                        // Labels are only listed once the camera was allowed.
-                        if let Ok(list) = camera::list().await {
-                            cameras.set(list);
+                let texts = settings.language.texts();
+                loop {
+                    match camera::open(settings.camera_id.as_deref(), settings.resolution).await {
+                        // Settings changed while this camera was starting: theirs runs instead.
+                        Ok(video) if !still_wanted() => return camera::close(&video),
+                        Ok(video) => {
+                            live_problem.set(None);
+                            live.0.start(video.clone());
+                            camera.set(Some(video.clone()));
+                            // Labels are only listed once the camera was allowed.
+                            if let Ok(list) = camera::list().await {
+                                cameras.set(list);
+                            }
+                            camera::ended(&video).await;
+                            if !still_wanted() {
+                                return;
+                            }
+                            camera::close(&video);
+                            live.0.lose_camera();
+                            camera.set(None);
+                            frame.set(None);
+                            live_problem.set(Some(texts.camera_lost.to_string()));
                         }
+                        Err(e) => live_problem.set(Some(format!("{}: {e}", texts.camera_failed))),
                     }
-                    Err(e) => {
-                        let texts = settings.language.texts();
-                        live_problem.set(Some(format!("{}: {e}", texts.camera_failed)));
+                    TimeoutFuture::new(CAMERA_RETRY_MS).await;
+                    if !still_wanted() {
+                        return;
                     }
                 }
             });
@@ -243,7 +280,11 @@ pub fn app() -> Html {
                         FromWorker::Started | FromWorker::Detections { .. } => {}
                     }
                 };
-                let on_frame = move |view: FrameView| frame.set(Some(view));
+                // An analysed frame means camera and detector work again.
+                let on_frame = move |view: FrameView| {
+                    live_problem.set(None);
+                    frame.set(Some(view));
+                };
                 let spawned = Shared(LiveLoop::new(on_engine, on_frame));
                 let loaded_model = Rc::new(std::cell::RefCell::new(None));
                 load_detector(&spawned.0, &database, &loaded_model, &engine).await;
@@ -344,15 +385,16 @@ pub fn app() -> Html {
         EngineState::Ready(info) => Some(info.model.clone()),
         _ => None,
     };
+    // A camera or frame failure outranks "waiting for the first frame": it is why none came.
     let problem = match &*engine {
         EngineState::Loading { loaded, total } => {
             Some(setup::progress_text(texts, *loaded, *total))
         }
         EngineState::Failed(e) => Some(format!("{}: {e}", texts.detector_failed)),
-        EngineState::Ready(_) if frame.is_none() => Some(texts.waiting_for_frame.to_string()),
-        EngineState::Ready(_) => None,
-    }
-    .or_else(|| (*live_problem).clone());
+        EngineState::Ready(_) => (*live_problem)
+            .clone()
+            .or_else(|| frame.is_none().then(|| texts.waiting_for_frame.to_string())),
+    };
     let rate = match (&*engine, &*frame) {
         (EngineState::Ready(info), Some(f)) => format!(
             "{} · {:.1}{} · {:.0} ms",
@@ -403,7 +445,7 @@ pub fn app() -> Html {
                         Some(live) => html! {
                             <main class="inspect-screen">
                                 <Inspect texts={texts} settings={(*settings).clone()} db={(*db).clone()}
-                                    live={live.clone()} {model} frame={(*frame).clone()} {problem}
+                                    live={live.clone()} camera={(*camera).clone()} {model} frame={(*frame).clone()} {problem}
                                     counters={*counters} {on_saved} {on_new_shift} />
                             </main>
                         },

@@ -3,7 +3,10 @@
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{HtmlVideoElement, MediaDeviceInfo, MediaDeviceKind, MediaStream};
+use web_sys::{
+    Event, HtmlVideoElement, MediaDeviceInfo, MediaDeviceKind, MediaStream, MediaStreamTrack,
+    MediaStreamTrackState,
+};
 
 /// A camera the browser lists (labels appear once camera permission was granted).
 #[derive(Debug, Clone, PartialEq)]
@@ -99,14 +102,41 @@ pub async fn open(
     Ok(video)
 }
 
-/// Stops the camera behind `video` (before opening another).
-pub fn close(video: &HtmlVideoElement) {
-    if let Some(stream) = video
+fn tracks(video: &HtmlVideoElement) -> Vec<MediaStreamTrack> {
+    video
         .src_object()
         .and_then(|s| s.dyn_into::<MediaStream>().ok())
-    {
-        for track in stream.get_tracks().iter() {
-            track.unchecked_into::<web_sys::MediaStreamTrack>().stop();
+        .map(|stream| {
+            stream
+                .get_tracks()
+                .iter()
+                .map(|t| t.unchecked_into::<MediaStreamTrack>())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Resolves once the camera behind `video` stops: unplugged, taken by the system, or [`close`]d.
+pub async fn ended(video: &HtmlVideoElement) {
+    let tracks = tracks(video);
+    let stopped = js_sys::Promise::new(&mut |resolve, _| {
+        for track in &tracks {
+            track.set_onended(Some(&resolve));
+        }
+    });
+    let live = |t: &MediaStreamTrack| t.ready_state() == MediaStreamTrackState::Live;
+    if !tracks.is_empty() && tracks.iter().all(live) {
+        let _ = JsFuture::from(stopped).await;
+    }
+}
+
+/// Stops the camera behind `video` (before opening another).
+pub fn close(video: &HtmlVideoElement) {
+    for track in tracks(video) {
+        track.stop();
+        // `stop` fires no `ended`: wake whoever waits in [`ended`].
+        if let Ok(event) = Event::new("ended") {
+            let _ = track.dispatch_event(&event);
         }
     }
     video.remove();

@@ -75,6 +75,7 @@ pub struct Texts {
 
     pub camera_starting: &'static str,
     pub camera_failed: &'static str,
+    pub camera_lost: &'static str,
     pub detector_loading: &'static str,
     pub detector_measuring: &'static str,
     pub detector_failed: &'static str,
@@ -168,6 +169,7 @@ pub static ENGLISH: Texts = Texts {
     no_defects: "No defects found",
     camera_starting: "Starting the camera…",
     camera_failed: "Camera not available",
+    camera_lost: "The camera stopped; reconnecting…",
     detector_loading: "Loading the defect model",
     detector_measuring: "Measuring GPU and CPU on this tablet…",
     detector_failed: "Detector not available",
@@ -256,6 +258,7 @@ pub static GERMAN: Texts = Texts {
     no_defects: "Keine Fehler gefunden",
     camera_starting: "Kamera startet…",
     camera_failed: "Kamera nicht verfügbar",
+    camera_lost: "Die Kamera ist ausgefallen; verbinde neu…",
     detector_loading: "Fehlermodell wird geladen",
     detector_measuring: "GPU und CPU dieses Tablets werden gemessen…",
     detector_failed: "Detektor nicht verfügbar",

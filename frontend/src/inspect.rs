@@ -16,7 +16,7 @@ use protocol::{
     Detection, InspectionRecord, ModelRef, OperatorDecision, Outcome, Verdict, verdict_for,
 };
 use wasm_bindgen::{JsCast, prelude::*};
-use web_sys::{HtmlInputElement, KeyboardEvent};
+use web_sys::{HtmlInputElement, HtmlVideoElement, KeyboardEvent};
 use yew::prelude::*;
 
 /// Parts, NOK and unsure since the shift started: kept by the app, counted from stored records.
@@ -78,6 +78,8 @@ pub struct InspectProps {
     pub settings: StationSettings,
     pub db: Option<Shared<Database>>,
     pub live: Shared<LiveLoop>,
+    /// The camera's `<video>` while it runs; a new element after each reconnection.
+    pub camera: Option<HtmlVideoElement>,
     /// The model that judges, once the detector is ready.
     pub model: Option<ModelRef>,
     pub frame: Option<FrameView>,
@@ -108,17 +110,17 @@ pub fn inspect(props: &InspectProps) -> Html {
     // The camera's <video> lives as long as the page; this screen only shows it.
     {
         let camera_box = camera_box.clone();
-        let live = props.live.clone();
         let showing_live = review.is_none();
-        use_effect_with(showing_live, move |&showing_live| {
-            if let (true, Some(container), Some(video)) = (
-                showing_live,
-                camera_box.cast::<web_sys::Element>(),
-                live.0.video(),
-            ) {
-                let _ = container.prepend_with_node_1(&video);
-            }
-        });
+        use_effect_with(
+            (showing_live, props.camera.clone()),
+            move |(showing_live, camera)| {
+                if let (true, Some(container), Some(video)) =
+                    (*showing_live, camera_box.cast::<web_sys::Element>(), camera)
+                {
+                    let _ = container.prepend_with_node_1(video);
+                }
+            },
+        );
     }
 
     let ready = props.settings.is_complete() && props.model.is_some() && props.db.is_some();

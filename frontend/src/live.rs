@@ -49,6 +49,9 @@ struct InFlight {
 
 pub struct LiveLoop {
     worker: RefCell<Option<DetectionWorker>>,
+    /// What the current worker was started with (its confidence kept current), to start it again
+    /// after a crash.
+    loaded: RefCell<Option<ToWorker>>,
     on_engine: Box<dyn Fn(FromWorker)>,
     on_frame: Box<dyn Fn(FrameView)>,
     video: RefCell<Option<HtmlVideoElement>>,
@@ -82,6 +85,7 @@ impl LiveLoop {
     ) -> Rc<Self> {
         Rc::new(Self {
             worker: RefCell::new(None),
+            loaded: RefCell::new(None),
             on_engine: Box::new(on_engine),
             on_frame: Box::new(on_frame),
             video: RefCell::new(None),
@@ -100,20 +104,52 @@ impl LiveLoop {
     pub fn load(self: &Rc<Self>, load: &ToWorker) -> Result<(), String> {
         self.engine_ready.set(false);
         self.in_flight.borrow_mut().take();
-        let weak = Rc::downgrade(self);
-        let worker = DetectionWorker::spawn(move |reply| {
-            if let Some(this) = weak.upgrade() {
-                this.on_reply(reply);
-            }
-        })?;
+        let (weak, weak_too) = (Rc::downgrade(self), Rc::downgrade(self));
+        let worker = DetectionWorker::spawn(
+            move |reply| {
+                if let Some(this) = weak.upgrade() {
+                    this.on_reply(reply);
+                }
+            },
+            move |error| {
+                if let Some(this) = weak_too.upgrade() {
+                    this.restart(error);
+                }
+            },
+        )?;
         worker.send(load)?;
         // Dropping the old worker terminates it; its replies die with it.
         *self.worker.borrow_mut() = Some(worker);
+        *self.loaded.borrow_mut() = Some(load.clone());
         Ok(())
+    }
+
+    /// A crashed worker is replaced by a fresh one with the same model: the live view says so
+    /// and comes back, instead of waiting for ever on a frame that will not return.
+    fn restart(self: &Rc<Self>, error: String) {
+        (self.on_engine)(FromWorker::Failed {
+            reason: format!("the detector stopped ({error}); restarting it"),
+        });
+        let load = self.loaded.borrow().clone();
+        if let Some(load) = load
+            && let Err(reason) = self.load(&load)
+        {
+            (self.on_engine)(FromWorker::Failed { reason });
+        }
     }
 
     /// Sends `message` to the current worker.
     pub fn send(&self, message: &ToWorker) -> Result<(), String> {
+        if let (
+            ToWorker::SetConfidence { confidence },
+            Some(ToWorker::Load {
+                confidence: loaded_with,
+                ..
+            }),
+        ) = (message, &mut *self.loaded.borrow_mut())
+        {
+            *loaded_with = *confidence;
+        }
         match &*self.worker.borrow() {
             Some(worker) => worker.send(message),
             None => Err("no detector is loaded".into()),
@@ -157,6 +193,18 @@ impl LiveLoop {
         if self.engine_ready.get() && self.video.borrow().is_some() && !self.grabbing.replace(true)
         {
             self.grab_next();
+        }
+    }
+
+    /// Stops grabbing from a camera that is gone. Its last analysed frame goes too: no inspection
+    /// may record a picture the camera no longer shows.
+    pub fn lose_camera(&self) {
+        self.video.borrow_mut().take();
+        if let Some(in_flight) = self.in_flight.borrow_mut().take() {
+            in_flight.frame.close();
+        }
+        if let Some(stale) = self.latest.borrow_mut().take() {
+            stale.frame.close();
         }
     }
 

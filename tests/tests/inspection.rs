@@ -5,7 +5,7 @@
 use linecheck_e2e::{
     Browser, CameraVideo, Server, iou,
     kiosk::{
-        inspect_part, open_screen, save_station, show_app_shell, stored_inspections,
+        LOAD, inspect_part, open_screen, save_station, show_app_shell, stored_inspections,
         wait_until_detector_ready,
     },
 };
@@ -43,10 +43,20 @@ async fn wait_for_boxes(browser: &Browser, min: u64, timeout: Duration) -> anyho
         {
             return Ok(n);
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the live view showed no {min} boxes within {timeout:?} (now {shown})"
-        );
+        if Instant::now() >= deadline {
+            let page = browser
+                .eval(
+                    "const text = (s) => { const e = document.querySelector(s); return e ? e.textContent : null; };
+                     const video = document.querySelector('#camera');
+                     return { problem: text('#live-problem'), rate: text('#detector-rate'),
+                              camera: video && { ready_state: video.readyState, width: video.videoWidth,
+                                                 paused: video.paused, in_page: video.isConnected } };",
+                )
+                .await?;
+            anyhow::bail!(
+                "the live view showed no {min} boxes within {timeout:?} (now {shown}; {page})"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -233,5 +243,68 @@ async fn inspections_go_on_with_the_server_gone_and_a_closed_tab_loses_nothing()
         .collect();
     assert_eq!(serials.len(), 2, "{serials:?}");
     assert!(serials.contains(&"OFF-1".into()) && serials.contains(&"OFF-2".into()));
+    browser.close().await
+}
+
+#[tokio::test]
+async fn an_unplugged_camera_is_reported_and_the_kiosk_reconnects_by_itself() -> anyhow::Result<()>
+{
+    let video = CameraVideo::load()?;
+    let server = Server::start()?;
+    let browser = Browser::start_with_camera(Some(&video.path)).await?;
+    show_app_shell(&browser, &server.url).await?;
+    save_station(&browser, "ST-03", "Line 1", "Kai").await?;
+    wait_until_detector_ready(&browser).await?;
+    open_screen(&browser, "inspect").await?;
+    wait_for_boxes(&browser, 0, BOXES).await?;
+
+    // What the browser does when a USB camera is pulled: the track ends and says so.
+    browser
+        .eval(
+            "const camera = document.querySelector('#camera');
+             camera.dataset.unplugged = 'yes';
+             for (const track of camera.srcObject.getTracks()) {
+                 track.stop();
+                 track.dispatchEvent(new Event('ended'));
+             }",
+        )
+        .await?;
+    browser.wait_for("#live-problem", LOAD).await?;
+    let problem = browser.text("#live-problem").await?;
+    assert!(problem.contains("camera stopped"), "{problem}");
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('.picture.live svg.boxes');")
+            .await?,
+        serde_json::Value::Null,
+        "the boxes of the last frame went with the camera"
+    );
+    anyhow::ensure!(
+        browser
+            .eval("return document.querySelector('#inspect').disabled;")
+            .await?
+            == true,
+        "no inspection without a camera"
+    );
+
+    // The camera is opened again a few seconds later, shown, and analysed.
+    wait_for_boxes(&browser, 0, BOXES).await?;
+    let camera = browser
+        .eval(
+            "const camera = document.querySelector('#camera');
+             return [camera.dataset.unplugged || null, camera.isConnected, camera.srcObject.active];",
+        )
+        .await?;
+    assert_eq!(
+        camera,
+        serde_json::json!([null, true, true]),
+        "a new camera in the page"
+    );
+    assert!(
+        browser
+            .eval("return document.querySelector('#live-problem');")
+            .await?
+            .is_null()
+    );
     browser.close().await
 }

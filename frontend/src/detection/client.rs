@@ -3,7 +3,7 @@
 use super::{FromWorker, ToWorker};
 use std::{cell::RefCell, rc::Rc};
 use wasm_bindgen::{JsCast, prelude::*};
-use web_sys::{ImageBitmap, MessageEvent, Worker};
+use web_sys::{ErrorEvent, ImageBitmap, MessageEvent, Worker};
 
 /// The loader trunk writes for the `detection-worker` binary (workers keep unhashed names).
 const WORKER_SCRIPT: &str = "./detection-worker_loader.js";
@@ -15,10 +15,16 @@ pub struct DetectionWorker {
     worker: Worker,
     queue: Queue,
     _on_message: Closure<dyn Fn(MessageEvent)>,
+    _on_error: Closure<dyn Fn(ErrorEvent)>,
 }
 
 impl DetectionWorker {
-    pub fn spawn(on_reply: impl Fn(FromWorker) + 'static) -> Result<Self, String> {
+    /// A worker that posts its replies to `on_reply`, and an uncaught error (a panic in its
+    /// wasm, after which its state cannot be trusted) to `on_crash`.
+    pub fn spawn(
+        on_reply: impl Fn(FromWorker) + 'static,
+        on_crash: impl Fn(String) + 'static,
+    ) -> Result<Self, String> {
         let worker = Worker::new(WORKER_SCRIPT).map_err(|e| format!("{e:?}"))?;
         let queue: Queue = Rc::new(RefCell::new(Some(Vec::new())));
         let on_message = {
@@ -39,10 +45,14 @@ impl DetectionWorker {
             })
         };
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        let on_error =
+            Closure::<dyn Fn(ErrorEvent)>::new(move |event: ErrorEvent| on_crash(event.message()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         Ok(Self {
             worker,
             queue,
             _on_message: on_message,
+            _on_error: on_error,
         })
     }
 
