@@ -1,6 +1,8 @@
 //! The station camera: a `getUserMedia` stream playing in a `<video>` element that lives as long
 //! as the page, so switching screens never restarts the camera.
 
+use futures::future::{Either, select};
+use gloo_timers::future::TimeoutFuture;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -73,13 +75,41 @@ fn constraints(camera_id: Option<&str>, (width, height): (u32, u32)) -> js_sys::
     all
 }
 
-/// Starts the camera and plays it in a new muted, inline `<video>`.
+/// How long a camera may take to start before it counts as failed (a driver that never answers
+/// would otherwise hold the live view for ever).
+const START_TIMEOUT_MS: u32 = 15_000;
+
+/// Starts the camera and plays it in a new muted, inline `<video>`; an error if it does not
+/// within [`START_TIMEOUT_MS`] (a late camera is closed when it comes).
 pub async fn open(
     camera_id: Option<&str>,
     resolution: (u32, u32),
 ) -> Result<HtmlVideoElement, String> {
+    let starting = Box::pin(start(camera_id.map(str::to_string), resolution));
+    match select(starting, TimeoutFuture::new(START_TIMEOUT_MS)).await {
+        Either::Left((started, _)) => started,
+        Either::Right(((), late)) => {
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(video) = late.await {
+                    close(&video);
+                }
+            });
+            Err(format!(
+                "it did not start within {} s",
+                START_TIMEOUT_MS / 1000
+            ))
+        }
+    }
+}
+
+async fn start(
+    camera_id: Option<String>,
+    resolution: (u32, u32),
+) -> Result<HtmlVideoElement, String> {
     let request = media_devices()?
-        .get_user_media_with_constraints(constraints(camera_id, resolution).unchecked_ref())
+        .get_user_media_with_constraints(
+            constraints(camera_id.as_deref(), resolution).unchecked_ref(),
+        )
         .map_err(js_error)?;
     let stream: MediaStream = JsFuture::from(request)
         .await

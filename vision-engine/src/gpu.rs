@@ -216,6 +216,20 @@ impl GpuContext {
         self.read_mapped(&staging, size).await
     }
 
+    /// Resolves once the work submitted before is done.
+    pub async fn submitted_work_done(&self) -> Result<(), EngineError> {
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = sender.send(());
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| EngineError::Readback(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| EngineError::Readback("the device dropped the queue's callback".into()))
+    }
+
     /// The first `size` bytes of a staging buffer, once the work submitted before is done.
     ///
     /// Natively this blocks in `poll` until the GPU is done; in the browser `poll` returns at

@@ -114,12 +114,14 @@ fn python_tests() -> anyhow::Result<TestCounts> {
 }
 
 /// The conveyor video the browser tests' fake camera plays, with its ground truth beside it
-/// (`parts.json`); generated from its seed, never committed.
+/// (`parts.json`); generated from its seed, never committed. Each part stands still for 2.5 s,
+/// as at a station: long enough for three analysed frames even on a loaded 2-core machine,
+/// where the CPU backend takes up to 0.7 s a frame.
 fn camera_video() -> anyhow::Result<std::path::PathBuf> {
     let video = target_dir().join("camera/parts.y4m");
     check_status(
         std::process::Command::new(tools::ensure_python()?)
-            .args(["-m", "synth.video", "--seed", "1", "--out"])
+            .args(["-m", "synth.video", "--seed", "1", "--still", "2.5", "--out"])
             .arg(&video)
             .current_dir(workspace_root().join("models")),
         "generating the camera video",

@@ -344,10 +344,10 @@ impl GpuBackend {
 
     /// Records `launches` into one compute pass: WebGPU orders the dispatches of a pass.
     /// `timestamps` (a query set and a first index) brackets the pass with two GPU timestamps.
-    fn record(
+    fn record<'l>(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        launches: &[PreparedLaunch],
+        launches: impl IntoIterator<Item = &'l PreparedLaunch>,
         timestamps: Option<(&wgpu::QuerySet, u32)>,
     ) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -1,8 +1,8 @@
 //! A whole network resident on the GPU: weights uploaded once, intermediate tensors in a pool of
 //! buffers shared by liveness, every launch bound once at preparation. An inference writes the
-//! input, records all launches into one compute pass, and reads back only the outputs; a
-//! detection decodes the first output and runs NMS in the same submission and reads back only
-//! the kept boxes.
+//! input, records the launches in a few submissions the GPU starts on while the rest are
+//! recorded, and reads back only the outputs; a detection decodes the first output and runs NMS
+//! in the last submission and reads back only the kept boxes.
 
 use super::{
     Backend, GpuBackend, PreparedLaunch,
@@ -17,6 +17,9 @@ use crate::{
     postprocess::{NmsOptions, OutputLayout, RawDetection},
     tensor::shape_error,
 };
+
+/// Launches in the first submission of an inference; each later one has twice as many.
+const FIRST_SUBMISSION_LAUNCHES: usize = 8;
 
 /// Where each value lives: a pool buffer, shared with values whose lifetimes do not overlap.
 #[derive(Debug, Clone, PartialEq)]
@@ -827,7 +830,7 @@ impl GpuNetwork<'_> {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             for (i, pass) in chunk.iter().enumerate() {
                 self.backend
-                    .record(&mut encoder, pass, Some((&queries, 2 * i as u32)));
+                    .record(&mut encoder, *pass, Some((&queries, 2 * i as u32)));
             }
             encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
             ctx.queue.submit([encoder.finish()]);
@@ -860,7 +863,7 @@ impl Executor for GpuNetwork<'_> {
         format!("{} (resident)", self.backend.name())
     }
 
-    /// One inference: write the input, run every launch in one pass, read back the outputs.
+    /// One inference: write the input, run every launch, read back the outputs.
     async fn execute(&self, input: Tensor) -> Result<Vec<Tensor>, EngineError> {
         let network = self.network;
         if input.shape() != network.input_shape.as_slice() {
@@ -880,7 +883,8 @@ impl Executor for GpuNetwork<'_> {
             0,
             &self.backend.encode(input.data()),
         );
-        self.submit_and_read(self.record_network(None)).await
+        self.submit_network(None, |encoder| self.record_output_copies(encoder));
+        self.read_outputs().await
     }
 
     /// Uploads the pixels (4 bytes each, a quarter of the float input) and letterboxes them on
@@ -890,11 +894,13 @@ impl Executor for GpuNetwork<'_> {
         rgba: &[u8],
         letterbox: &Letterbox,
     ) -> Result<Vec<Tensor>, EngineError> {
-        let encoder = self.record_network(Some(&*self.write_frame(rgba, letterbox)?));
-        self.submit_and_read(encoder).await
+        self.submit_network(Some(&*self.write_frame(rgba, letterbox)?), |encoder| {
+            self.record_output_copies(encoder)
+        });
+        self.read_outputs().await
     }
 
-    /// Letterbox, network, decoding and NMS in one submission; reads back the kept boxes, and
+    /// Letterbox, network, decoding and NMS, submitted together; reads back the kept boxes, and
     /// the raw outputs only where `keep_raw`.
     async fn detect_rgba(
         &self,
@@ -909,12 +915,14 @@ impl Executor for GpuNetwork<'_> {
             let raw = self.execute_rgba(rgba, letterbox).await?.swap_remove(0);
             return decode_on_host(raw, layout, options, keep_raw);
         };
-        let mut encoder = self.record_network(Some(&*self.write_frame(rgba, letterbox)?));
-        let bytes = stage.record(self.backend, &mut encoder, options);
-        if keep_raw {
-            self.record_output_copies(&mut encoder);
-        }
-        self.backend.context().queue.submit([encoder.finish()]);
+        let mut bytes = None;
+        self.submit_network(Some(&*self.write_frame(rgba, letterbox)?), |encoder| {
+            bytes = Some(stage.record(self.backend, encoder, options));
+            if keep_raw {
+                self.record_output_copies(encoder);
+            }
+        });
+        let bytes = bytes.expect("the last chunk records the detection stage");
         let detections = stage.read(self.backend, bytes).await?;
         let raw = if keep_raw {
             Some(self.read_outputs().await?.swap_remove(0))
@@ -1027,16 +1035,42 @@ impl GpuNetwork<'_> {
             })
     }
 
-    /// Records `first` (if any) and the whole network.
-    fn record_network(&self, first: Option<&PreparedLaunch>) -> wgpu::CommandEncoder {
+    /// Records `first` (if any) and the whole network, then `last`, and submits them in chunks,
+    /// each twice as long as the one before: the GPU runs the first launches while the host
+    /// records the next, instead of idling until every launch is recorded. Recording a launch
+    /// takes about half as long as the GPU takes to run one (H100), so doubling keeps the GPU fed.
+    fn submit_network(
+        &self,
+        first: Option<&PreparedLaunch>,
+        last: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) {
         let ctx = self.backend.context();
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        if let Some(first) = first {
-            self.backend
-                .record(&mut encoder, std::slice::from_ref(first), None);
+        let launches: Vec<&PreparedLaunch> = first.into_iter().chain(&self.launches).collect();
+        let mut chunks = Vec::new();
+        let (mut rest, mut length) = (&launches[..], FIRST_SUBMISSION_LAUNCHES);
+        while rest.len() > length {
+            let (chunk, later) = rest.split_at(length);
+            chunks.push(chunk);
+            (rest, length) = (later, 2 * length);
         }
-        self.backend.record(&mut encoder, &self.launches, None);
-        encoder
+        for chunk in chunks {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            self.backend
+                .record(&mut encoder, chunk.iter().copied(), None);
+            ctx.queue.submit([encoder.finish()]);
+        }
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        self.backend
+            .record(&mut encoder, rest.iter().copied(), None);
+        last(&mut encoder);
+        ctx.queue.submit([encoder.finish()]);
+    }
+
+    /// One inference on the input already in place, without reading anything back: its wall
+    /// clock against [`GpuNetwork::gpu_ms`] is what recording and submitting cost.
+    pub async fn run_resident(&self) -> Result<(), EngineError> {
+        self.submit_network(None, |_| {});
+        self.backend.context().submitted_work_done().await
     }
 
     /// Records the copies of the outputs into their readback buffers.
@@ -1047,17 +1081,6 @@ impl GpuNetwork<'_> {
                 encoder.copy_buffer_to_buffer(source, 0, staging, 0, staging.size());
             }
         }
-    }
-
-    /// Adds the copies of the outputs into their readback buffers to `encoder` (the network,
-    /// recorded), submits it and reads the outputs back.
-    async fn submit_and_read(
-        &self,
-        mut encoder: wgpu::CommandEncoder,
-    ) -> Result<Vec<Tensor>, EngineError> {
-        self.record_output_copies(&mut encoder);
-        self.backend.context().queue.submit([encoder.finish()]);
-        self.read_outputs().await
     }
 
     /// The outputs, once the submission with their copies is done.
