@@ -31,6 +31,21 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// What the live view shows besides boxes, for a timeout's message: its problem line, the
+/// detector's frame count and rate, and the camera's state.
+async fn live_view_state(browser: &Browser) -> anyhow::Result<serde_json::Value> {
+    browser
+        .eval(
+            "const text = (s) => { const e = document.querySelector(s); return e ? e.textContent : null; };
+             const video = document.querySelector('#camera');
+             return { problem: text('#live-problem'), rate: text('#detector-rate'),
+                      frames: document.querySelector('#detector-rate').dataset.frames || null,
+                      camera: video && { ready_state: video.readyState, width: video.videoWidth,
+                                         paused: video.paused, in_page: video.isConnected } };",
+        )
+        .await
+}
+
 /// Waits until the live overlay shows at least `min` boxes, returning how many it shows.
 async fn wait_for_boxes(browser: &Browser, min: u64, timeout: Duration) -> anyhow::Result<u64> {
     let deadline = Instant::now() + timeout;
@@ -44,15 +59,7 @@ async fn wait_for_boxes(browser: &Browser, min: u64, timeout: Duration) -> anyho
             return Ok(n);
         }
         if Instant::now() >= deadline {
-            let page = browser
-                .eval(
-                    "const text = (s) => { const e = document.querySelector(s); return e ? e.textContent : null; };
-                     const video = document.querySelector('#camera');
-                     return { problem: text('#live-problem'), rate: text('#detector-rate'),
-                              camera: video && { ready_state: video.readyState, width: video.videoWidth,
-                                                 paused: video.paused, in_page: video.isConnected } };",
-                )
-                .await?;
+            let page = live_view_state(browser).await?;
             anyhow::bail!(
                 "the live view showed no {min} boxes within {timeout:?} (now {shown}; {page})"
             );
@@ -90,10 +97,13 @@ async fn wait_for_steady_boxes(browser: &Browser, timeout: Duration) -> anyhow::
         if steady_frames.len() >= 3 {
             return Ok(());
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no steady boxes within {timeout:?}"
-        );
+        if Instant::now() >= deadline {
+            let page = live_view_state(browser).await?;
+            anyhow::bail!(
+                "no steady boxes within {timeout:?} (last {} boxes; {page})",
+                last.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }

@@ -121,7 +121,15 @@ fn camera_video() -> anyhow::Result<std::path::PathBuf> {
     let video = target_dir().join("camera/parts.y4m");
     check_status(
         std::process::Command::new(tools::ensure_python()?)
-            .args(["-m", "synth.video", "--seed", "1", "--still", "2.5", "--out"])
+            .args([
+                "-m",
+                "synth.video",
+                "--seed",
+                "1",
+                "--still",
+                "2.5",
+                "--out",
+            ])
             .arg(&video)
             .current_dir(workspace_root().join("models")),
         "generating the camera video",
