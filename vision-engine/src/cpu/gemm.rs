@@ -322,12 +322,13 @@ fn run_columns<const MR: usize, const NR: usize, S: PanelSource>(
                         }
                     }
                     micro_kernel(a_panel, b_panel, &mut acc);
-                    for (i, acc_row) in acc.iter().enumerate().take(rows) {
-                        let out = tile(i);
-                        copy_row::<NR>(out, &acc_row[..width]);
+                    for (i, acc_row) in acc.iter_mut().enumerate().take(rows) {
+                        // On the whole fixed-size row while it is in registers, not on the
+                        // stored run-time-length row read back (5-6% of a one-thread run).
                         if let (true, Some(activation)) = (last_block, job.activation) {
-                            activate_in_place(activation, out);
+                            activate_in_place(activation, acc_row);
                         }
+                        copy_row::<NR>(tile(i), &acc_row[..width]);
                     }
                 }
             }
