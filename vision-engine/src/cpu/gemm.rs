@@ -51,6 +51,7 @@ impl PanelSource for Dense<'_> {
 /// The AVX2 micro-kernel's rows: 4 × 16 tiles, 8 accumulators, as many as Zen 1's FMA latency
 /// needs; 6 × 16 ones were as fast per product but computed 18 and 36 rows for this detector's
 /// 16- and 32-channel layers and 66 and 132 for its 64- and 128-channel ones.
+#[cfg(target_arch = "x86_64")]
 const AVX2_MR: usize = 4;
 
 /// The portable micro-kernel's tile: rows of A, columns of B (`NR` divides `NC`).
