@@ -48,9 +48,10 @@ impl PanelSource for Dense<'_> {
     }
 }
 
-/// The AVX2 micro-kernel's rows: 4 × 16 tiles, 8 accumulators, as many as Zen 1's FMA latency
-/// needs; 6 × 16 ones were as fast per product but computed 18 and 36 rows for this detector's
-/// 16- and 32-channel layers and 66 and 132 for its 64- and 128-channel ones.
+/// The AVX2 micro-kernel's rows: 4 × 16 tiles, 8 accumulators, enough to cover Zen 1's FMA
+/// latency. 6 × 16 tiles computed 18 and 36 rows for the detector's 16- and 32-channel layers
+/// and 66 and 132 for its 64- and 128-channel ones, and the detector ran 5-8% slower on them
+/// (BENCHMARKS.md).
 #[cfg(target_arch = "x86_64")]
 const AVX2_MR: usize = 4;
 
@@ -329,8 +330,8 @@ fn run_columns<const MR: usize, const NR: usize, S: PanelSource>(
                     }
                     micro_kernel(a_panel, b_panel, &mut acc);
                     for (i, acc_row) in acc.iter_mut().enumerate().take(rows) {
-                        // On the whole fixed-size row while it is in registers, not on the
-                        // stored run-time-length row read back (5-6% of a one-thread run).
+                        // On the whole fixed-size row while it is in registers: on the stored
+                        // run-time-length row, read back, it took about 6% of a one-thread run.
                         if let (true, Some(activation)) = (last_block, job.activation) {
                             activate_in_place(activation, acc_row);
                         }
