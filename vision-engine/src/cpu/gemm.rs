@@ -48,6 +48,13 @@ impl PanelSource for Dense<'_> {
     }
 }
 
+/// The AVX2 micro-kernel's rows: 4 × 16 tiles, 8 accumulators, enough to cover Zen 1's FMA
+/// latency. 6 × 16 tiles computed 18 and 36 rows for the detector's 16- and 32-channel layers
+/// and 66 and 132 for its 64- and 128-channel ones, and the detector ran 5-8% slower on them
+/// (BENCHMARKS.md).
+#[cfg(target_arch = "x86_64")]
+const AVX2_MR: usize = 4;
+
 /// The portable micro-kernel's tile: rows of A, columns of B (`NR` divides `NC`).
 const PORTABLE_MR: usize = 2;
 const PORTABLE_NR: usize = 16;
@@ -81,7 +88,7 @@ enum Kernel {
     /// vectorisation of the generic one at this width used gathers.
     #[cfg(target_arch = "x86_64")]
     Avx512,
-    /// 6 × 16 tiles (12 of 16 ymm registers), vectorised by LLVM.
+    /// [`AVX2_MR`] × 16 tiles (8 of 16 ymm registers), vectorised by LLVM.
     #[cfg(target_arch = "x86_64")]
     Avx2,
     /// 2 × 16 tiles of 128-bit vectors (SSE2, wasm simd128): 8 accumulators, 4 vectors of B
@@ -128,7 +135,7 @@ impl PackedA {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => pack_a::<12>(m, k, a),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => pack_a::<6>(m, k, a),
+            Kernel::Avx2 => pack_a::<AVX2_MR>(m, k, a),
             Kernel::Portable => pack_a::<PORTABLE_MR>(m, k, a),
         };
         Self {
@@ -260,8 +267,8 @@ unsafe fn columns_avx2(job: &Job<impl PanelSource>, columns: Range<usize>) {
     // A closure, which inherits this function's features: passed as a function item, the
     // micro-kernel was sometimes compiled apart without FMA, each `mul_add` a call to `fmaf`
     // (76% of a run, 8x slower).
-    run_columns::<6, 16, _>(job, columns, |a, b, acc| {
-        micro_kernel::<6, 16, true>(a, b, acc)
+    run_columns::<AVX2_MR, 16, _>(job, columns, |a, b, acc| {
+        micro_kernel::<AVX2_MR, 16, true>(a, b, acc)
     });
 }
 
@@ -322,12 +329,13 @@ fn run_columns<const MR: usize, const NR: usize, S: PanelSource>(
                         }
                     }
                     micro_kernel(a_panel, b_panel, &mut acc);
-                    for (i, acc_row) in acc.iter().enumerate().take(rows) {
-                        let out = tile(i);
-                        copy_row::<NR>(out, &acc_row[..width]);
+                    for (i, acc_row) in acc.iter_mut().enumerate().take(rows) {
+                        // On the whole fixed-size row while it is in registers: on the stored
+                        // run-time-length row, read back, it took about 6% of a one-thread run.
                         if let (true, Some(activation)) = (last_block, job.activation) {
-                            activate_in_place(activation, out);
+                            activate_in_place(activation, acc_row);
                         }
+                        copy_row::<NR>(tile(i), &acc_row[..width]);
                     }
                 }
             }
