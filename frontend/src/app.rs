@@ -110,7 +110,8 @@ pub fn app() -> Html {
     });
     let frame = use_state(|| None::<FrameView>);
     let live_problem = use_state(|| None::<String>);
-    let camera = use_state(|| None::<web_sys::HtmlVideoElement>);
+    // The camera's <video> while it runs, for the Inspect screen to show.
+    let camera_video = use_state(|| None::<web_sys::HtmlVideoElement>);
     let cameras = use_state(Vec::new);
     let sw_status = use_state(|| ServiceWorkerStatus::Registering);
     let screen = use_state(|| Screen::Inspect);
@@ -123,12 +124,12 @@ pub fn app() -> Html {
     // Keeps the camera of the current settings open for the page's life: a camera that fails to
     // start (busy, not yet plugged in) or stops (unplugged) is tried again every few seconds.
     let open_camera = {
-        let (live_problem, cameras, opened_camera, frame, camera) = (
+        let (live_problem, cameras, opened_camera, frame, camera_video) = (
             live_problem.clone(),
             cameras.clone(),
             opened_camera.clone(),
             frame.clone(),
-            camera.clone(),
+            camera_video.clone(),
         );
         move |live: Shared<LiveLoop>, settings: StationSettings| {
             let wanted = (settings.camera_id.clone(), settings.resolution);
@@ -140,15 +141,22 @@ pub fn app() -> Html {
                 let opened_camera = opened_camera.clone();
                 move || opened_camera.borrow().as_ref() == Some(&wanted)
             };
-            let (live_problem, cameras, frame, camera) = (
+            let (live_problem, cameras, frame, camera_video) = (
                 live_problem.clone(),
                 cameras.clone(),
                 frame.clone(),
-                camera.clone(),
+                camera_video.clone(),
             );
             wasm_bindgen_futures::spawn_local(async move {
+                // A camera being replaced or gone: nothing of it is shown, analysed or inspected.
+                let put_away = |video: &web_sys::HtmlVideoElement| {
+                    camera::close(video);
+                    live.0.lose_camera();
+                    camera_video.set(None);
+                    frame.set(None);
+                };
                 if let Some(old) = live.0.video() {
-                    camera::close(&old);
+                    put_away(&old);
                 }
                 let texts = settings.language.texts();
                 loop {
@@ -158,19 +166,17 @@ pub fn app() -> Html {
                         Ok(video) => {
                             live_problem.set(None);
                             live.0.start(video.clone());
-                            camera.set(Some(video.clone()));
+                            camera_video.set(Some(video.clone()));
                             // Labels are only listed once the camera was allowed.
                             if let Ok(list) = camera::list().await {
                                 cameras.set(list);
                             }
                             camera::ended(&video).await;
+                            // Put away by the task of newer settings.
                             if !still_wanted() {
                                 return;
                             }
-                            camera::close(&video);
-                            live.0.lose_camera();
-                            camera.set(None);
-                            frame.set(None);
+                            put_away(&video);
                             live_problem.set(Some(texts.camera_lost.to_string()));
                         }
                         Err(e) => live_problem.set(Some(format!("{}: {e}", texts.camera_failed))),
@@ -445,7 +451,7 @@ pub fn app() -> Html {
                         Some(live) => html! {
                             <main class="inspect-screen">
                                 <Inspect texts={texts} settings={(*settings).clone()} db={(*db).clone()}
-                                    live={live.clone()} camera={(*camera).clone()} {model} frame={(*frame).clone()} {problem}
+                                    live={live.clone()} camera={(*camera_video).clone()} {model} frame={(*frame).clone()} {problem}
                                     counters={*counters} {on_saved} {on_new_shift} />
                             </main>
                         },
