@@ -223,6 +223,11 @@ impl LiveLoop {
             self.grabbing.set(false);
             return;
         };
+        // Leaving the Inspect screen takes the video out of the page, which pauses it: it must
+        // play on, or every later frame is the one it stopped at.
+        if video.paused() {
+            let _ = video.play();
+        }
         if video.ready_state() < HAVE_CURRENT_DATA || video.video_width() == 0 {
             self.grab_later(100);
             return;

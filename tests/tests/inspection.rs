@@ -316,5 +316,33 @@ async fn an_unplugged_camera_is_reported_and_the_kiosk_reconnects_by_itself() ->
             .await?
             .is_null()
     );
+
+    // Another screen takes the video out of the page, which pauses it; back on Inspect it plays.
+    open_screen(&browser, "setup").await?;
+    open_screen(&browser, "inspect").await?;
+    let frames = || async {
+        let shown = browser
+            .eval("return Number(document.querySelector('#detector-rate').dataset.frames);")
+            .await?;
+        anyhow::Ok(shown.as_u64().unwrap_or_default())
+    };
+    let back_at = frames().await?;
+    let deadline = Instant::now() + BOXES;
+    while frames().await? < back_at + 2 {
+        let page = live_view_state(&browser).await?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no frames after coming back: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let playing = browser
+        .eval("const camera = document.querySelector('#camera'); return [camera.isConnected, camera.paused];")
+        .await?;
+    assert_eq!(
+        playing,
+        serde_json::json!([true, false]),
+        "the camera plays on"
+    );
     browser.close().await
 }
