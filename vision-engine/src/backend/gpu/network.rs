@@ -1044,24 +1044,26 @@ impl GpuNetwork<'_> {
         first: Option<&PreparedLaunch>,
         last: impl FnOnce(&mut wgpu::CommandEncoder),
     ) {
-        let ctx = self.backend.context();
         let launches: Vec<&PreparedLaunch> = first.into_iter().chain(&self.launches).collect();
-        let mut chunks = Vec::new();
         let (mut rest, mut length) = (&launches[..], FIRST_SUBMISSION_LAUNCHES);
         while rest.len() > length {
             let (chunk, later) = rest.split_at(length);
-            chunks.push(chunk);
+            self.submit_launches(chunk, |_| {});
             (rest, length) = (later, 2 * length);
         }
-        for chunk in chunks {
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            self.backend
-                .record(&mut encoder, chunk.iter().copied(), None);
-            ctx.queue.submit([encoder.finish()]);
-        }
+        self.submit_launches(rest, last);
+    }
+
+    /// Records `launches`, then `last`, into one command buffer and submits it.
+    fn submit_launches(
+        &self,
+        launches: &[&PreparedLaunch],
+        last: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) {
+        let ctx = self.backend.context();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         self.backend
-            .record(&mut encoder, rest.iter().copied(), None);
+            .record(&mut encoder, launches.iter().copied(), None);
         last(&mut encoder);
         ctx.queue.submit([encoder.finish()]);
     }
