@@ -1,5 +1,5 @@
 use super::{
-    conv::{columns_inside, output_size, row_taps},
+    conv::{column_taps, output_size, window_rows},
     for_each_row_chunk,
 };
 use crate::tensor::{ShapeError, Tensor, shape_error};
@@ -67,6 +67,9 @@ pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeErro
     };
     let [sh, sw] = attrs.strides;
     let (pt, pl) = (attrs.pads[0], attrs.pads[1]);
+    let [kh, kw] = attrs.kernel;
+    let [dh, dw] = attrs.dilations;
+    let column_taps = column_taps([kw, dw, pl], sw, w, ow);
     let mut output = Tensor::zeros(vec![n, c, oh, ow]);
     for_each_row_chunk(output.data_mut(), oh * ow, |first_plane, planes| {
         for (p, out) in planes.chunks_mut(oh * ow).enumerate() {
@@ -74,16 +77,15 @@ pub fn max_pool2d(input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, ShapeErro
             for (oy, out_row) in out.chunks_mut(ow).enumerate() {
                 out_row.fill(f32::NEG_INFINITY);
                 let top = (oy * sh) as isize - pt as isize;
-                for (_, in_row, x_offset) in
-                    row_taps(plane, [h, w], top, attrs.kernel, attrs.dilations, pl)
+                for ((_, in_row), tap) in window_rows(plane, [h, w], top, [kh, dh])
+                    .flat_map(|row| column_taps.iter().map(move |tap| (row, tap)))
                 {
-                    let inside = columns_inside(x_offset, sw, w, ow);
-                    if inside.is_empty() {
+                    if tap.inside.is_empty() {
                         continue;
                     }
-                    let first = (inside.start * sw) as isize + x_offset;
+                    let first = (tap.inside.start * sw) as isize + tap.x_offset;
                     let reads = &in_row[first as usize..];
-                    let best = &mut out_row[inside];
+                    let best = &mut out_row[tap.inside.clone()];
                     if sw == 1 {
                         for (best, &x) in best.iter_mut().zip(reads) {
                             *best = best.max(x);
