@@ -15,11 +15,11 @@ pub fn activate_in_place(kind: Activation, values: &mut [f32]) {
 
 /// `e^x`: `2^n · e^r` with `n = round(x / ln 2)` and `|r| ≤ ln 2 / 2`, e^r by polynomial.
 /// `e^-87.3` (about 1.2e-38) below -87.3 and +inf above 88.3 (where `e^x` nears `f32::MAX`); NaN
-/// stays NaN. Its callers only ever add it to one, which absorbs anything below 2^-25 exactly as
-/// it would 0: so the low end needs no case of its own, only the clamp, which compiles to one
-/// `pmax` (with the case, a compare and two vector selects, a sixth of SiLU's instructions).
+/// stays NaN. Sigmoid and SiLU add it to one, which absorbs anything below 2^-25 exactly as it
+/// would 0, and Softmax divides it by a sum of at least one: so the low end needs no case of its
+/// own, only the clamp, which compiles to one `pmax` (the case cost a compare and two selects).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let clamped = x.clamp(-87.3, 88.3);
