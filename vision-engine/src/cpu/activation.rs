@@ -14,10 +14,12 @@ pub fn activate_in_place(kind: Activation, values: &mut [f32]) {
 }
 
 /// `e^x`: `2^n · e^r` with `n = round(x / ln 2)` and `|r| ≤ ln 2 / 2`, e^r by polynomial.
-/// 0 below -87.3 and +inf above 88.3 (where `e^x` nears `f32::MAX`; these only ever divide
-/// one, where either is as good); NaN stays NaN.
+/// `e^-87.3` (about 1.2e-38) below -87.3 and +inf above 88.3 (where `e^x` nears `f32::MAX`); NaN
+/// stays NaN. Sigmoid and SiLU add it to one, which absorbs anything below 2^-25 exactly as it
+/// would 0, and Softmax divides it by a sum of at least one: so the low end needs no case of its
+/// own, only the clamp, which compiles to one `pmax` (the case cost a compare and two selects).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let clamped = x.clamp(-87.3, 88.3);
@@ -44,10 +46,8 @@ fn exp(x: f32) -> f32 {
     let value = e_r * two_n;
     if x > 88.3 {
         f32::INFINITY
-    } else if x < -87.3 {
-        0.0
     } else {
-        // NaN fails both comparisons and the clamp keeps it, so it comes through here.
+        // NaN fails the comparison and the clamp keeps it, so it comes through here.
         value
     }
 }
@@ -66,7 +66,7 @@ mod tests {
             x += 0.0137;
         }
         assert!(worst < 4e-7, "worst relative error {worst}");
-        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(1.0 + exp(-100.0), 1.0);
         assert_eq!(exp(100.0), f32::INFINITY);
         assert!(exp(f32::NAN).is_nan());
     }

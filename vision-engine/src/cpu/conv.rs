@@ -46,7 +46,7 @@ pub(crate) fn output_size(
 
 /// The output columns `ox` in `0..ow` whose input column `ox · stride + x_offset` is inside
 /// `0..w` (a window's tap at offset `x_offset` from its output column, padding before it).
-pub(super) fn columns_inside(x_offset: isize, stride: usize, w: usize, ow: usize) -> Range<usize> {
+fn columns_inside(x_offset: isize, stride: usize, w: usize, ow: usize) -> Range<usize> {
     let from = if x_offset < 0 {
         x_offset.unsigned_abs().div_ceil(stride).min(ow)
     } else {
@@ -56,6 +56,35 @@ pub(super) fn columns_inside(x_offset: isize, stride: usize, w: usize, ow: usize
         .div_ceil(stride)
         .clamp(from, ow);
     from..to
+}
+
+/// One kernel column `kx` of a sliding window over a `w`-wide row: its input column's offset
+/// from `ox · stride` (`kx · dw - pl`) and the output columns `ox` whose tap reads inside the row.
+/// The same for every row, so computed once per operation ([`column_taps`]): per row and tap, the
+/// two divisions of [`columns_inside`] were a few percent of a small layer's time.
+#[derive(Debug, Clone)]
+pub(super) struct ColumnTap {
+    pub x_offset: isize,
+    pub inside: Range<usize>,
+}
+
+/// [`ColumnTap`] of each of a window's `kw` columns, `dw` apart, its left `pl` columns before
+/// `ox · stride`, over rows `w` wide in and `ow` wide out.
+pub(super) fn column_taps(
+    [kw, dw, pl]: [usize; 3],
+    stride: usize,
+    w: usize,
+    ow: usize,
+) -> Vec<ColumnTap> {
+    (0..kw)
+        .map(|kx| {
+            let x_offset = (kx * dw) as isize - pl as isize;
+            ColumnTap {
+                x_offset,
+                inside: columns_inside(x_offset, stride, w, ow),
+            }
+        })
+        .collect()
 }
 
 /// Checks a convolution's operands and returns its output shape `[N, M, OH, OW]`.
@@ -231,6 +260,12 @@ impl<'a> PreparedConv<'a> {
             let m_per_group = m / g;
             let spatial = oh * ow;
             let direct = kh == 1 && kw == 1 && attrs.strides == [1, 1] && attrs.pads == [0; 4];
+            let column_taps = column_taps(
+                [kw, attrs.dilations[1], attrs.pads[1]],
+                attrs.strides[1],
+                w,
+                ow,
+            );
             for batch in 0..n {
                 for (group, a) in self.packed_groups.iter().enumerate() {
                     let channels = batch * c + group * c_per_group;
@@ -254,6 +289,7 @@ impl<'a> PreparedConv<'a> {
                             kernel: [kh, kw],
                             attrs,
                             output: [oh, ow],
+                            column_taps: &column_taps,
                         };
                         gemm_packed(a, spatial, &patches, out, init, self.activation);
                     }
@@ -272,6 +308,7 @@ struct Patches<'a> {
     kernel: [usize; 2],
     attrs: &'a Conv2d,
     output: [usize; 2],
+    column_taps: &'a [ColumnTap],
 }
 
 impl PanelSource for Patches<'_> {
@@ -286,8 +323,8 @@ impl PanelSource for Patches<'_> {
         let [kh, kw] = self.kernel;
         let [_, ow] = self.output;
         let [sh, sw] = self.attrs.strides;
-        let [dh, dw] = self.attrs.dilations;
-        let (pt, pl) = (self.attrs.pads[0], self.attrs.pads[1]);
+        let dh = self.attrs.dilations[0];
+        let pt = self.attrs.pads[0];
         let kc = rows.len();
         let nc = columns.len();
         debug_assert!(nc <= NC, "a block has at most NC columns");
@@ -295,15 +332,24 @@ impl PanelSource for Patches<'_> {
         // overshoot the next output row (or the zeroing of the last panel's tail) overwrites.
         let mut line = [0.0f32; NC + LINE_SLACK];
         let padded = nc.next_multiple_of(NR);
-        for (p, row) in rows.enumerate() {
-            let (ch, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+        let (first_oy, first_ox) = (columns.start / ow, columns.start % ow);
+        // The block's rows are (channel, ky, kx) in that order, kx fastest: counted, not divided.
+        let (mut ch, mut ky, mut kx) = (
+            rows.start / (kh * kw),
+            rows.start / kw % kh,
+            rows.start % kw,
+        );
+        for p in 0..kc {
             let plane = &self.image[ch * h * w..][..h * w];
-            let x_offset = (kx * dw) as isize - pl as isize;
-            let Range {
-                start: ox_from,
-                end: ox_to,
-            } = columns_inside(x_offset, sw, w, ow);
-            let (mut oy, mut ox) = (columns.start / ow, columns.start % ow);
+            let ColumnTap {
+                x_offset,
+                inside:
+                    Range {
+                        start: ox_from,
+                        end: ox_to,
+                    },
+            } = self.column_taps[kx].clone();
+            let (mut oy, mut ox) = (first_oy, first_ox);
             let mut j = 0;
             while j < nc {
                 // One output row: a fixed input row, read from x = ox·sw + x_offset on.
@@ -322,7 +368,7 @@ impl PanelSource for Patches<'_> {
                         let (to, len) = (j + a, b - a);
                         let out = &mut line[to..to + len];
                         match sw {
-                            1 => copy_short(&mut line[to..], from, len),
+                            1 => copy_in_pieces(&mut line[to..], from, len),
                             2 => copy_every_second(out, from),
                             _ => {
                                 for (value, &x) in out.iter_mut().zip(from.iter().step_by(sw)) {
@@ -349,27 +395,41 @@ impl PanelSource for Patches<'_> {
                 let out = &mut dst[panel * kc * NR + p * NR..][..NR];
                 *<&mut [f32; NR]>::try_from(out).expect("NR values") = *values;
             }
+            kx += 1;
+            if kx == kw {
+                kx = 0;
+                ky += 1;
+                if ky == kh {
+                    ky = 0;
+                    ch += 1;
+                }
+            }
         }
     }
 }
 
-/// Room past a packed line's `NC` values for [`copy_short`]'s and [`zero_short`]'s overshoot.
+/// Room past a packed line's `NC` values for what [`copy_in_pieces`] and [`zero_short`] overshoot.
 const LINE_SLACK: usize = 32;
 
-/// `line[..len] = from[..len]`, writing up to `LINE_SLACK` values more (the caller overwrites
-/// them): short copies as fixed-size moves, with no call out of wasm (`memory.copy`).
+/// `line[..len] = from[..len]`, writing up to 15 values more (the caller overwrites them): in
+/// whole 16-value pieces, with no call out of wasm (`memory.copy`, which V8 makes a call to C
+/// for: once per output row longer than 32 values, about 1% of an inference).
 #[inline(always)]
-fn copy_short(line: &mut [f32], from: &[f32], len: usize) {
-    if len <= 16 && from.len() >= 16 {
-        let out = <&mut [f32; 16]>::try_from(&mut line[..16]).expect("16 values");
-        *out = *<&[f32; 16]>::try_from(&from[..16]).expect("16 values");
-    } else if len <= 32 && from.len() >= 32 {
-        let out = <&mut [f32; 32]>::try_from(&mut line[..32]).expect("32 values");
-        *out = *<&[f32; 32]>::try_from(&from[..32]).expect("32 values");
+fn copy_in_pieces(line: &mut [f32], from: &[f32], len: usize) {
+    let pieces = len.div_ceil(PIECE);
+    let (line_pieces, _) = line.as_chunks_mut::<PIECE>();
+    let (from_pieces, _) = from.as_chunks::<PIECE>();
+    if from_pieces.len() >= pieces && line_pieces.len() >= pieces {
+        for (out, values) in line_pieces[..pieces].iter_mut().zip(from_pieces) {
+            *out = *values;
+        }
     } else {
         line[..len].copy_from_slice(&from[..len]);
     }
 }
+
+/// The values [`copy_in_pieces`] moves at once.
+const PIECE: usize = 16;
 
 /// `out[t] = from[2t]` (a stride-2 convolution's row): eight values from each sixteen as
 /// fixed-size arrays, which become vector shuffles; one at a time, this was 4% of a one-thread run.
@@ -398,28 +458,21 @@ fn zero_short(line: &mut [f32], at: usize, len: usize) {
     }
 }
 
-/// The taps of a sliding window over one output row of a `[h, w]` plane whose input rows are
-/// inside it, in window order: the window's top at input row `top` (`oy · stride - top pad`),
-/// its `kh × kw` taps `[dh, dw]` apart, its left `pl` columns before `ox · stride`. Each tap as
-/// (its index `ky · kw + kx`, its input row, its column offset from `ox · stride`).
-pub(super) fn row_taps(
+/// The rows of a sliding window over a `[h, w]` plane that are inside it, in window order: the
+/// window's top at input row `top` (`oy · stride - top pad`), its `kh` rows `dh` apart. Each row
+/// as (its `ky`, its input row); with [`column_taps`], a window's taps in window order.
+pub(super) fn window_rows(
     plane: &[f32],
     [h, w]: [usize; 2],
     top: isize,
-    [kh, kw]: [usize; 2],
-    [dh, dw]: [usize; 2],
-    pl: usize,
-) -> impl Iterator<Item = (usize, &[f32], isize)> {
-    (0..kh)
-        .filter_map(move |ky| {
-            let y = top + (ky * dh) as isize;
-            (0..h as isize)
-                .contains(&y)
-                .then(|| (ky, &plane[y as usize * w..][..w]))
-        })
-        .flat_map(move |(ky, in_row)| {
-            (0..kw).map(move |kx| (ky * kw + kx, in_row, (kx * dw) as isize - pl as isize))
-        })
+    [kh, dh]: [usize; 2],
+) -> impl Iterator<Item = (usize, &[f32])> {
+    (0..kh).filter_map(move |ky| {
+        let y = top + (ky * dh) as isize;
+        (0..h as isize)
+            .contains(&y)
+            .then(|| (ky, &plane[y as usize * w..][..w]))
+    })
 }
 
 /// Depthwise convolution: each output channel convolves its own input channel; channels are
@@ -439,6 +492,7 @@ fn depthwise(
     let [sh, sw] = attrs.strides;
     let [dh, dw] = attrs.dilations;
     let (pt, pl) = (attrs.pads[0], attrs.pads[1]);
+    let column_taps = column_taps([kw, dw, pl], sw, w, ow);
     for_each_row_chunk(output, oh * ow, |first_plane, planes| {
         for (i, plane) in planes.chunks_mut(oh * ow).enumerate() {
             // Planes run over batch × channel; the channel picks the weights and bias.
@@ -449,13 +503,12 @@ fn depthwise(
             let kernel = &weight[channel * kh * kw..][..kh * kw];
             for (oy, out_row) in plane.chunks_mut(ow).enumerate() {
                 let top = (oy * sh) as isize - pt as isize;
-                let taps = row_taps(image, [h, w], top, [kh, kw], [dh, dw], pl);
-                for (tap, in_row, x_offset) in taps {
-                    let k_value = kernel[tap];
-                    for (ox, out) in out_row.iter_mut().enumerate() {
-                        let x = (ox * sw) as isize + x_offset;
-                        if x >= 0 && x < w as isize {
-                            *out += k_value * in_row[x as usize];
+                for (ky, in_row) in window_rows(image, [h, w], top, [kh, dh]) {
+                    for (kx, tap) in column_taps.iter().enumerate() {
+                        let k_value = kernel[ky * kw + kx];
+                        for ox in tap.inside.clone() {
+                            let x = (ox * sw) as isize + tap.x_offset;
+                            out_row[ox] += k_value * in_row[x as usize];
                         }
                     }
                 }
