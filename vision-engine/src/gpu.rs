@@ -222,18 +222,29 @@ impl GpuContext {
         self.queue.on_submitted_work_done(move || {
             let _ = sender.send(());
         });
+        self.polled(receiver, "the device dropped the queue's callback")
+            .await
+    }
+
+    /// What a callback of the device sends on `receiver`, once the device has run it (`dropped`:
+    /// the error where it never will).
+    ///
+    /// Natively this blocks in `poll` until the GPU is done; in the browser `poll` returns at
+    /// once and the future resolves from the event loop.
+    async fn polled<T>(
+        &self,
+        receiver: futures_channel::oneshot::Receiver<T>,
+        dropped: &str,
+    ) -> Result<T, EngineError> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| EngineError::Readback(e.to_string()))?;
         receiver
             .await
-            .map_err(|_| EngineError::Readback("the device dropped the queue's callback".into()))
+            .map_err(|_| EngineError::Readback(dropped.into()))
     }
 
     /// The first `size` bytes of a staging buffer, once the work submitted before is done.
-    ///
-    /// Natively this blocks in `poll` until the GPU is done; in the browser `poll` returns at
-    /// once and the future resolves from the event loop.
     pub(crate) async fn read_mapped(
         &self,
         staging: &wgpu::Buffer,
@@ -246,12 +257,8 @@ impl GpuContext {
                 // The receiver only goes away if the caller dropped the future; nothing to tell.
                 let _ = sender.send(result);
             });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| EngineError::Readback(e.to_string()))?;
-        receiver
-            .await
-            .map_err(|_| EngineError::Readback("the device dropped the map request".into()))?
+        self.polled(receiver, "the device dropped the map request")
+            .await?
             .map_err(|e| EngineError::Readback(e.to_string()))?;
         let bytes = staging
             .slice(..size)
