@@ -18,10 +18,32 @@ async function describeAdapter() {
   return fallback ? `${name} (fallback adapter)` : name;
 }
 
+/// Starts `threads - 1` workers on the threaded engine's module and shared memory, and waits until
+/// each serves the CPU backend's thread pool.
+async function startCpuThreads(engine, threads) {
+  engine.set_cpu_threads(threads);
+  const message = { module: engine.wasm_module(), memory: engine.wasm_memory() };
+  const started = Array.from(
+    { length: threads - 1 },
+    () =>
+      new Promise((resolve, reject) => {
+        const worker = new Worker(new URL('./cpu-thread.mjs', import.meta.url), { type: 'module' });
+        worker.onmessage = ({ data }) => (data.ok ? resolve() : reject(new Error(data.error)));
+        worker.onerror = (e) => reject(new Error(`CPU thread worker: ${e.message}`));
+        worker.postMessage(message);
+      }),
+  );
+  await Promise.all(started);
+}
+
 async function loadOurs(config, model, input) {
   const started = performance.now();
-  const engine = await import('./engine/linecheck_webbench.js');
+  // One thread: the plain build. More: the threaded build (shared memory, so the page must be
+  // cross-origin isolated), its other threads in workers of their own.
+  const threads = config.threads ?? 1;
+  const engine = await import(threads > 1 ? './engine-threads/linecheck_webbench.js' : './engine/linecheck_webbench.js');
   await engine.default(); // fetch, compile and instantiate the wasm module
+  if (threads > 1) await startCpuThreads(engine, threads);
   const loaded = performance.now();
   engine.parse_model(model);
   const parsed = performance.now();
@@ -52,7 +74,7 @@ async function loadOurs(config, model, input) {
       runtime: 'ours',
       backend: gpu ? `GPU (WebGPU; conv ${config.conv ?? 'auto'}: ${engine.gpu_conv_kernels()})` : 'CPU (wasm SIMD)',
       adapter: gpu ? await describeAdapter() : 'wasm SIMD',
-      threads: gpu ? null : 1,
+      threads: gpu ? null : threads,
       gpuMemoryBytes: memory ?? null,
     },
   };

@@ -37,6 +37,33 @@ fn detector() -> Result<&'static Detector, JsError> {
         .ok_or_else(|| error("no model: call parse_model first"))
 }
 
+/// Threads for the CPU backend. In the threaded build (`engine-threads`) the page then starts
+/// `threads - 1` workers, each instantiating [`wasm_module`] on [`wasm_memory`] and calling
+/// [`serve_cpu_thread`].
+#[wasm_bindgen]
+pub fn set_cpu_threads(threads: usize) {
+    vision_engine::cpu::set_worker_threads(threads);
+}
+
+/// This compiled module, for a CPU thread's worker to instantiate.
+#[wasm_bindgen]
+pub fn wasm_module() -> JsValue {
+    wasm_bindgen::module()
+}
+
+/// This module's memory (shared, in the threaded build), for a CPU thread's worker.
+#[wasm_bindgen]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
+}
+
+/// Makes the calling worker one of the CPU backend's threads, for the worker's life (it blocks
+/// between ops, which workers may).
+#[wasm_bindgen]
+pub fn serve_cpu_thread() {
+    vision_engine::cpu::serve_as_worker()
+}
+
 /// Parses and folds an ONNX detector; returns its input shape `[1, 3, H, W]`.
 #[wasm_bindgen]
 pub fn parse_model(bytes: &[u8]) -> Result<Vec<u32>, JsError> {

@@ -93,6 +93,48 @@ pub fn cargo_command() -> Command {
     command
 }
 
+/// Replaces .cargo/config.toml's wasm rustflags (so SIMD is named again). The linker makes the
+/// memory shared and imported (every thread's instance gets the same one, up to 1 GiB) and
+/// exports what wasm-bindgen needs to give each thread its own thread-local storage.
+const THREADED_WASM_RUSTFLAGS: &[&str] = &[
+    "-C target-feature=+atomics,+bulk-memory,+simd128",
+    "-C link-arg=--shared-memory",
+    "-C link-arg=--import-memory",
+    "-C link-arg=--max-memory=1073741824",
+    "-C link-arg=--export=__wasm_init_tls",
+    "-C link-arg=--export=__tls_size",
+    "-C link-arg=--export=__tls_align",
+    "-C link-arg=--export=__tls_base",
+];
+
+/// Builds `package` for wasm with threads (atomics and shared memory, so that web workers can run
+/// the CPU backend's threads on the module's memory) and returns the `.wasm` file. The standard
+/// library must be rebuilt with atomics (`-Z build-std`, allowed on the pinned stable toolchain
+/// by RUSTC_BOOTSTRAP; rust-toolchain.toml installs its rust-src). Built in a target directory
+/// of its own, so that it and the single-threaded build do not rebuild each other.
+pub fn build_threaded_wasm(package: &str, profile: &str) -> anyhow::Result<PathBuf> {
+    let target = target_dir().join("wasm-threads");
+    check_status(
+        cargo_command()
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO_TARGET_DIR", &target)
+            .env("RUSTFLAGS", THREADED_WASM_RUSTFLAGS.join(" "))
+            .args([
+                "build",
+                "-Z",
+                "build-std=std,panic_abort",
+                "--package",
+                package,
+            ])
+            .args(["--target", "wasm32-unknown-unknown", "--profile", profile]),
+        &format!("cargo build of {package} for wasm with threads"),
+    )?;
+    Ok(target
+        .join("wasm32-unknown-unknown")
+        .join(profile)
+        .join(format!("{}.wasm", package.replace('-', "_"))))
+}
+
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     check_status(
         cargo_command().args(args),

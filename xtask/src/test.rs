@@ -203,7 +203,7 @@ fn webbench_page_checks() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
-    for script in ["bench.mjs", "worker.mjs"] {
+    for script in ["bench.mjs", "worker.mjs", "runtimes.mjs", "cpu-thread.mjs"] {
         check_status(
             std::process::Command::new("node")
                 .arg("--check")

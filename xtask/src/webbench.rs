@@ -3,7 +3,7 @@
 //! frame), then runs `tests/src/bin/web_bench.rs`, which serves it and times every runtime in
 //! headless Chromium. A benchmark, never part of `cargo xtask test`.
 
-use crate::{cargo, check_status, target_dir, tools, workspace_root};
+use crate::{build_threaded_wasm, cargo, check_status, target_dir, tools, workspace_root};
 use anyhow::{Context, bail};
 use std::{
     path::{Path, PathBuf},
@@ -42,6 +42,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(site.join("models"))?;
     build_engine(&site.join("engine"))?;
+    bind_engine(
+        &build_threaded_wasm("linecheck-webbench", "wasm-release")?,
+        &site.join("engine-threads"),
+    )?;
     for entry in std::fs::read_dir(workspace_root().join("webbench/page"))? {
         let path = entry?.path();
         std::fs::copy(
@@ -88,8 +92,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Our engine for the page's workers, built as the kiosk's detection worker is (profile
-/// `wasm-release`, wasm SIMD, wasm-opt -O3), bound for ES-module import. Function names are
-/// kept (`--debuginfo`: the name section only, no effect on the code) for `--profile-cpu`.
+/// `wasm-release`, wasm SIMD, wasm-opt -O3), bound for ES-module import: single-threaded here,
+/// with threads beside it (`engine-threads`, for the cross-origin-isolated page).
 fn build_engine(out: &Path) -> anyhow::Result<()> {
     cargo(&[
         "build",
@@ -100,12 +104,20 @@ fn build_engine(out: &Path) -> anyhow::Result<()> {
         "--profile",
         "wasm-release",
     ])?;
-    let wasm = target_dir().join("wasm32-unknown-unknown/wasm-release/linecheck_webbench.wasm");
+    bind_engine(
+        &target_dir().join("wasm32-unknown-unknown/wasm-release/linecheck_webbench.wasm"),
+        out,
+    )
+}
+
+/// wasm-bindgen and wasm-opt on a built engine. Function names are kept (`--debuginfo`: the name
+/// section only, no effect on the code) for `--profile-cpu`.
+fn bind_engine(wasm: &Path, out: &Path) -> anyhow::Result<()> {
     check_status(
         Command::new(tools::cargo_bin("wasm-bindgen"))
             .args(["--target", "web", "--out-dir"])
             .arg(out)
-            .arg(&wasm),
+            .arg(wasm),
         "wasm-bindgen",
     )?;
     let bound = out.join("linecheck_webbench_bg.wasm");

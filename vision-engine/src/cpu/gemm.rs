@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use super::activate_in_place;
+use super::threads::Disjoint;
 use crate::Activation;
 
 /// Depth of one packed block: an `MR` × `KC` panel of A stays in L1.
@@ -196,21 +197,14 @@ fn pack_a<const MR: usize>(m: usize, k: usize, a: &[f32]) -> Vec<f32> {
     packed
 }
 
-/// `C`'s storage, written by several threads at once, each in its own columns.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: threads write disjoint column ranges of `C` (see `split_columns`) and the scope that
-// spawns them ends before the `&mut [f32]` it came from is used again.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
 struct Job<'a, S> {
     m: usize,
     n: usize,
     k: usize,
     a: &'a [f32],
     source: &'a S,
-    c: SharedOut,
+    /// `C`, whose column ranges (`split_columns`) threads write at once.
+    c: Disjoint,
     init: Init<'a>,
     activation: Option<Activation>,
 }
@@ -231,7 +225,7 @@ impl<'a, S> Job<'a, S> {
             k,
             a,
             source,
-            c: SharedOut(c.as_mut_ptr()),
+            c: Disjoint(c.as_mut_ptr()),
             init,
             activation,
         }
@@ -242,18 +236,15 @@ impl<'a, S> Job<'a, S> {
 fn split_columns<const NR: usize>(job: &Job<impl PanelSource>, work: impl Fn(Range<usize>) + Sync) {
     let panels = job.n.div_ceil(NR);
     let by_work = (job.m * job.n * job.k / MIN_WORK_PER_THREAD).max(1);
-    let threads = super::worker_count().min(panels).min(by_work);
+    let threads = super::threads::worker_count().min(panels).min(by_work);
     if threads <= 1 {
         work(0..job.n);
         return;
     }
     let per_thread = panels.div_ceil(threads) * NR;
-    std::thread::scope(|scope| {
-        let work = &work;
-        for first in (0..job.n).step_by(per_thread) {
-            let columns = first..(first + per_thread).min(job.n);
-            scope.spawn(move || work(columns));
-        }
+    super::threads::run_tasks(job.n.div_ceil(per_thread), &|index| {
+        let first = index * per_thread;
+        work(first..(first + per_thread).min(job.n));
     });
 }
 
@@ -316,7 +307,7 @@ fn run_columns<const MR: usize, const NR: usize, S: PanelSource>(
                     let offset = row_panel * MR * n + first_column + column_panel * NR;
                     // SAFETY: rows `row_panel·MR ..+ rows`, columns of this thread's range.
                     let tile = |i: usize| unsafe {
-                        std::slice::from_raw_parts_mut(job.c.0.add(offset + i * n), width)
+                        std::slice::from_raw_parts_mut(job.c.at(offset + i * n), width)
                     };
                     let mut acc = [[0.0f32; NR]; MR];
                     for (i, acc_row) in acc.iter_mut().enumerate().take(rows) {

@@ -46,7 +46,8 @@ struct Args {
     gpu_runs: usize,
     #[arg(long, default_value_t = 1)]
     gpu_warmup: usize,
-    /// Thread counts for onnxruntime-web's WASM EP (more than 1 needs cross-origin isolation).
+    /// Thread counts for onnxruntime-web's WASM EP and our CPU backend, one row each (more than 1
+    /// needs cross-origin isolation; ours then runs its threaded build).
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2])]
     threads: Vec<usize>,
     /// Leaves out the WebGPU rows (ours and onnxruntime-web's).
@@ -163,7 +164,11 @@ fn configs(args: &Args) -> Vec<serde_json::Value> {
         .iter()
         .map(|&t| json!({ "runtime": "ort", "ep": "wasm", "threads": t }))
         .collect();
-    configs.push(json!({ "runtime": "ours", "backend": "cpu" }));
+    configs.extend(
+        args.threads
+            .iter()
+            .map(|&t| json!({ "runtime": "ours", "backend": "cpu", "threads": t })),
+    );
     if !args.no_gpu {
         configs.push(json!({ "runtime": "ort", "ep": "webgpu" }));
         for conv in &args.gpu_conv {
@@ -403,12 +408,20 @@ fn print_ratios(results: &[Measured]) {
                 0.5,
             );
         }
-        ratio(
-            find(model, "ours", "CPU", Some(1)),
-            find(model, "onnxruntime", "WASM", Some(1)),
-            "ours CPU 1 thread / onnxruntime-web WASM 1 thread",
-            1.0,
-        );
+        let mut cpu_threads: Vec<u32> = results
+            .iter()
+            .filter(|r| r.model == model && r.runtime == "ours")
+            .filter_map(|r| r.threads)
+            .collect();
+        cpu_threads.dedup();
+        for threads in cpu_threads {
+            ratio(
+                find(model, "ours", "CPU", Some(threads)),
+                find(model, "onnxruntime", "WASM", Some(threads)),
+                &format!("ours CPU {threads}T / onnxruntime-web WASM {threads}T"),
+                1.0,
+            );
+        }
     }
 }
 
