@@ -405,8 +405,8 @@ pub fn app() -> Html {
         (EngineState::Ready(info), Some(f)) => format!(
             "{} · {:.1}{} · {:.0} ms",
             match info.backend {
-                crate::detection::BackendKind::Gpu => texts.on_gpu,
-                crate::detection::BackendKind::Cpu => "CPU",
+                crate::detection::BackendKind::Gpu => texts.on_gpu.to_string(),
+                crate::detection::BackendKind::Cpu => setup::cpu_label(info),
             },
             f.stats.rate_hz,
             texts.per_second,

@@ -228,12 +228,24 @@ fn service_worker_view(t: &Texts, status: &ServiceWorkerStatus) -> Html {
     html! { <dd id="sw-status" data-state={state} class={class}>{ text }</dd> }
 }
 
+/// "CPU", or "CPU ×4" on four threads.
+pub fn cpu_label(info: &EngineInfo) -> String {
+    match info.cpu_threads {
+        0 | 1 => "CPU".to_string(),
+        threads => format!("CPU ×{threads}"),
+    }
+}
+
 /// The backend line: which one runs, why, and what was measured.
 pub fn backend_text(t: &Texts, info: &EngineInfo) -> String {
     let backend = match (&info.backend, &info.gpu) {
         (BackendKind::Gpu, Ok(adapter)) => format!("{}: {adapter}", t.on_gpu),
         (BackendKind::Cpu, Ok(adapter)) => format!("{} {adapter}", t.cpu_faster_than),
         (_, Err(reason)) => format!("{}: {reason}", t.on_cpu),
+    };
+    let backend = match info.backend {
+        BackendKind::Cpu if info.cpu_threads > 1 => format!("{backend} · {}", cpu_label(info)),
+        _ => backend,
     };
     let measured: Vec<String> = info
         .measured_ms

@@ -107,32 +107,44 @@ const THREADED_WASM_RUSTFLAGS: &[&str] = &[
     "-C link-arg=--export=__tls_base",
 ];
 
-/// Builds `package` for wasm with threads (atomics and shared memory, so that web workers can run
-/// the CPU backend's threads on the module's memory) and returns the `.wasm` file. The standard
-/// library must be rebuilt with atomics (`-Z build-std`, allowed on the pinned stable toolchain
-/// by RUSTC_BOOTSTRAP; rust-toolchain.toml installs its rust-src). Built in a target directory
-/// of its own, so that it and the single-threaded build do not rebuild each other.
-pub fn build_threaded_wasm(package: &str, profile: &str) -> anyhow::Result<PathBuf> {
+/// Builds `package` (its binary `bin`, else its library) for wasm with threads (atomics and
+/// shared memory, so that web workers can run the CPU backend's threads on the module's memory)
+/// and returns the `.wasm` file. The standard library must be rebuilt with atomics (`-Z
+/// build-std`, allowed on the pinned stable toolchain by RUSTC_BOOTSTRAP, from its rust-src
+/// component). Built in a target directory of its own, so that it and the single-threaded build
+/// do not rebuild each other.
+pub fn build_threaded_wasm(
+    package: &str,
+    bin: Option<&str>,
+    profile: &str,
+) -> anyhow::Result<PathBuf> {
+    tools::ensure_rust_src()?;
     let target = target_dir().join("wasm-threads");
+    let mut command = cargo_command();
+    command
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", THREADED_WASM_RUSTFLAGS.join(" "))
+        .args([
+            "build",
+            "-Z",
+            "build-std=std,panic_abort",
+            "--package",
+            package,
+        ])
+        .args(["--target", "wasm32-unknown-unknown", "--profile", profile]);
+    if let Some(bin) = bin {
+        command.args(["--bin", bin]);
+    }
     check_status(
-        cargo_command()
-            .env("RUSTC_BOOTSTRAP", "1")
-            .env("CARGO_TARGET_DIR", &target)
-            .env("RUSTFLAGS", THREADED_WASM_RUSTFLAGS.join(" "))
-            .args([
-                "build",
-                "-Z",
-                "build-std=std,panic_abort",
-                "--package",
-                package,
-            ])
-            .args(["--target", "wasm32-unknown-unknown", "--profile", profile]),
+        &mut command,
         &format!("cargo build of {package} for wasm with threads"),
     )?;
+    let artifact = bin.map_or_else(|| package.replace('-', "_"), str::to_string);
     Ok(target
         .join("wasm32-unknown-unknown")
         .join(profile)
-        .join(format!("{}.wasm", package.replace('-', "_"))))
+        .join(format!("{artifact}.wasm")))
 }
 
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {

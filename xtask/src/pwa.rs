@@ -1,6 +1,6 @@
 //! Builds the kiosk PWA with trunk and writes the service worker's precache list.
 
-use crate::{cargo, check_status, tools, workspace_root};
+use crate::{build_threaded_wasm, cargo, check_status, tools, workspace_root};
 use anyhow::{Context, bail};
 use std::{
     path::{Path, PathBuf},
@@ -21,8 +21,29 @@ pub fn build() -> anyhow::Result<PathBuf> {
         "trunk build",
     )?;
     let dist = workspace_root().join("frontend/dist");
+    add_threaded_detection_worker(&dist)?;
     write_precache(&dist)?;
     Ok(dist)
+}
+
+/// The detection worker built again with threads, for cross-origin-isolated pages (the kiosk
+/// picks it by `crossOriginIsolated`, `detection::client`): trunk builds each binary once with
+/// the same flags, so this one is built and bound here, optimised as trunk optimises the other
+/// (wasm-opt -O3), beside its module loader from `public/`.
+fn add_threaded_detection_worker(dist: &Path) -> anyhow::Result<()> {
+    let wasm = build_threaded_wasm(
+        "linecheck-frontend",
+        Some("detection-worker"),
+        "wasm-release",
+    )?;
+    tools::bind_for_web(&wasm, dist, "detection-worker-threads", &["-O3"])?;
+    let loader = "detection-worker-threads_loader.js";
+    std::fs::copy(
+        workspace_root().join("public").join(loader),
+        dist.join(loader),
+    )
+    .with_context(|| format!("copying public/{loader}"))?;
+    Ok(())
 }
 
 fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {

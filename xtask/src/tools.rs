@@ -52,6 +52,53 @@ pub fn ensure_wasm_tools() -> anyhow::Result<()> {
     ensure_wasm_opt()
 }
 
+/// wasm-bindgen (`--target web`, an ES module `out_name.js` beside `out_name_bg.wasm` in `out`)
+/// then wasm-opt with `opt_args`, on a wasm built without trunk.
+pub fn bind_for_web(
+    wasm: &Path,
+    out: &Path,
+    out_name: &str,
+    opt_args: &[&str],
+) -> anyhow::Result<()> {
+    check_status(
+        Command::new(cargo_bin("wasm-bindgen"))
+            .args(["--target", "web", "--out-name", out_name, "--out-dir"])
+            .arg(out)
+            .arg(wasm),
+        "wasm-bindgen",
+    )?;
+    let bound = out.join(format!("{out_name}_bg.wasm"));
+    check_status(
+        Command::new(wasm_opt())
+            .args(opt_args)
+            .arg(&bound)
+            .arg("-o")
+            .arg(&bound),
+        "wasm-opt",
+    )
+}
+
+/// The pinned toolchain's standard library sources, which the threaded wasm build compiles
+/// (rust-toolchain.toml names the component; an older rustup may not have added it).
+pub fn ensure_rust_src() -> anyhow::Result<()> {
+    let sysroot = Command::new("rustc")
+        .current_dir(workspace_root())
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib/src/rust/library/std").is_dir() {
+        return Ok(());
+    }
+    println!("xtask: installing the rust-src component (for the threaded wasm build)");
+    check_status(
+        Command::new("rustup")
+            .current_dir(workspace_root())
+            .args(["component", "add", "rust-src"]),
+        "rustup component add rust-src",
+    )
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)

@@ -43,7 +43,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(site.join("models"))?;
     build_engine(&site.join("engine"))?;
     bind_engine(
-        &build_threaded_wasm("linecheck-webbench", "wasm-release")?,
+        &build_threaded_wasm("linecheck-webbench", None, "wasm-release")?,
         &site.join("engine-threads"),
     )?;
     for entry in std::fs::read_dir(workspace_root().join("webbench/page"))? {
@@ -110,25 +110,10 @@ fn build_engine(out: &Path) -> anyhow::Result<()> {
     )
 }
 
-/// wasm-bindgen and wasm-opt on a built engine. Function names are kept (`--debuginfo`: the name
-/// section only, no effect on the code) for `--profile-cpu`.
+/// Binds a built engine for ES-module import. Function names are kept (the name section only, no
+/// effect on the code) for `--profile-cpu`.
 fn bind_engine(wasm: &Path, out: &Path) -> anyhow::Result<()> {
-    check_status(
-        Command::new(tools::cargo_bin("wasm-bindgen"))
-            .args(["--target", "web", "--out-dir"])
-            .arg(out)
-            .arg(wasm),
-        "wasm-bindgen",
-    )?;
-    let bound = out.join("linecheck_webbench_bg.wasm");
-    check_status(
-        Command::new(tools::wasm_opt())
-            .args(["-O3", "--debuginfo"])
-            .arg(&bound)
-            .arg("-o")
-            .arg(&bound),
-        "wasm-opt",
-    )
+    tools::bind_for_web(wasm, out, "linecheck_webbench", &["-O3", "--debuginfo"])
 }
 
 /// onnxruntime-web's `dist/` folder, installed from npm beside the other npm tools once.

@@ -8,6 +8,23 @@ use web_sys::{ErrorEvent, ImageBitmap, MessageEvent, Worker};
 /// The loader trunk writes for the `detection-worker` binary (workers keep unhashed names).
 const WORKER_SCRIPT: &str = "./detection-worker_loader.js";
 
+/// The same worker built with threads (shared memory, xtask), a module worker: only a
+/// cross-origin-isolated page may share memory with workers.
+const THREADED_WORKER_SCRIPT: &str = "./detection-worker-threads_loader.js";
+
+fn start_worker() -> Result<Worker, JsValue> {
+    // web-sys has no binding for `crossOriginIsolated`.
+    let isolated = js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
+        .is_ok_and(|value| value.is_truthy());
+    if isolated {
+        let options = web_sys::WorkerOptions::new();
+        options.set_type(web_sys::WorkerType::Module);
+        Worker::new_with_options(THREADED_WORKER_SCRIPT, &options)
+    } else {
+        Worker::new(WORKER_SCRIPT)
+    }
+}
+
 /// Messages (with their transfer lists) waiting for the worker to start; `None` once it has.
 type Queue = Rc<RefCell<Option<Vec<(js_sys::Array, js_sys::Array)>>>>;
 
@@ -25,7 +42,7 @@ impl DetectionWorker {
         on_reply: impl Fn(FromWorker) + 'static,
         on_crash: impl Fn(String) + 'static,
     ) -> Result<Self, String> {
-        let worker = Worker::new(WORKER_SCRIPT).map_err(|e| format!("{e:?}"))?;
+        let worker = start_worker().map_err(|e| format!("{e:?}"))?;
         let queue: Queue = Rc::new(RefCell::new(Some(Vec::new())));
         let on_message = {
             let (worker, queue) = (worker.clone(), queue.clone());

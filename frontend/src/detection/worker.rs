@@ -53,8 +53,15 @@ fn now_ms() -> f64 {
     scope().performance().map_or(0.0, |p| p.now())
 }
 
+/// The name of the workers that are the CPU backend's other threads in the threaded build; the
+/// module's entry point serves the thread pool in them (public/detection-worker-threads_loader.js).
+const CPU_THREAD_NAME: &str = "linecheck-cpu-thread";
+
 /// The worker binary's entry point.
 pub fn run() {
+    if scope().name() == CPU_THREAD_NAME {
+        vision_engine::cpu::serve_as_worker();
+    }
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
         wasm_bindgen_futures::spawn_local(handle(event));
     });
@@ -260,6 +267,7 @@ async fn load(
         confidence,
         ..NmsOptions::default()
     });
+    let cpu_threads = start_cpu_threads().await?;
     let cpu = Runner::Cpu(CpuNetwork::new(detector.network()).map_err(|e| e.to_string())?);
     let leak_engine = |runner| -> &'static Engine {
         Box::leak(Box::new(Engine {
@@ -304,9 +312,49 @@ async fn load(
         labels: detector.labels().to_vec(),
         input: detector.input_size(),
         measured_ms,
+        cpu_threads,
         cold_start_ms: now_ms() - started,
     };
     Ok((engine, info))
+}
+
+/// In the threaded build, starts the CPU backend's other threads (one per core beyond this one,
+/// up to `MAX_CPU_THREADS` in all) as workers on this worker's module and memory, waits up to 2 s
+/// for them to serve, and returns the threads the backend runs on.
+#[cfg(target_feature = "atomics")]
+async fn start_cpu_threads() -> Result<usize, String> {
+    /// Most threads the CPU backend runs on: a tablet's big cores, not its little ones.
+    const MAX_CPU_THREADS: usize = 4;
+    let js_error = |e: JsValue| format!("starting the CPU backend's threads: {e:?}");
+    let cores = scope().navigator().hardware_concurrency() as usize;
+    let threads = cores.clamp(1, MAX_CPU_THREADS);
+    vision_engine::cpu::set_worker_threads(threads);
+    let options = web_sys::WorkerOptions::new();
+    options.set_type(web_sys::WorkerType::Module);
+    options.set_name(CPU_THREAD_NAME);
+    let message = js_sys::Object::new();
+    js_sys::Reflect::set(&message, &"module".into(), &wasm_bindgen::module()).map_err(js_error)?;
+    js_sys::Reflect::set(&message, &"memory".into(), &wasm_bindgen::memory()).map_err(js_error)?;
+    let script = scope().location().href();
+    for _ in 1..threads {
+        let worker = web_sys::Worker::new_with_options(&script, &options).map_err(js_error)?;
+        worker.post_message(&message).map_err(js_error)?;
+        // It serves for as long as this worker lives.
+        std::mem::forget(worker);
+    }
+    for _ in 0..200 {
+        if vision_engine::cpu::serving_threads() + 1 >= threads {
+            break;
+        }
+        gloo_timers::future::TimeoutFuture::new(10).await;
+    }
+    Ok(vision_engine::cpu::serving_threads() + 1)
+}
+
+/// The single-threaded build: the CPU backend runs on this worker's thread.
+#[cfg(not(target_feature = "atomics"))]
+async fn start_cpu_threads() -> Result<usize, String> {
+    Ok(1)
 }
 
 impl Engine {

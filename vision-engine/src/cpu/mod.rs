@@ -27,7 +27,7 @@ pub use pool::{MaxPool2d, max_pool2d};
 pub use resize::{CoordinateTransform, NearestRounding, resize_nearest};
 pub use select::{MAX_EXACT_INDEX, expand, gather_elements, reduce_max, top_k};
 pub use softmax::softmax;
-pub use threads::{serve_as_worker, set_worker_threads};
+pub use threads::{serve_as_worker, serving_threads, set_worker_threads};
 
 // The shape plans, shared with the GPU backend so both validate and index identically.
 pub(crate) use conv::{PreparedConv, conv2d_output_shape};

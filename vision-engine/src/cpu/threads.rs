@@ -61,6 +61,14 @@ fn spin_until_moved(counter: &AtomicUsize, seen: usize) {
     }
 }
 
+/// Threads in [`serve_as_worker`].
+static SERVING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many threads serve the pool now, besides the callers of the ops.
+pub fn serving_threads() -> usize {
+    SERVING.load(Ordering::Relaxed)
+}
+
 /// Threads the CPU ops use; 0 means one per core.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -160,6 +168,7 @@ fn work_on_job(mut job: MutexGuard<'static, Option<Job>>) -> MutexGuard<'static,
 /// In wasm with atomics, each worker the page starts for the CPU backend calls this once the
 /// module is instantiated on the shared memory (natively the pool starts its own threads).
 pub fn serve_as_worker() -> ! {
+    SERVING.fetch_add(1, Ordering::Relaxed);
     let mut job = lock_job();
     loop {
         job = work_on_job(job);
