@@ -45,6 +45,36 @@ self.addEventListener("message", (event) => {
   }
 });
 
+// The kiosk is cross-origin isolated (its CPU backend's wasm threads need SharedArrayBuffer), and
+// so is its detection worker, only if the page and the worker's script arrive with these headers.
+// The server sends them on every response and the cache keeps them, but a cache filled through a
+// server or proxy that dropped them would start the kiosk offline without isolation: whatever
+// this worker answers gets them, added where missing (everything LineCheck loads is same-origin).
+const ISOLATION_HEADERS = {
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Embedder-Policy": "require-corp",
+  "Cross-Origin-Resource-Policy": "same-origin",
+};
+
+function isolated(response) {
+  const missing = Object.entries(ISOLATION_HEADERS).filter(
+    ([name]) => !response.headers.has(name),
+  );
+  // An opaque or error response cannot be copied; nothing same-origin is one.
+  if (missing.length === 0 || response.type === "opaque" || response.status === 0) {
+    return response;
+  }
+  const headers = new Headers(response.headers);
+  for (const [name, value] of missing) {
+    headers.set(name, value);
+  }
+  return new Response(response.body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+  });
+}
+
 function isLive(url) {
   // The API and health checks must reach the server or fail; a cached answer would lie.
   const path = url.pathname.slice(SCOPE.pathname.length);
@@ -60,7 +90,10 @@ self.addEventListener("fetch", (event) => {
   if (request.mode === "navigate") {
     // Every page of the kiosk is the app shell of this build.
     event.respondWith(
-      caches.match(APP_SHELL, { cacheName: CACHE }).then((cached) => cached || fetch(request)),
+      caches
+        .match(APP_SHELL, { cacheName: CACHE })
+        .then((cached) => cached || fetch(request))
+        .then(isolated),
     );
     return;
   }
@@ -69,13 +102,13 @@ self.addEventListener("fetch", (event) => {
       const cache = await caches.open(CACHE);
       const cached = await cache.match(request, { ignoreSearch: true });
       if (cached) {
-        return cached;
+        return isolated(cached);
       }
       const response = await fetch(request);
       if (response.ok) {
         await cache.put(request, response.clone());
       }
-      return response;
+      return isolated(response);
     })(),
   );
 });

@@ -312,11 +312,14 @@ pub(crate) fn now_text() -> String {
     utc_text(chrono::Utc::now())
 }
 
-/// Caching and isolation headers.
+/// Caching and isolation headers, on every response of the router (one layer, so no route and
+/// no static file can miss them).
 ///
 /// The service worker, the page and the manifest must be revalidated on every load, or a kiosk
-/// could keep an old version for a day. Cross-origin isolation lets the CPU backend use
-/// SharedArrayBuffer threads; everything LineCheck loads is same-origin, so it costs nothing.
+/// could keep an old version for a day. Cross-origin isolation (COOP `same-origin` with COEP
+/// `require-corp`) gives the page and its detection worker `SharedArrayBuffer`, which the CPU
+/// backend's wasm threads need; everything LineCheck loads is same-origin, so it costs nothing.
+/// CORP `same-origin` keeps other sites from embedding the kiosk's files and snapshots.
 async fn response_headers(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
@@ -337,6 +340,10 @@ async fn response_headers(request: Request, next: Next) -> Response {
     headers.insert(
         "cross-origin-embedder-policy",
         HeaderValue::from_static("require-corp"),
+    );
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

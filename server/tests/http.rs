@@ -13,6 +13,7 @@ use tower::ServiceExt;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    static_dir: std::path::PathBuf,
     data_dir: std::path::PathBuf,
     database_url: Option<String>,
     app: axum::Router,
@@ -36,7 +37,8 @@ async fn fixture(backend: Backend) -> Fixture {
         .await
         .unwrap();
     Fixture {
-        app: router(state, static_dir),
+        app: router(state, static_dir.clone()),
+        static_dir,
         data_dir,
         database_url,
         _dir: dir,
@@ -109,14 +111,6 @@ async fn the_app_shell_and_service_worker_are_revalidated_on_every_load() {
         let (status, headers, _) = get(&f.app, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(headers["cache-control"], "no-cache", "{path}");
-        assert_eq!(
-            headers["cross-origin-opener-policy"], "same-origin",
-            "{path}"
-        );
-        assert_eq!(
-            headers["cross-origin-embedder-policy"], "require-corp",
-            "{path}"
-        );
     }
     let (_, headers, _) = get(&f.app, "/sw.js").await;
     assert!(
@@ -125,6 +119,65 @@ async fn the_app_shell_and_service_worker_are_revalidated_on_every_load() {
             .unwrap()
             .contains("javascript")
     );
+}
+
+/// The kiosk is cross-origin isolated (its CPU backend's wasm threads need `SharedArrayBuffer`)
+/// only if the page, its scripts, its wasm, the detection worker's files and everything they
+/// load carry COOP and COEP: files of the build, client routes, API answers and errors alike.
+#[tokio::test]
+async fn every_response_carries_the_cross_origin_isolation_headers() {
+    let f = fixture(Backend::Sqlite).await;
+    let dist = &f.static_dir;
+    std::fs::create_dir_all(dist.join("icons")).unwrap();
+    for file in [
+        "linecheck-frontend-0a1b2c_bg.wasm",
+        "linecheck-frontend-0a1b2c.js",
+        "detection-worker-3d4e5f_bg.wasm",
+        "detection-worker-3d4e5f.js",
+        "detection-worker-3d4e5f_loader.js",
+        "linecheck-defects-320-fp16.onnx",
+        "icons/icon-192.png",
+    ] {
+        std::fs::write(dist.join(file), b"\0asm").unwrap();
+    }
+    for path in [
+        "/",
+        "/index.html",
+        "/history",
+        "/sw.js",
+        "/manifest.webmanifest",
+        "/linecheck-frontend-0a1b2c_bg.wasm",
+        "/linecheck-frontend-0a1b2c.js",
+        "/detection-worker-3d4e5f_bg.wasm",
+        "/detection-worker-3d4e5f.js",
+        "/detection-worker-3d4e5f_loader.js",
+        "/linecheck-defects-320-fp16.onnx",
+        "/icons/icon-192.png",
+        "/healthz",
+        "/api/v1/session",
+        "/api/v1/inspections",
+        "/api/v1/snapshots/00",
+        "/api/v1/nothing",
+    ] {
+        let (status, headers, _) = get(&f.app, path).await;
+        assert!(status.as_u16() < 500, "{path}: {status}");
+        for (name, value) in [
+            ("cross-origin-opener-policy", "same-origin"),
+            ("cross-origin-embedder-policy", "require-corp"),
+            ("cross-origin-resource-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                headers.get(name).map(|v| v.to_str().unwrap()),
+                Some(value),
+                "{name} on {path} ({status})"
+            );
+        }
+    }
+    // Streaming compilation (`WebAssembly.instantiateStreaming`) needs the wasm's own type.
+    let (status, headers, body) = get(&f.app, "/detection-worker-3d4e5f_bg.wasm").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "\0asm");
+    assert_eq!(headers["content-type"], "application/wasm");
 }
 
 #[tokio::test]
