@@ -69,6 +69,9 @@ pub struct EngineInfo {
     pub measured_ms: Vec<(BackendKind, f64)>,
     /// From model bytes to the first result on the chosen backend.
     pub cold_start_ms: f64,
+    /// The worker's `crossOriginIsolated`: whether it can share a `WebAssembly.Memory` between
+    /// threads. The server's headers (and the service worker's, offline) make it so.
+    pub cross_origin_isolated: bool,
 }
 
 /// Worker → page.

@@ -53,6 +53,14 @@ fn now_ms() -> f64 {
     scope().performance().map_or(0.0, |p| p.now())
 }
 
+/// `crossOriginIsolated` of the worker's global (web-sys does not bind it).
+fn cross_origin_isolated() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated"))
+        .ok()
+        .and_then(|value| value.as_bool())
+        .unwrap_or(false)
+}
+
 /// The worker binary's entry point.
 pub fn run() {
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
@@ -305,6 +313,7 @@ async fn load(
         input: detector.input_size(),
         measured_ms,
         cold_start_ms: now_ms() - started,
+        cross_origin_isolated: cross_origin_isolated(),
     };
     Ok((engine, info))
 }
