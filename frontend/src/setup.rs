@@ -260,6 +260,11 @@ pub fn backend_text(t: &Texts, info: &EngineInfo) -> String {
 }
 
 fn detector_view(t: &Texts, engine: &EngineState) -> Html {
+    // Whether the worker could run wasm threads; for diagnosis (and the browser tests).
+    let isolated = match engine {
+        EngineState::Ready(info) => Some(info.cross_origin_isolated.to_string()),
+        _ => None,
+    };
     let (state, class, text) = match engine {
         EngineState::Loading { .. } => ("checking", "pending", t.loading.to_string()),
         EngineState::Ready(info) => (
@@ -272,7 +277,11 @@ fn detector_view(t: &Texts, engine: &EngineState) -> Html {
         ),
         EngineState::Failed(reason) => ("failed", "error", format!("{}: {reason}", t.failed)),
     };
-    html! { <dd id="gpu-status" data-state={state} class={class}>{ text }</dd> }
+    html! {
+        <dd id="gpu-status" data-state={state} data-cross-origin-isolated={isolated} class={class}>
+            { text }
+        </dd>
+    }
 }
 
 /// Download progress while loading, then the model's classes and cold start.

@@ -1,5 +1,6 @@
 //! The kiosk in a real headless Chromium against the real server: app shell, service worker,
-//! WebGPU through vision-engine, IndexedDB across reloads, and a start with the server gone.
+//! WebGPU through vision-engine, IndexedDB across reloads, a start with the server gone, and
+//! cross-origin isolation online and offline.
 
 use linecheck_e2e::{
     Browser, Server,
@@ -125,5 +126,65 @@ async fn the_kiosk_starts_with_the_server_gone_after_one_visit() -> anyhow::Resu
     assert_eq!(reachable, false, "the server should be down");
     show_app_shell(&browser, &url).await?;
     assert_station_shown(&browser, "ST-09", "Paint", "Jana").await?;
+    browser.close().await
+}
+
+/// `crossOriginIsolated` in the page and, once the detector is ready, in its detection worker
+/// (which reports its own in `#gpu-status`).
+async fn assert_cross_origin_isolated(browser: &Browser, when: &str) -> anyhow::Result<()> {
+    let page = browser.eval("return self.crossOriginIsolated;").await?;
+    assert_eq!(page, true, "the page is not cross-origin isolated {when}");
+    let backend = wait_until_detector_ready(browser).await?;
+    let worker = browser
+        .eval("return document.querySelector('#gpu-status').dataset.crossOriginIsolated;")
+        .await?;
+    assert_eq!(
+        worker, "true",
+        "the detection worker is not cross-origin isolated {when} ({backend})"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_kiosk_and_its_detector_are_cross_origin_isolated_online_and_offline()
+-> anyhow::Result<()> {
+    let server = Server::start()?;
+    let url = server.url.clone();
+    let browser = open_kiosk(&server).await?;
+    assert_cross_origin_isolated(&browser, "online").await?;
+    wait_until_controlled(&browser).await?;
+    let _data = server.kill();
+    show_app_shell(&browser, &url).await?;
+    assert_cross_origin_isolated(&browser, "offline, from the service worker's cache").await?;
+
+    // A cache filled through a server or proxy that dropped the headers: the service worker
+    // still answers with them.
+    let stripped = browser
+        .eval_async(
+            "let stripped = 0;
+             for (const name of await caches.keys()) {
+                 const cache = await caches.open(name);
+                 for (const request of await cache.keys()) {
+                     const response = await cache.match(request);
+                     const headers = new Headers(response.headers);
+                     for (const policy of ['opener', 'embedder', 'resource']) {
+                         headers.delete(`cross-origin-${policy}-policy`);
+                     }
+                     await cache.put(request, new Response(await response.blob(), {
+                         status: response.status, statusText: response.statusText, headers,
+                     }));
+                     const kept = await cache.match(request);
+                     if (!kept.headers.has('cross-origin-embedder-policy')) stripped += 1;
+                 }
+             }
+             return stripped;",
+        )
+        .await?;
+    assert!(
+        stripped.as_u64().is_some_and(|n| n >= 5),
+        "the service worker's cache holds too few files: {stripped}"
+    );
+    show_app_shell(&browser, &url).await?;
+    assert_cross_origin_isolated(&browser, "offline, from a cache without the headers").await?;
     browser.close().await
 }

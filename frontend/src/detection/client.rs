@@ -13,10 +13,7 @@ const WORKER_SCRIPT: &str = "./detection-worker_loader.js";
 const THREADED_WORKER_SCRIPT: &str = "./detection-worker-threads_loader.js";
 
 fn start_worker() -> Result<Worker, JsValue> {
-    // web-sys has no binding for `crossOriginIsolated`.
-    let isolated = js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
-        .is_ok_and(|value| value.is_truthy());
-    if isolated {
+    if super::cross_origin_isolated() {
         let options = web_sys::WorkerOptions::new();
         options.set_type(web_sys::WorkerType::Module);
         Worker::new_with_options(THREADED_WORKER_SCRIPT, &options)

@@ -71,6 +71,9 @@ pub struct EngineInfo {
     pub cpu_threads: usize,
     /// From model bytes to the first result on the chosen backend.
     pub cold_start_ms: f64,
+    /// The worker's `crossOriginIsolated`: whether it can share a `WebAssembly.Memory` between
+    /// threads. The server's headers (and the service worker's, offline) make it so.
+    pub cross_origin_isolated: bool,
 }
 
 /// Worker → page.
@@ -96,4 +99,10 @@ pub enum FromWorker {
     Failed {
         reason: String,
     },
+}
+
+/// `crossOriginIsolated` of this global, the page's or a worker's (web-sys does not bind it).
+pub(crate) fn cross_origin_isolated() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
+        .is_ok_and(|value| value.is_truthy())
 }

@@ -1,7 +1,10 @@
 //! The detection worker's side: one model per worker (the page starts a new worker to switch
 //! models), run on the backend measured fastest on this tablet.
 
-use super::{AssignedModel, BackendChoice, BackendKind, EngineInfo, FromWorker, ToWorker};
+use super::{
+    AssignedModel, BackendChoice, BackendKind, EngineInfo, FromWorker, ToWorker,
+    cross_origin_isolated,
+};
 use crate::gpu_check;
 use protocol::{BoundingBox, Detection, ModelRef};
 use sha2::{Digest, Sha256};
@@ -314,6 +317,7 @@ async fn load(
         measured_ms,
         cpu_threads,
         cold_start_ms: now_ms() - started,
+        cross_origin_isolated: cross_origin_isolated(),
     };
     Ok((engine, info))
 }
