@@ -260,10 +260,14 @@ pub fn backend_text(t: &Texts, info: &EngineInfo) -> String {
 }
 
 fn detector_view(t: &Texts, engine: &EngineState) -> Html {
-    // Whether the worker could run wasm threads; for diagnosis (and the browser tests).
-    let isolated = match engine {
-        EngineState::Ready(info) => Some(info.cross_origin_isolated.to_string()),
-        _ => None,
+    // Whether the worker could run wasm threads, and how many its CPU backend got; for diagnosis
+    // (and the browser tests).
+    let (isolated, cpu_threads) = match engine {
+        EngineState::Ready(info) => (
+            Some(info.cross_origin_isolated.to_string()),
+            Some(info.cpu_threads.to_string()),
+        ),
+        _ => (None, None),
     };
     let (state, class, text) = match engine {
         EngineState::Loading { .. } => ("checking", "pending", t.loading.to_string()),
@@ -278,7 +282,8 @@ fn detector_view(t: &Texts, engine: &EngineState) -> Html {
         EngineState::Failed(reason) => ("failed", "error", format!("{}: {reason}", t.failed)),
     };
     html! {
-        <dd id="gpu-status" data-state={state} data-cross-origin-isolated={isolated} class={class}>
+        <dd id="gpu-status" data-state={state} data-cross-origin-isolated={isolated}
+            data-cpu-threads={cpu_threads} class={class}>
             { text }
         </dd>
     }

@@ -142,6 +142,17 @@ async fn assert_cross_origin_isolated(browser: &Browser, when: &str) -> anyhow::
         worker, "true",
         "the detection worker is not cross-origin isolated {when} ({backend})"
     );
+    // So it runs the threaded build, whose CPU backend takes one thread per core, up to 4.
+    let threads = browser
+        .eval(
+            "return [document.querySelector('#gpu-status').dataset.cpuThreads,
+                     String(Math.min(navigator.hardwareConcurrency, 4))];",
+        )
+        .await?;
+    assert_eq!(
+        threads[0], threads[1],
+        "the CPU backend's threads {when} (got, expected one per core up to 4)"
+    );
     Ok(())
 }
 

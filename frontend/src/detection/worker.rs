@@ -56,14 +56,14 @@ fn now_ms() -> f64 {
     scope().performance().map_or(0.0, |p| p.now())
 }
 
-/// The name of the workers that are the CPU backend's other threads in the threaded build; the
-/// module's entry point serves the thread pool in them (public/detection-worker-threads_loader.js).
+/// The name of the workers that are the CPU backend's other threads in the threaded build: they
+/// serve the thread pool (public/detection-worker-threads_loader.js), not this worker's messages.
 const CPU_THREAD_NAME: &str = "linecheck-cpu-thread";
 
 /// The worker binary's entry point.
 pub fn run() {
     if scope().name() == CPU_THREAD_NAME {
-        vision_engine::cpu::serve_as_worker();
+        return;
     }
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(|event: MessageEvent| {
         wasm_bindgen_futures::spawn_local(handle(event));
