@@ -244,6 +244,28 @@ impl GpuContext {
             .map_err(|_| EngineError::Readback(dropped.into()))
     }
 
+    /// Asks for `buffer` mapped for writing once the work submitted before is done; await it
+    /// with [`GpuContext::mapped`]. Native only: the frame's staging buffer (`GpuNetwork`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn map_for_write(&self, buffer: &wgpu::Buffer) -> MapRequest {
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        buffer
+            .slice(..)
+            .map_async(wgpu::MapMode::Write, move |result| {
+                // The receiver only goes away with the buffer; nothing to tell.
+                let _ = sender.send(result);
+            });
+        MapRequest(receiver)
+    }
+
+    /// Waits until the buffer `request` asked for is mapped.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) async fn mapped(&self, request: MapRequest) -> Result<(), EngineError> {
+        self.polled(request.0, "the device dropped the map request")
+            .await?
+            .map_err(|e| EngineError::Readback(e.to_string()))
+    }
+
     /// The first `size` bytes of a staging buffer, once the work submitted before is done.
     pub(crate) async fn read_mapped(
         &self,
@@ -269,6 +291,12 @@ impl GpuContext {
         Ok(bytes)
     }
 }
+
+/// A buffer's pending mapping ([`GpuContext::map_for_write`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) struct MapRequest(
+    futures_channel::oneshot::Receiver<Result<(), wgpu::BufferAsyncError>>,
+);
 
 #[cfg(test)]
 mod tests {

@@ -62,7 +62,8 @@ pub fn bind_for_web(
 ) -> anyhow::Result<()> {
     check_status(
         Command::new(cargo_bin("wasm-bindgen"))
-            .args(["--target", "web", "--out-name", out_name, "--out-dir"])
+            .args(["--target", "web", "--no-typescript", "--out-name", out_name])
+            .arg("--out-dir")
             .arg(out)
             .arg(wasm),
         "wasm-bindgen",

@@ -15,7 +15,7 @@ mod pool;
 mod resize;
 mod select;
 mod softmax;
-mod threads;
+pub(crate) mod threads;
 
 pub use activation::activate_in_place;
 pub use conv::{Conv2d, conv2d, conv2d_then};

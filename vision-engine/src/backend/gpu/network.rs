@@ -648,6 +648,16 @@ enum OutputSource {
 struct FrameInput {
     /// At least the frame's bytes: grown only when a larger frame comes.
     pixels: wgpu::Buffer,
+    /// Natively, the mappable buffer the host writes each frame into, on all cores, before it is
+    /// copied into `pixels` (`write_buffer` would make a staging buffer for every frame and copy
+    /// on one thread: most of a frame's own time on the H100, BENCHMARKS.md). In the browser
+    /// `write_buffer` stays: WebGPU copies out of wasm memory once anyway.
+    #[cfg(not(target_arch = "wasm32"))]
+    staging: wgpu::Buffer,
+    /// The staging buffer's mapping, asked for as soon as its copy is submitted; `None` while it
+    /// is mapped.
+    #[cfg(not(target_arch = "wasm32"))]
+    remap: Option<crate::gpu::MapRequest>,
     /// What `launch` letterboxes.
     letterbox: Letterbox,
     launch: PreparedLaunch,
@@ -894,9 +904,10 @@ impl Executor for GpuNetwork<'_> {
         rgba: &[u8],
         letterbox: &Letterbox,
     ) -> Result<Vec<Tensor>, EngineError> {
-        self.submit_network(Some(&*self.write_frame(rgba, letterbox)?), |encoder| {
-            self.record_output_copies(encoder)
-        });
+        self.submit_network(
+            Some(&*self.write_frame(rgba, letterbox).await?),
+            |encoder| self.record_output_copies(encoder),
+        );
         self.read_outputs().await
     }
 
@@ -916,12 +927,15 @@ impl Executor for GpuNetwork<'_> {
             return decode_on_host(raw, layout, options, keep_raw);
         };
         let mut bytes = None;
-        self.submit_network(Some(&*self.write_frame(rgba, letterbox)?), |encoder| {
-            bytes = Some(stage.record(self.backend, encoder, options));
-            if keep_raw {
-                self.record_output_copies(encoder);
-            }
-        });
+        self.submit_network(
+            Some(&*self.write_frame(rgba, letterbox).await?),
+            |encoder| {
+                bytes = Some(stage.record(self.backend, encoder, options));
+                if keep_raw {
+                    self.record_output_copies(encoder);
+                }
+            },
+        );
         let bytes = bytes.expect("the last chunk records the detection stage");
         let detections = stage.read(self.backend, bytes).await?;
         let raw = if keep_raw {
@@ -975,7 +989,7 @@ impl GpuNetwork<'_> {
     /// Writes `rgba` into the kept pixel buffer and returns the letterbox launch from it into the
     /// network's input. The buffer is made again only for a larger frame, the launch (its
     /// uniform and bind group) only for another letterbox: frames of one camera allocate nothing.
-    fn write_frame(
+    async fn write_frame(
         &self,
         rgba: &[u8],
         letterbox: &Letterbox,
@@ -998,12 +1012,37 @@ impl GpuNetwork<'_> {
             )
             .into());
         }
+        // The last frame's copy out of the staging buffer must be done before this one is
+        // written there (the wait ended with the last frame's readback, so this rarely waits).
+        #[cfg(not(target_arch = "wasm32"))]
+        let remap = self
+            .frame
+            .borrow_mut()
+            .as_mut()
+            .and_then(|f| f.remap.take());
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(request) = remap {
+            self.backend.context().mapped(request).await?;
+        }
         let mut frame = self.frame.borrow_mut();
         let bytes = rgba.len() as u64;
         if frame.as_ref().is_none_or(|f| f.pixels.size() < bytes) {
             let pixels = self.backend.scratch(bytes);
             let launch = self.letterbox_launch(&pixels, letterbox);
             *frame = Some(FrameInput {
+                #[cfg(not(target_arch = "wasm32"))]
+                staging: self
+                    .backend
+                    .context()
+                    .device
+                    .create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("frame staging"),
+                        size: pixels.size(),
+                        usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: true,
+                    }),
+                #[cfg(not(target_arch = "wasm32"))]
+                remap: None,
                 pixels,
                 letterbox: *letterbox,
                 launch,
@@ -1014,14 +1053,57 @@ impl GpuNetwork<'_> {
             kept.launch = self.letterbox_launch(&kept.pixels, letterbox);
             kept.letterbox = *letterbox;
         }
-        self.backend
-            .context()
-            .queue
-            .write_buffer(&kept.pixels, 0, rgba);
+        self.upload_frame(kept, rgba)?;
         drop(frame);
         Ok(std::cell::Ref::map(self.frame.borrow(), |f| {
             &f.as_ref().expect("written above").launch
         }))
+    }
+
+    /// Writes `rgba` into the mapped staging buffer, a part per thread, and submits its copy
+    /// into the pixel buffer, which the frame's own submission follows; then asks for the
+    /// staging buffer mapped again.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn upload_frame(&self, kept: &mut FrameInput, rgba: &[u8]) -> Result<(), EngineError> {
+        let ctx = self.backend.context();
+        let bytes = rgba.len();
+        let part = bytes
+            .div_ceil(crate::cpu::threads::worker_count())
+            .next_multiple_of(wgpu::MAP_ALIGNMENT as usize);
+        let views = (0..bytes)
+            .step_by(part)
+            .map(|at| {
+                let range = at as u64..(at + part).min(bytes) as u64;
+                kept.staging
+                    .get_mapped_range_mut(range)
+                    .map(std::sync::Mutex::new)
+                    .map_err(|e| EngineError::Readback(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::cpu::threads::run_tasks(views.len(), &|index| {
+            let mut view = views[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = index * part;
+            let len = view.len();
+            view.copy_from_slice(&rgba[at..at + len]);
+        });
+        drop(views);
+        kept.staging.unmap();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&kept.staging, 0, &kept.pixels, 0, bytes as u64);
+        ctx.queue.submit([encoder.finish()]);
+        kept.remap = Some(ctx.map_for_write(&kept.staging));
+        Ok(())
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn upload_frame(&self, kept: &mut FrameInput, rgba: &[u8]) -> Result<(), EngineError> {
+        self.backend
+            .context()
+            .queue
+            .write_buffer(&kept.pixels, 0, rgba);
+        Ok(())
     }
 
     /// The letterbox of `letterbox`'s pixels in `pixels` into the network's input.
