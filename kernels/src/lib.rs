@@ -202,10 +202,16 @@ conv_gemm!(CONV_GEMM_32X32, 32, 32, 8);
 /// Every tiling of the implicit-GEMM convolution, the engine picks one per layer.
 pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
 
-// The 64x64 tiling with its products on matrix units (conv_coop.wgsl): what convolutions run on
-// where the device has them (`ConvKernels::TensorCores`). On an H100 it beat the f32 kernels on
-// the 32x32 layers too (BENCHMARKS.md), so it has no smaller tiling.
+// The convolution with its products on matrix units (conv_coop.wgsl): what convolutions run on
+// where the device has them (`ConvKernels::TensorCores`). On an H100 the 64x64 tiling beat the
+// f32 kernels on their 32x32 layers too (BENCHMARKS.md). The 32x128 tiling is for layers of few
+// output channels (16, 32, 80...), which leave up to three quarters of a 64-channel tile idle:
+// the same 8 subgroups, each loaded patch value serving 32 channels of 128 pixels.
 conv_gemm!(CONV_COOP_64X64, "conv_coop.wgsl", 64, 64, 16, true);
+conv_gemm!(CONV_COOP_32X128, "conv_coop.wgsl", 32, 128, 16, true);
+
+/// The tensor-core tilings.
+pub const COOP_TILINGS: [ConvTiling; 2] = [CONV_COOP_64X64, CONV_COOP_32X128];
 
 kernel!(ACTIVATION, "activation.wgsl", ["sigmoid", "silu"]);
 kernel!(
@@ -248,6 +254,8 @@ pub const ALL: &[Kernel] = &[
     CONV_GEMM_32X32.split_kernel,
     CONV_COOP_64X64.kernel,
     CONV_COOP_64X64.split_kernel,
+    CONV_COOP_32X128.kernel,
+    CONV_COOP_32X128.split_kernel,
     DECODE_BOXES,
     GATHER,
     GATHER_ELEMENTS,
@@ -358,13 +366,28 @@ mod tests {
 
     #[test]
     fn every_conv_tiling_fits_its_invocations() {
-        for t in CONV_TILINGS.into_iter().chain([CONV_COOP_64X64]) {
+        for t in CONV_TILINGS {
             let invocations = (t.tile_m / 4) * (t.tile_n / 4);
             assert!(invocations <= 256, "{}", t.kernel.name);
             // Four weights and four patch values per invocation, in whole vec4 rows.
             assert_eq!(invocations * 4, t.tile_m * t.tile_k, "{}", t.kernel.name);
             assert_eq!(invocations * 4, t.tile_k * t.tile_n, "{}", t.kernel.name);
             assert_eq!((invocations / t.tile_k) % 4, 0, "{}", t.kernel.name);
+        }
+        for t in COOP_TILINGS {
+            let invocations = (t.tile_m / 4) * (t.tile_n / 4);
+            // 8 subgroups of 32, each two 16x16 blocks: 16 channels by 32 pixels.
+            assert_eq!(invocations, 256, "{}", t.kernel.name);
+            assert_eq!((t.tile_m / 16) * (t.tile_n / 32), 8, "{}", t.kernel.name);
+            assert_eq!(t.tile_k, 16, "{}", t.kernel.name);
+            // Whole rows of each tile per invocation: four or two weights, four or eight
+            // patch values (the loads conv_loads.wgsl names).
+            let weight_loads = t.tile_m * t.tile_k / invocations;
+            let patch_loads = t.tile_k * t.tile_n / invocations;
+            assert!([2, 4].contains(&weight_loads), "{}", t.kernel.name);
+            assert!([4, 8].contains(&patch_loads), "{}", t.kernel.name);
+            assert_eq!(invocations % t.tile_k, 0, "{}", t.kernel.name);
+            assert_eq!(invocations % t.tile_n, 0, "{}", t.kernel.name);
         }
     }
 

@@ -4,14 +4,15 @@
 // is rounded to f16 in workgroup memory and multiplied 16x16x16 at a time into f32 sums (the
 // precision of PyTorch's default TF32 convolutions: 10 bits of mantissa per factor, f32 sums).
 //
-// A 64 (channels) x 64 (pixels) tile per workgroup of 8 subgroups of 32 invocations (the engine
-// runs this kernel only where every subgroup has 32): subgroup s computes the 16 channels
-// 16 (s % 4) .. by the 32 pixels 32 (s / 4) .., two 16x16 blocks of sums. The sums leave through
-// workgroup memory, one 16x16 block per subgroup at a time, for the bias, the activation and the
-// edges of the image.
+// A TILE_M (channels) x TILE_N (pixels) tile per workgroup of 8 subgroups of 32 invocations (the
+// engine runs this kernel only where every subgroup has 32), 64x64 or 32x128: subgroup s computes
+// the 16 channels 16 (s % SUBGROUPS_M) .. by the 32 pixels 32 (s / SUBGROUPS_M) .., two 16x16
+// blocks of sums. The sums leave through workgroup memory, one 16x16 block per subgroup at a
+// time, for the bias, the activation and the edges of the image.
 
 const SUBGROUP: u32 = 32u;
 const BLOCK: u32 = 16u;
+const SUBGROUPS_M: u32 = TILE_M / BLOCK;
 // Rows of both tiles are 8 halves (16 bytes) longer than their values: the matrix loads read
 // rows of 16 bytes, which then fall in distinct banks of workgroup memory.
 const WEIGHT_ROW: u32 = TILE_K + 8u;
@@ -51,8 +52,8 @@ fn main(
     let w_slot = (lid / TILE_K) * WEIGHT_ROW + lid % TILE_K;
     let p_slot = (lid / TILE_N) * PATCH_ROW + lid % TILE_N;
 
-    let block_m = BLOCK * (subgroup % 4u);
-    let block_p = 2u * BLOCK * (subgroup / 4u);
+    let block_m = BLOCK * (subgroup % SUBGROUPS_M);
+    let block_p = 2u * BLOCK * (subgroup / SUBGROUPS_M);
     var acc0 = coop_mat16x16<f32, C>();
     var acc1 = coop_mat16x16<f32, C>();
 
@@ -60,12 +61,20 @@ fn main(
     for (var k0 = work.k_begin; k0 < work.k_end; k0 += TILE_K) {
         weight_tile[w_slot] = f16(loads.weights.x);
         weight_tile[w_slot + WEIGHT_ROW_STEP * WEIGHT_ROW] = f16(loads.weights.y);
-        weight_tile[w_slot + 2u * WEIGHT_ROW_STEP * WEIGHT_ROW] = f16(loads.weights.z);
-        weight_tile[w_slot + 3u * WEIGHT_ROW_STEP * WEIGHT_ROW] = f16(loads.weights.w);
+        if WEIGHT_LOADS == 4u {
+            weight_tile[w_slot + 2u * WEIGHT_ROW_STEP * WEIGHT_ROW] = f16(loads.weights.z);
+            weight_tile[w_slot + 3u * WEIGHT_ROW_STEP * WEIGHT_ROW] = f16(loads.weights.w);
+        }
         patch_tile[p_slot] = f16(loads.patches.x);
         patch_tile[p_slot + PATCH_ROW_STEP * PATCH_ROW] = f16(loads.patches.y);
         patch_tile[p_slot + 2u * PATCH_ROW_STEP * PATCH_ROW] = f16(loads.patches.z);
         patch_tile[p_slot + 3u * PATCH_ROW_STEP * PATCH_ROW] = f16(loads.patches.w);
+        if PATCH_LOADS == 8u {
+            patch_tile[p_slot + 4u * PATCH_ROW_STEP * PATCH_ROW] = f16(loads.more_patches.x);
+            patch_tile[p_slot + 5u * PATCH_ROW_STEP * PATCH_ROW] = f16(loads.more_patches.y);
+            patch_tile[p_slot + 6u * PATCH_ROW_STEP * PATCH_ROW] = f16(loads.more_patches.z);
+            patch_tile[p_slot + 7u * PATCH_ROW_STEP * PATCH_ROW] = f16(loads.more_patches.w);
+        }
         workgroupBarrier();
         loads = load_tile(k0 + TILE_K);
         let a = coopLoadT<coop_mat16x16<f16, A>>(&weight_tile[block_m * WEIGHT_ROW], WEIGHT_ROW);

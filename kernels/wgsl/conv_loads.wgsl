@@ -8,11 +8,15 @@
 // and the tap by the kernel width here, per loaded value, cost more integer work than the
 // products it feeds.
 
-// (TILE_M / 4) x (TILE_N / 4) invocations, each loading four weights and four patch values of
-// every tile: TILE_M = 4 x invocations / TILE_K and TILE_K = 4 x invocations / TILE_N.
+// (TILE_M / 4) x (TILE_N / 4) invocations, each loading WEIGHT_LOADS weights and PATCH_LOADS
+// patch values of every tile: four of each on square tiles, where TILE_M = 4 x invocations /
+// TILE_K and TILE_K = 4 x invocations / TILE_N; two weights and eight patch values on the
+// tensor cores' 32x128 tile.
 const THREADS: u32 = TILE_M * TILE_N / 16u;
-const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K; // TILE_M / 4
-const PATCH_ROW_STEP: u32 = THREADS / TILE_N;  // TILE_K / 4
+const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K;
+const PATCH_ROW_STEP: u32 = THREADS / TILE_N;
+const WEIGHT_LOADS: u32 = TILE_M / WEIGHT_ROW_STEP;
+const PATCH_LOADS: u32 = TILE_K / PATCH_ROW_STEP;
 
 struct Params {
     count: u32,
@@ -132,29 +136,37 @@ fn load_patch(k: u32) -> f32 {
     return 0.0;
 }
 
-// This invocation's four weights and four patch values of the tile at k0, named, never an array
-// indexed in a loop (measured on an H100: arrays indexed in loops ran 3x slower than the direct
-// kernel). Issued together, they are in flight while the tile before is multiplied.
+// Weight row i and patch row i of this invocation's loads at k (rows past its count load
+// nothing: each call below has a constant i, so the test goes at compile time).
+fn weight_row(i: u32, k: u32) -> f32 {
+    if i < WEIGHT_LOADS {
+        return load_weight(weight_m + i * WEIGHT_ROW_STEP, k);
+    }
+    return 0.0;
+}
+
+fn patch_row(i: u32, k: u32) -> f32 {
+    if i < PATCH_LOADS {
+        return load_patch(k + i * PATCH_ROW_STEP);
+    }
+    return 0.0;
+}
+
+// This invocation's weights and patch values of the tile at k0, named, never an array indexed in
+// a loop (measured on an H100: arrays indexed in loops ran 3x slower than the direct kernel).
+// Issued together, they are in flight while the tile before is multiplied.
 struct Loads {
     weights: vec4<f32>,
     patches: vec4<f32>,
+    more_patches: vec4<f32>, // rows 4..7 (PATCH_LOADS = 8), else zeros
 }
 
 fn load_tile(k0: u32) -> Loads {
     let k = k0 + weight_k;
     let x = k0 + patch_k;
     return Loads(
-        vec4<f32>(
-            load_weight(weight_m, k),
-            load_weight(weight_m + WEIGHT_ROW_STEP, k),
-            load_weight(weight_m + 2u * WEIGHT_ROW_STEP, k),
-            load_weight(weight_m + 3u * WEIGHT_ROW_STEP, k),
-        ),
-        vec4<f32>(
-            load_patch(x),
-            load_patch(x + PATCH_ROW_STEP),
-            load_patch(x + 2u * PATCH_ROW_STEP),
-            load_patch(x + 3u * PATCH_ROW_STEP),
-        ),
+        vec4<f32>(weight_row(0u, k), weight_row(1u, k), weight_row(2u, k), weight_row(3u, k)),
+        vec4<f32>(patch_row(0u, x), patch_row(1u, x), patch_row(2u, x), patch_row(3u, x)),
+        vec4<f32>(patch_row(4u, x), patch_row(5u, x), patch_row(6u, x), patch_row(7u, x)),
     );
 }

@@ -316,8 +316,8 @@ pub enum ConvKernels {
     TiledWhole,
     /// One tiling for every layer, its reduction split into `slices` (for tests).
     Split { tiling: usize, slices: u32 },
-    /// As `Tiled`, every tiled layer on 64x64 tiles with their products on matrix units
-    /// (`kernels::CONV_COOP_64X64`: f16 factors, f32 sums); only on a device opened with them
+    /// As `Tiled`, every tiled layer with its products on matrix units (`kernels::COOP_TILINGS`,
+    /// picked by `choose_coop_tiling`: f16 factors, f32 sums); only on a device opened with them
     /// (`GpuContext::tensor_cores`). Measured on an H100 (BENCHMARKS.md), this beat keeping the
     /// 32x32 layers on `Tiled`'s kernels.
     TensorCores,
@@ -372,6 +372,17 @@ pub(super) fn choose_tiling(taps: usize, k: usize) -> kernels::ConvTiling {
         kernels::CONV_GEMM_64X64
     } else {
         kernels::CONV_GEMM_32X32
+    }
+}
+
+/// The tensor-core tiling for a layer of `channels` output channels per group: 32x128 where its
+/// 32-channel tiles leave fewer channels idle than 64-channel ones (16, 32, 80... channels),
+/// else 64x64.
+pub(super) fn choose_coop_tiling(channels: usize) -> kernels::ConvTiling {
+    if channels.div_ceil(32) * 32 < channels.div_ceil(64) * 64 {
+        kernels::CONV_COOP_32X128
+    } else {
+        kernels::CONV_COOP_64X64
     }
 }
 
@@ -502,7 +513,7 @@ pub(super) fn plan(
                 ConvKernels::Direct => None,
                 _ if c_per_group == 1 && m_per_group == 1 => None,
                 ConvKernels::Tiled | ConvKernels::TiledWhole => Some(choose_tiling(w[2] * w[3], k)),
-                ConvKernels::TensorCores => Some(kernels::CONV_COOP_64X64),
+                ConvKernels::TensorCores => Some(choose_coop_tiling(m_per_group)),
                 ConvKernels::Tiling(i) | ConvKernels::Split { tiling: i, .. } => {
                     Some(kernels::CONV_TILINGS[i])
                 }
@@ -1036,5 +1047,24 @@ mod tests {
         // Its 1x1 convolutions and the 3-channel stem (27 values): 32x32.
         assert_eq!(name(1, 512), kernels::CONV_GEMM_32X32.kernel.name);
         assert_eq!(name(9, 27), kernels::CONV_GEMM_32X32.kernel.name);
+    }
+
+    #[test]
+    fn tensor_core_tiles_leave_the_fewest_channels_idle() {
+        let name = |channels| choose_coop_tiling(channels).kernel.name;
+        for channels in [16, 32, 80, 96] {
+            assert_eq!(
+                name(channels),
+                kernels::CONV_COOP_32X128.kernel.name,
+                "{channels}"
+            );
+        }
+        for channels in [48, 64, 128, 255] {
+            assert_eq!(
+                name(channels),
+                kernels::CONV_COOP_64X64.kernel.name,
+                "{channels}"
+            );
+        }
     }
 }

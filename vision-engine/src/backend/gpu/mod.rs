@@ -26,7 +26,7 @@ use launch::{Binding, Launch};
 use wgpu::util::DeviceExt;
 
 /// Kernels with how many read-only storage inputs each entry point binds before its output.
-const KERNELS: [(Kernel, usize); 22] = [
+const KERNELS: [(Kernel, usize); 24] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
     (kernels::CONV2D, 3),
@@ -36,6 +36,8 @@ const KERNELS: [(Kernel, usize); 22] = [
     (kernels::CONV_GEMM_32X32.split_kernel, 4),
     (kernels::CONV_COOP_64X64.kernel, 4),
     (kernels::CONV_COOP_64X64.split_kernel, 4),
+    (kernels::CONV_COOP_32X128.kernel, 4),
+    (kernels::CONV_COOP_32X128.split_kernel, 4),
     (kernels::DECODE_BOXES, 1),
     (kernels::GATHER, 2),
     (kernels::GATHER_ELEMENTS, 2),
