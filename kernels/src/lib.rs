@@ -204,8 +204,8 @@ pub const CONV_TILINGS: [ConvTiling; 2] = [CONV_GEMM_64X64, CONV_GEMM_32X32];
 
 // The convolution with its products on matrix units (conv_coop.wgsl): what convolutions run on
 // where the device has them (`ConvKernels::TensorCores`). On an H100 the 64x64 tiling beat the
-// f32 kernels on their 32x32 layers too (BENCHMARKS.md). The 32x128 tiling is for layers of few
-// output channels (16, 32, 80...), which leave up to three quarters of a 64-channel tile idle:
+// f32 kernels on their 32x32 layers too (BENCHMARKS.md). The 32x128 tiling is for large layers
+// of at most 32 output channels, which leave half or three quarters of a 64-channel tile idle:
 // the same 8 subgroups, each loaded patch value serving 32 channels of 128 pixels.
 conv_gemm!(CONV_COOP_64X64, "conv_coop.wgsl", 64, 64, 16, true);
 conv_gemm!(CONV_COOP_32X128, "conv_coop.wgsl", 32, 128, 16, true);

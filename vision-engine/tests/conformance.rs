@@ -118,7 +118,8 @@ async fn conv_matches_the_reference_within(
     let mut rng = StdRng::seed_from_u64(21);
     // (C, H, W, M, k, stride, pad, dilation, group): stem, 1x1, depthwise, dilated grouped; then
     // shapes past every GPU tile size in channels, pixels and reduction (none a multiple of a
-    // tile), 3x3 and 1x1, grouped; then random ones.
+    // tile), 3x3 and 1x1, grouped; a layer of few channels large enough for the tensor cores'
+    // 32x128 tiles (`choose_coop_tiling`); then random ones.
     let mut cases = vec![
         (3, 32, 32, 16, 3, 2, 1, 1, 1),
         (16, 16, 16, 32, 1, 1, 0, 1, 1),
@@ -127,6 +128,7 @@ async fn conv_matches_the_reference_within(
         (19, 21, 23, 70, 3, 1, 1, 1, 1),
         (37, 17, 19, 45, 1, 1, 0, 1, 1),
         (38, 15, 17, 82, 3, 2, 1, 1, 2),
+        (8, 130, 131, 24, 3, 1, 1, 1, 1),
     ];
     for _ in 0..8 {
         let g = [1, 2, 4][rng.random_range(0..3)];

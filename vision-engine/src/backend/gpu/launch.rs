@@ -375,11 +375,19 @@ pub(super) fn choose_tiling(taps: usize, k: usize) -> kernels::ConvTiling {
     }
 }
 
-/// The tensor-core tiling for a layer of `channels` output channels per group: 32x128 where its
-/// 32-channel tiles leave fewer channels idle than 64-channel ones (16, 32, 80... channels),
-/// else 64x64.
-pub(super) fn choose_coop_tiling(channels: usize) -> kernels::ConvTiling {
-    if channels.div_ceil(32) * 32 < channels.div_ceil(64) * 64 {
+/// The tensor-core tiling for a layer of `channels` output channels per group, `pixels` output
+/// pixels and `images` (batch x groups): 32x128 for layers of at most 32 channels that fill the
+/// GPU on 64x64 tiles unsplit, else 64x64. Measured per layer on an H100 (BENCHMARKS.md, YOLOv8n
+/// at 640): 32x128 took the 160x160 layers of 16 and 32 channels from 33-36 to 25-28 us, where a
+/// 64-channel tile left half or three quarters of its products and weight loads idle; on layers
+/// that split, and on 80-channel ones, it lost (fewer workgroups to spread, more slices).
+pub(super) fn choose_coop_tiling(
+    channels: usize,
+    pixels: usize,
+    images: usize,
+) -> kernels::ConvTiling {
+    let workgroups_64x64 = pixels.div_ceil(64) * channels.div_ceil(64) * images;
+    if channels <= 32 && workgroups_64x64 >= TARGET_WORKGROUPS as usize {
         kernels::CONV_COOP_32X128
     } else {
         kernels::CONV_COOP_64X64
@@ -513,7 +521,11 @@ pub(super) fn plan(
                 ConvKernels::Direct => None,
                 _ if c_per_group == 1 && m_per_group == 1 => None,
                 ConvKernels::Tiled | ConvKernels::TiledWhole => Some(choose_tiling(w[2] * w[3], k)),
-                ConvKernels::TensorCores => Some(choose_coop_tiling(m_per_group)),
+                ConvKernels::TensorCores => Some(choose_coop_tiling(
+                    m_per_group,
+                    pixels,
+                    out[0] * attrs.group,
+                )),
                 ConvKernels::Tiling(i) | ConvKernels::Split { tiling: i, .. } => {
                     Some(kernels::CONV_TILINGS[i])
                 }
@@ -1050,21 +1062,16 @@ mod tests {
     }
 
     #[test]
-    fn tensor_core_tiles_leave_the_fewest_channels_idle() {
-        let name = |channels| choose_coop_tiling(channels).kernel.name;
-        for channels in [16, 32, 80, 96] {
-            assert_eq!(
-                name(channels),
-                kernels::CONV_COOP_32X128.kernel.name,
-                "{channels}"
-            );
+    fn tensor_core_tiles_follow_the_measured_layer_classes() {
+        let name = |channels, side: usize| choose_coop_tiling(channels, side * side, 1).kernel.name;
+        // YOLOv8n at 640: the 160x160 layers of 16 and 32 channels, and the DFL's 1-channel
+        // convolution over 4 x 8400 values, on 32x128 tiles.
+        for (channels, side) in [(16, 160), (32, 160), (1, 183)] {
+            assert_eq!(name(channels, side), kernels::CONV_COOP_32X128.kernel.name);
         }
-        for channels in [48, 64, 128, 255] {
-            assert_eq!(
-                name(channels),
-                kernels::CONV_COOP_64X64.kernel.name,
-                "{channels}"
-            );
+        // 32 channels at 80x80 (split on either tiling), 80 and 64 channels: 64x64.
+        for (channels, side) in [(32, 80), (80, 80), (64, 160), (128, 20)] {
+            assert_eq!(name(channels, side), kernels::CONV_COOP_64X64.kernel.name);
         }
     }
 }
