@@ -67,7 +67,8 @@ pub struct EngineInfo {
     pub input: (u32, u32),
     /// One warm frame per backend, when the choice was measured at this start.
     pub measured_ms: Vec<(BackendKind, f64)>,
-    /// Threads the CPU backend runs on (more than 1 in the threaded build, on an isolated page).
+    /// Threads the CPU backend runs on (more than 1 in the threaded build, on an isolated page);
+    /// 0 where it was not set up (the GPU, measured faster at an earlier start, runs).
     pub cpu_threads: usize,
     /// From model bytes to the first result on the chosen backend.
     pub cold_start_ms: f64,

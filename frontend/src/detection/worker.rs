@@ -270,8 +270,15 @@ async fn load(
         confidence,
         ..NmsOptions::default()
     });
-    let cpu_threads = start_cpu_threads().await?;
-    let cpu = Runner::Cpu(CpuNetwork::new(detector.network()).map_err(|e| e.to_string())?);
+    // The CPU backend (its threads, its packed weights) is set up only where it may run: not
+    // when an earlier start measured the GPU faster and it is there.
+    let mut cpu_threads = 0;
+    let mut cpu_runner = async || -> Result<Runner, String> {
+        cpu_threads = start_cpu_threads().await?;
+        Ok(Runner::Cpu(
+            CpuNetwork::new(detector.network()).map_err(|e| e.to_string())?,
+        ))
+    };
     let leak_engine = |runner| -> &'static Engine {
         Box::leak(Box::new(Engine {
             detector,
@@ -283,7 +290,7 @@ async fn load(
     };
     let mut measured_ms = Vec::new();
     let engine = match gpu {
-        Err(_) => leak_engine(cpu),
+        Err(_) => leak_engine(cpu_runner().await?),
         Ok(gpu) => {
             let gpu: &'static GpuBackend = Box::leak(Box::new(gpu));
             let prepared = gpu.prepare(detector.network()).map_err(|e| e.to_string())?;
@@ -293,7 +300,7 @@ async fn load(
             } else {
                 // First start on this tablet: a software adapter can be a hundred times slower
                 // than the CPU, so measure one warm frame on each and keep the faster.
-                let on_cpu = leak_engine(cpu);
+                let on_cpu = leak_engine(cpu_runner().await?);
                 on_gpu.time_blank_frame().await?;
                 let gpu_ms = on_gpu.time_blank_frame().await?;
                 let cpu_ms = on_cpu.time_blank_frame().await?;
