@@ -172,7 +172,7 @@ pub fn setup(props: &SetupProps) -> Html {
                     { text_field("station-token", t.station_token, &settings.token, |s, v| s.token = v.trim().to_string()) }
                     { select("language", t.language, languages, settings.language.code().to_string(),
                         |s, v| s.language = Language::ALL.into_iter().find(|l| l.code() == v).unwrap_or_default()) }
-                    { select("camera", t.camera, cameras, settings.camera_id.clone().unwrap_or_default(),
+                    { select("camera-choice", t.camera, cameras, settings.camera_id.clone().unwrap_or_default(),
                         |s, v| s.camera_id = (!v.is_empty()).then_some(v)) }
                     { select("resolution", t.resolution, resolutions,
                         format!("{}x{}", settings.resolution.0, settings.resolution.1),

@@ -31,14 +31,14 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// What the live view shows besides boxes, for a timeout's message: its problem line, the
-/// detector's frame count and rate, and the camera's state.
+/// What the live view shows besides boxes, for a timeout's message: the screen shown, its
+/// problem line, the detector's frame count and rate, and the camera's state.
 async fn live_view_state(browser: &Browser) -> anyhow::Result<serde_json::Value> {
     browser
         .eval(
             "const text = (s) => { const e = document.querySelector(s); return e ? e.textContent : null; };
              const video = document.querySelector('#camera');
-             return { problem: text('#live-problem'), rate: text('#detector-rate'),
+             return { screen: text('nav .tab.active'), problem: text('#live-problem'), rate: text('#detector-rate'),
                       frames: document.querySelector('#detector-rate').dataset.frames || null,
                       camera: video && { ready_state: video.readyState, width: video.videoWidth,
                                          paused: video.paused, in_page: video.isConnected } };",
