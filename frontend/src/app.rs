@@ -426,16 +426,19 @@ pub fn app() -> Html {
         <div id="app-shell" lang={settings.language.code()}>
             <header>
                 <h1>{ "LineCheck" }</h1>
-                <span id="station-title">{
-                    if settings.station.is_empty() { texts.station_not_set_up.to_string() }
-                    else { format!("{} · {} · {}", settings.station, settings.line, settings.operator) }
-                }</span>
+                // The tabs right after the fixed title: what follows changes width as it runs
+                // (the rate line about 12 times a second), and tabs placed after it moved under
+                // the operator's finger.
                 <nav>
                     { tab(Screen::Inspect, "nav-inspect", texts.nav_inspect) }
                     { tab(Screen::History, "nav-history", texts.nav_history) }
                     { tab(Screen::Setup, "nav-setup", texts.nav_setup) }
                     { tab(Screen::Review, "nav-review", texts.review.nav) }
                 </nav>
+                <span id="station-title">{
+                    if settings.station.is_empty() { texts.station_not_set_up.to_string() }
+                    else { format!("{} · {} · {}", settings.station, settings.line, settings.operator) }
+                }</span>
                 <span id="detector-rate" class="muted"
                     data-frames={frame.as_ref().map(|f| f.stats.frames.to_string())}
                     data-latency-ms={frame.as_ref().map(|f| format!("{:.1}", f.stats.latency_ms))}

@@ -23,36 +23,29 @@ pub async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
 }
 
 /// Opens one of the kiosk's screens: `"inspect"`, `"history"` or `"setup"`, and waits until its
-/// tab is the active one. A click that left the tab inactive for 5 s (lost by the driver on a
-/// loaded machine: a CI run once waited 240 s for boxes on the Setup screen) is made once more.
+/// tab is the active one (a click that lands elsewhere fails here, not minutes later).
 pub async fn open_screen(browser: &Browser, screen: &str) -> anyhow::Result<()> {
     let tab = format!("#nav-{screen}");
-    let active = || async {
+    browser.click(&tab).await?;
+    let deadline = std::time::Instant::now() + LOAD;
+    loop {
         let class = browser
             .eval(&format!(
                 "return document.querySelector('{tab}').className;"
             ))
             .await?;
-        anyhow::Ok(
-            class
-                .as_str()
-                .is_some_and(|c| c.split(' ').any(|c| c == "active")),
-        )
-    };
-    for (attempt, wait) in [Duration::from_secs(5), LOAD].into_iter().enumerate() {
-        browser.click(&tab).await?;
-        let deadline = std::time::Instant::now() + wait;
-        while std::time::Instant::now() < deadline {
-            if active().await? {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if class
+            .as_str()
+            .is_some_and(|c| c.split(' ').any(|c| c == "active"))
+        {
+            return Ok(());
         }
-        if attempt == 0 {
-            eprintln!("{tab} was not active 5 s after a click; clicking again");
-        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{tab} was clicked but is not the active tab (class {class})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("{tab} was not active after two clicks")
 }
 
 /// Waits until the station settings have been read from IndexedDB (on the setup screen).

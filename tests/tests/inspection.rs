@@ -46,6 +46,34 @@ async fn live_view_state(browser: &Browser) -> anyhow::Result<serde_json::Value>
         .await
 }
 
+/// Samples the screen tabs' places for 3 s while analysed frames keep changing the header's
+/// rate line: an operator's tap must not land on a tab that moved under the finger (the tabs
+/// used to shift with the rate line's width, about 12 times a second).
+async fn assert_tabs_stay_put(browser: &Browser) -> anyhow::Result<()> {
+    let sample = || async {
+        browser
+            .eval(
+                "return [Array.from(document.querySelectorAll('nav .tab')).map((t) => {
+                             const r = t.getBoundingClientRect();
+                             return [r.x, r.y, r.width, r.height].map(Math.round).join(',');
+                         }).join(' '),
+                         document.querySelector('#detector-rate').textContent];",
+            )
+            .await
+    };
+    let first = sample().await?;
+    let mut rates = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let now = sample().await?;
+        assert_eq!(now[0], first[0], "the tabs moved (rate line {})", now[1]);
+        rates.insert(now[1].to_string());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::ensure!(rates.len() > 1, "the rate line did not change: {rates:?}");
+    Ok(())
+}
+
 /// Waits until the live overlay shows at least `min` boxes, returning how many it shows.
 async fn wait_for_boxes(browser: &Browser, min: u64, timeout: Duration) -> anyhow::Result<u64> {
     let deadline = Instant::now() + timeout;
@@ -128,6 +156,8 @@ async fn boxes_land_on_the_defective_parts_and_each_inspection_is_stored_with_it
     let backend = wait_until_detector_ready(&browser).await?;
     println!("detector: {backend}");
     open_screen(&browser, "inspect").await?;
+    wait_for_boxes(&browser, 0, BOXES).await?;
+    assert_tabs_stay_put(&browser).await?;
 
     // Parts judged as boxes are shown, until two were failed while a defective part stood still
     // (the inspection moment). The belt keeps moving, so Inspect may catch a frame in motion:
