@@ -244,22 +244,19 @@ impl GpuContext {
             .map_err(|_| EngineError::Readback(dropped.into()))
     }
 
-    /// Asks for `buffer` mapped for writing once the work submitted before is done; await it
-    /// with [`GpuContext::mapped`]. Native only: the frame's staging buffer (`GpuNetwork`).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn map_for_write(&self, buffer: &wgpu::Buffer) -> MapRequest {
+    /// Asks for `slice` mapped in `mode` once the work submitted before is done; await it with
+    /// [`GpuContext::mapped`]. Readbacks wait at once; the frame's staging buffer (`GpuNetwork`)
+    /// is asked for as soon as its copy is submitted and waited for at the next frame.
+    pub(crate) fn map_request(slice: wgpu::BufferSlice<'_>, mode: wgpu::MapMode) -> MapRequest {
         let (sender, receiver) = futures_channel::oneshot::channel();
-        buffer
-            .slice(..)
-            .map_async(wgpu::MapMode::Write, move |result| {
-                // The receiver only goes away with the buffer; nothing to tell.
-                let _ = sender.send(result);
-            });
+        slice.map_async(mode, move |result| {
+            // The receiver only goes away with its request; nothing to tell.
+            let _ = sender.send(result);
+        });
         MapRequest(receiver)
     }
 
     /// Waits until the buffer `request` asked for is mapped.
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) async fn mapped(&self, request: MapRequest) -> Result<(), EngineError> {
         self.polled(request.0, "the device dropped the map request")
             .await?
@@ -272,16 +269,11 @@ impl GpuContext {
         staging: &wgpu::Buffer,
         size: u64,
     ) -> Result<Vec<u8>, EngineError> {
-        let (sender, receiver) = futures_channel::oneshot::channel();
-        staging
-            .slice(..size)
-            .map_async(wgpu::MapMode::Read, move |result| {
-                // The receiver only goes away if the caller dropped the future; nothing to tell.
-                let _ = sender.send(result);
-            });
-        self.polled(receiver, "the device dropped the map request")
-            .await?
-            .map_err(|e| EngineError::Readback(e.to_string()))?;
+        self.mapped(Self::map_request(
+            staging.slice(..size),
+            wgpu::MapMode::Read,
+        ))
+        .await?;
         let bytes = staging
             .slice(..size)
             .get_mapped_range()
@@ -292,8 +284,7 @@ impl GpuContext {
     }
 }
 
-/// A buffer's pending mapping ([`GpuContext::map_for_write`]).
-#[cfg(not(target_arch = "wasm32"))]
+/// A buffer's pending mapping ([`GpuContext::map_request`]).
 pub(crate) struct MapRequest(
     futures_channel::oneshot::Receiver<Result<(), wgpu::BufferAsyncError>>,
 );

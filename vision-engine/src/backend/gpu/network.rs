@@ -1093,7 +1093,10 @@ impl GpuNetwork<'_> {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&kept.staging, 0, &kept.pixels, 0, bytes as u64);
         ctx.queue.submit([encoder.finish()]);
-        kept.remap = Some(ctx.map_for_write(&kept.staging));
+        kept.remap = Some(crate::gpu::GpuContext::map_request(
+            kept.staging.slice(..),
+            wgpu::MapMode::Write,
+        ));
         Ok(())
     }
 
