@@ -13,13 +13,13 @@ use support::{
 };
 use vision_engine::{
     ConvKernels, CpuBackend, CpuNetwork, GpuBackend, Precision,
-    graph::{Executor, OpByOp},
+    graph::{Executor, Op, OpByOp, Step},
     letterbox::{self, Letterbox},
     npy,
 };
 
 #[test]
-fn loading_folds_the_shape_subgraph_and_fuses_silu_into_convolutions() {
+fn loading_folds_the_shape_subgraph_fuses_silu_and_merges_sibling_convolutions() {
     let network = network();
     assert_eq!(network.input_shape, [1, 3, 64, 64]);
     assert_eq!(
@@ -31,11 +31,29 @@ fn loading_folds_the_shape_subgraph_and_fuses_silu_into_convolutions() {
         Some(&["scratch".to_string(), "dent".into(), "crack".into()][..])
     );
     let counts = network.op_counts();
-    // Every Conv -> Sigmoid -> Mul of the model became one fused step: 27 conv blocks with SiLU,
-    // 4 plain convs (three head outputs and the DFL). The only activation left is the class-score
-    // sigmoid, and no Shape/Gather/Concat of the DFL reshape survives.
+    // Every Conv -> Sigmoid -> Mul of the model became one fused step: 30 conv blocks with SiLU,
+    // of which the head's box and class blocks at each level (same input, same geometry) became
+    // one, 27 in all; 7 plain convs (the two branches' outputs at three levels and the DFL). The
+    // only activation left is the class-score sigmoid, and no Shape/Gather/Concat of the DFL
+    // reshape survives.
     assert_eq!(counts.get("Conv+Activation"), Some(&27), "{counts:?}");
-    assert_eq!(counts.get("Conv"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("Conv"), Some(&7), "{counts:?}");
+    // Each merged block hands its two branches their channels through a Split (the C2f blocks
+    // and the head have four).
+    assert_eq!(counts.get("Split"), Some(&7), "{counts:?}");
+    let merged: Vec<&Step> = network
+        .steps
+        .windows(2)
+        .filter(|pair| matches!(&pair[1].op, Op::Split { axis: 1, sizes } if sizes == &[32, 24]))
+        .map(|pair| &pair[0])
+        .collect();
+    assert_eq!(merged.len(), 3, "{merged:?}");
+    for step in merged {
+        assert!(
+            matches!(step.op, Op::Conv { activation: Some(_), .. }) && step.node.contains(" + "),
+            "{step:?}"
+        );
+    }
     assert_eq!(counts.get("Activation"), Some(&1), "{counts:?}");
     assert_eq!(
         counts.get("Gather"),

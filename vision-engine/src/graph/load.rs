@@ -989,11 +989,13 @@ impl Network {
         let class_names = onnx::class_names(model)?;
         let Loader {
             mut steps,
-            constants,
-            value_shapes,
+            mut constants,
+            mut value_shapes,
             ..
         } = loader;
         fuse_silu(&mut steps, &output_operands);
+        merge_sibling_convs(&mut steps, &mut constants, &mut value_shapes);
+        drop_unread_constants(&mut steps, &mut constants, &mut output_operands);
         let last_use = last_uses(&steps, &output_operands, value_shapes.len());
         Ok(Network {
             input_name: input.name.clone(),
@@ -1110,6 +1112,165 @@ fn fuse_silu(steps: &mut Vec<Step>, outputs: &[Operand]) {
             }
         }
     }
+}
+
+/// Merges the convolutions that read one value with one geometry and activation (a detection
+/// head's box and class branches at each level) into one convolution with all their output
+/// channels, followed by a Split into their outputs: one launch where there were several, and one
+/// wider product that fills a GPU better than each alone. The parts of a channel Split of a batch
+/// of one are contiguous, so the GPU plan reads them in place ([`crate::backend`]'s views).
+fn merge_sibling_convs(
+    steps: &mut Vec<Step>,
+    constants: &mut Vec<Tensor>,
+    value_shapes: &mut Vec<Vec<usize>>,
+) {
+    let mut i = 0;
+    while i < steps.len() {
+        let siblings: Vec<usize> = (i + 1..steps.len())
+            .filter(|&j| same_conv_on_same_input(&steps[i], &steps[j], constants))
+            .collect();
+        if siblings.is_empty() {
+            i += 1;
+            continue;
+        }
+        let group: Vec<Step> = std::iter::once(i)
+            .chain(siblings.iter().copied())
+            .map(|s| steps[s].clone())
+            .collect();
+        let Op::Conv {
+            weight,
+            bias,
+            attrs,
+            activation,
+        } = &group[0].op
+        else {
+            unreachable!("siblings are convolutions")
+        };
+        let (weights, biases): (Vec<usize>, Vec<Option<usize>>) = group
+            .iter()
+            .map(|s| match s.op {
+                Op::Conv { weight, bias, .. } => (weight, bias),
+                _ => unreachable!("siblings are convolutions"),
+            })
+            .unzip();
+        let sizes: Vec<usize> = weights.iter().map(|&w| constants[w].shape()[0]).collect();
+        let channels: usize = sizes.iter().sum();
+        let stacked = |parts: &[usize], shape: Vec<usize>| {
+            let data = parts
+                .iter()
+                .flat_map(|&c| constants[c].data().iter().copied())
+                .collect();
+            Tensor::new(shape, data).expect("stacked along the first axis")
+        };
+        let mut weight_shape = constants[*weight].shape().to_vec();
+        weight_shape[0] = channels;
+        let merged_weight = stacked(&weights, weight_shape);
+        let merged_bias = bias.map(|_| {
+            let parts: Vec<usize> = biases.iter().map(|b| b.expect("all or none")).collect();
+            stacked(&parts, vec![channels])
+        });
+        // The merged tensors take the first sibling's constants; the others' are dropped after.
+        constants[*weight] = merged_weight;
+        if let (Some(b), Some(t)) = (bias, merged_bias) {
+            constants[*b] = t;
+        }
+        let mut shape = value_shapes[group[0].outputs[0]].clone();
+        shape[1] = channels;
+        let merged = value_shapes.len();
+        value_shapes.push(shape);
+        let node = group
+            .iter()
+            .map(|s| s.node.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let split = Step {
+            node: node.clone(),
+            op: Op::Split { axis: 1, sizes },
+            inputs: vec![Operand::Value(merged)],
+            outputs: group.iter().map(|s| s.outputs[0]).collect(),
+        };
+        steps[i] = Step {
+            node,
+            op: Op::Conv {
+                weight: *weight,
+                bias: *bias,
+                attrs: attrs.clone(),
+                activation: *activation,
+            },
+            inputs: group[0].inputs.clone(),
+            outputs: vec![merged],
+        };
+        for &j in siblings.iter().rev() {
+            steps.remove(j);
+        }
+        steps.insert(i + 1, split);
+        i += 2;
+    }
+}
+
+/// Removes the constants no step or output reads (a merged convolution's former weights), and
+/// renumbers the rest.
+fn drop_unread_constants(
+    steps: &mut [Step],
+    constants: &mut Vec<Tensor>,
+    outputs: &mut [Operand],
+) {
+    fn each_constant(steps: &mut [Step], outputs: &mut [Operand], f: &mut dyn FnMut(&mut usize)) {
+        for step in steps.iter_mut() {
+            if let Op::Conv { weight, bias, .. } = &mut step.op {
+                f(weight);
+                if let Some(b) = bias {
+                    f(b);
+                }
+            }
+        }
+        let inputs = steps.iter_mut().flat_map(|s| s.inputs.iter_mut());
+        for operand in inputs.chain(outputs.iter_mut()) {
+            if let Operand::Constant(c) = operand {
+                f(c);
+            }
+        }
+    }
+    let mut read = vec![false; constants.len()];
+    each_constant(steps, outputs, &mut |c| read[*c] = true);
+    let mut renumbered = Vec::with_capacity(constants.len());
+    let mut next = 0;
+    for &r in &read {
+        renumbered.push(next);
+        next += usize::from(r);
+    }
+    each_constant(steps, outputs, &mut |c| *c = renumbered[*c]);
+    let mut r = read.iter();
+    constants.retain(|_| *r.next().expect("one flag per constant"));
+}
+
+/// Whether `b` is a convolution like `a` (same attributes, kernel size, input channels,
+/// activation, bias or none, no groups) on the same input value.
+fn same_conv_on_same_input(a: &Step, b: &Step, constants: &[Tensor]) -> bool {
+    let (
+        Op::Conv {
+            weight: wa,
+            bias: ba,
+            attrs: aa,
+            activation: ca,
+        },
+        Op::Conv {
+            weight: wb,
+            bias: bb,
+            attrs: ab,
+            activation: cb,
+        },
+    ) = (&a.op, &b.op)
+    else {
+        return false;
+    };
+    matches!(a.inputs.as_slice(), [Operand::Value(_)])
+        && a.inputs == b.inputs
+        && aa == ab
+        && aa.group == 1
+        && ca == cb
+        && ba.is_some() == bb.is_some()
+        && constants[*wa].shape()[1..] == constants[*wb].shape()[1..]
 }
 
 fn last_uses(steps: &[Step], outputs: &[Operand], values: usize) -> Vec<Option<usize>> {
