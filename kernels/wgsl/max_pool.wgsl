@@ -1,10 +1,12 @@
-// 2-D max pooling (ceil_mode 0): one invocation per output element; padding never wins.
+// 2-D max pooling (ceil_mode 0): one invocation per output element; padding never wins. Input
+// and output start at an element offset: a resident network reads and writes Concat slices in
+// place (SPPF's pools).
 
 struct Params {
     count: u32,
+    in_offset: u32,
+    out_offset: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
     input: vec4<u32>,  // N, C, H, W
     output: vec4<u32>, // N, C, OH, OW
     kernel: vec4<u32>, // kH, kW
@@ -26,7 +28,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ow = params.output.w;
     let ox = i % ow;
     let oy = (i / ow) % oh;
-    let plane = (i / (ow * oh)) * params.input.z * params.input.w;
+    let plane = params.in_offset + (i / (ow * oh)) * params.input.z * params.input.w;
     let h = i32(params.input.z);
     let w = i32(params.input.w);
     var best = -3.4028234663852886e38;
@@ -42,5 +44,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
     }
-    out[i] = Elem(best);
+    out[params.out_offset + i] = Elem(best);
 }

@@ -1,11 +1,12 @@
 // Nearest-neighbour Resize through per-axis index maps built on the host by the same function
-// the CPU reference uses, so both pick the same pixels. Rank <= 8.
+// the CPU reference uses, so both pick the same pixels. Rank <= 8. Input and output start at an
+// element offset: a resident network reads and writes Concat slices in place.
 
 struct Params {
     count: u32,
     rank: u32,
-    _pad0: u32,
-    _pad1: u32,
+    in_offset: u32,
+    out_offset: u32,
     shape: array<vec4<u32>, 2>,       // output shape
     in_strides: array<vec4<u32>, 2>,
     map_offsets: array<vec4<u32>, 2>, // where each axis's map starts in `maps`
@@ -23,7 +24,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     var rest = i;
-    var s = 0u;
+    var s = params.in_offset;
     for (var axis = params.rank; axis > 0u; axis--) {
         let a = axis - 1u;
         let dim = at8(params.shape, a);
@@ -31,5 +32,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         rest = rest / dim;
         s += maps[at8(params.map_offsets, a) + index] * at8(params.in_strides, a);
     }
-    out[i] = input[s];
+    out[params.out_offset + i] = input[s];
 }

@@ -639,7 +639,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    offsets: Vec::new(),
+                    offsets: vec![(Binding::Input(0), 1), (Binding::Output(0), 2)],
                     grid: Grid::Elements(count),
                 },
             )
@@ -796,7 +796,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0), Binding::Aux(words(op, &flat)?)],
                     output: Binding::Output(0),
                     params: params.0,
-                    offsets: Vec::new(),
+                    offsets: vec![(Binding::Input(0), 2), (Binding::Output(0), 3)],
                     grid: Grid::Elements(count),
                 },
             )

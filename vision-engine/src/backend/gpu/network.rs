@@ -1420,6 +1420,41 @@ mod tests {
     }
 
     #[test]
+    fn merged_convolutions_split_in_place_and_upsamples_and_pools_write_into_their_concats() {
+        for (network, merged) in [(mini_detector(), 3), (shipped_model(), 3)] {
+            let plans = plan_steps(&network, ConvKernels::Tiled, 4).unwrap();
+            let plan = plan_buffers(&network, &plans, 4);
+            // The loader's merged sibling convolutions: their Split launches nothing, each
+            // branch reads its channels where the merged convolution wrote them.
+            let mut splits = 0;
+            for (i, (step, op_plan)) in network.steps.iter().zip(&plans).enumerate() {
+                if !(matches!(step.op, Op::Split { .. }) && network.steps[i - 1].node == step.node)
+                {
+                    continue;
+                }
+                splits += 1;
+                assert!(step.outputs.iter().all(|&p| plan.alias_of[p].is_some()));
+                assert!(!op_plan.launches.iter().any(|l| plan.runs(step, l)));
+            }
+            assert_eq!(splits, merged);
+            // Every nearest upsampling writes into the Concat that reads it, and so do the
+            // SPPF pools that read no value of that Concat (a launch may not read and write
+            // one buffer through two bindings).
+            let placed = |op: fn(&Op) -> bool| {
+                network
+                    .steps
+                    .iter()
+                    .filter(|s| op(&s.op))
+                    .map(|s| plan.placed_in[s.outputs[0]].is_some())
+                    .collect::<Vec<_>>()
+            };
+            let resizes = placed(|op| matches!(op, Op::Resize { .. }));
+            assert!(!resizes.is_empty() && resizes.iter().all(|&p| p), "{resizes:?}");
+            assert_eq!(placed(|op| matches!(op, Op::MaxPool(_))), [false, true, false]);
+        }
+    }
+
+    #[test]
     fn c2f_splits_are_read_in_place_and_their_input_computed_into_the_concat() {
         for (network, blocks) in [(mini_detector(), 3), (shipped_model(), 8)] {
             let plans = plan_steps(&network, ConvKernels::Tiled, 4).unwrap();
