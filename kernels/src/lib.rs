@@ -234,7 +234,7 @@ kernel!(GATHER, "gather.wgsl", ["main"]);
 kernel!(GATHER_ELEMENTS, "gather_elements.wgsl", ["main"]);
 kernel!(LETTERBOX, "letterbox.wgsl", ["main"]);
 kernel!(MATMUL, "matmul.wgsl", ["main"]);
-kernel!(MAX_POOL, "max_pool.wgsl", ["main"]);
+kernel!(MAX_POOL, "max_pool.wgsl", ["main", "main_from_out"]);
 // The sort doubles its counters up to the number of candidates, which a buffer holds.
 kernel!(NMS, "nms.wgsl", ["main"], counted_loops: false);
 kernel!(REDUCE_MAX, "reduce_max.wgsl", ["main"]);

@@ -18,12 +18,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<Elem>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = flat_index(gid, groups);
-    if i >= params.count {
-        return;
-    }
+// The largest value of output element `i`'s window, read from `input`, or from `out` where the
+// input lies in the output's own buffer (`from_out`).
+fn window_max(i: u32, from_out: bool) -> f32 {
     let oh = params.output.z;
     let ow = params.output.w;
     let ox = i % ow;
@@ -40,9 +37,35 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var kx = 0u; kx < params.kernel.y; kx++) {
             let x = i32(ox * params.steps.y + kx * params.steps.w) - i32(params.pads.y);
             if x >= 0 && x < w {
-                best = max(best, f32(input[plane + u32(y * w + x)]));
+                let at = plane + u32(y * w + x);
+                var v: Elem;
+                if from_out {
+                    v = out[at];
+                } else {
+                    v = input[at];
+                }
+                best = max(best, f32(v));
             }
         }
     }
-    out[params.out_offset + i] = Elem(best);
+    return best;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i < params.count {
+        out[params.out_offset + i] = Elem(window_max(i, false));
+    }
+}
+
+// The pool of a value that lies in its output's buffer (SPPF's chained pools, all in one Concat's
+// output): one launch may not bind a buffer both read-only and writable, so the input is read
+// through `out`, and its own binding is a stand-in.
+@compute @workgroup_size(256)
+fn main_from_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if i < params.count {
+        out[params.out_offset + i] = Elem(window_max(i, true));
+    }
 }

@@ -82,15 +82,15 @@ fn bound_value(step: &Step, binding: &Binding) -> Option<usize> {
     }
 }
 
-/// Whether `step` may read one of its operands from the buffer it writes: an Add, whose kernel
-/// then reads that operand through its output binding ([`read_through_output`]).
+/// Whether `step` may read one of its operands from the buffer it writes: an Add or a MaxPool,
+/// whose kernel then reads that operand through its output binding ([`read_through_output`]).
 fn reads_through_output(step: &Step) -> bool {
-    matches!(step.op, Op::Binary(BinaryOp::Add))
+    matches!(step.op, Op::Binary(BinaryOp::Add) | Op::MaxPool(_))
 }
 
 /// `launch` of `step` with an operand that lies in its output's buffer read through the output
-/// binding (`binary.wgsl`'s `add_from_out`), its own binding a stand-in: one launch may not bind
-/// a buffer both read-only and writable.
+/// binding (`binary.wgsl`'s `add_from_out`, `max_pool.wgsl`'s `main_from_out`), its own binding a
+/// stand-in: one launch may not bind a buffer both read-only and writable.
 fn read_through_output(step: &Step, launch: &mut Launch, buffer_of: impl Fn(usize) -> usize) {
     if !reads_through_output(step) {
         return;
@@ -98,10 +98,14 @@ fn read_through_output(step: &Step, launch: &mut Launch, buffer_of: impl Fn(usiz
     let Some(out) = bound_value(step, &launch.output).map(&buffer_of) else {
         return;
     };
-    for j in 0..2 {
+    for j in 0..step.inputs.len() {
         if bound_value(step, &launch.inputs[j]).map(&buffer_of) == Some(out) {
-            launch.entry = "add_from_out";
-            launch.params[launch::BINARY_FROM_OUT_WORD] = j as u32 + 1;
+            if let Op::MaxPool(_) = step.op {
+                launch.entry = "main_from_out";
+            } else {
+                launch.entry = "add_from_out";
+                launch.params[launch::BINARY_FROM_OUT_WORD] = j as u32 + 1;
+            }
             launch.inputs[j] = Binding::Absent;
         }
     }
@@ -1437,9 +1441,8 @@ mod tests {
                 assert!(!op_plan.launches.iter().any(|l| plan.runs(step, l)));
             }
             assert_eq!(splits, merged);
-            // Every nearest upsampling writes into the Concat that reads it, and so do the
-            // SPPF pools that read no value of that Concat (a launch may not read and write
-            // one buffer through two bindings).
+            // Every nearest upsampling writes into the Concat that reads it, and so do SPPF's
+            // pools, each reading the one before it there through its output binding.
             let placed = |op: fn(&Op) -> bool| {
                 network
                     .steps
@@ -1450,7 +1453,16 @@ mod tests {
             };
             let resizes = placed(|op| matches!(op, Op::Resize { .. }));
             assert!(!resizes.is_empty() && resizes.iter().all(|&p| p), "{resizes:?}");
-            assert_eq!(placed(|op| matches!(op, Op::MaxPool(_))), [false, true, false]);
+            assert_eq!(placed(|op| matches!(op, Op::MaxPool(_))), [true; 3]);
+            let pools_from_out = network
+                .steps
+                .iter()
+                .zip(&plans)
+                .filter(|(step, _)| matches!(step.op, Op::MaxPool(_)))
+                .flat_map(|(step, op_plan)| op_plan.launches.iter().map(|l| as_bound(step, l, &plan)))
+                .filter(|l| l.entry == "main_from_out" && l.inputs[0] == Binding::Absent)
+                .count();
+            assert_eq!(pools_from_out, 3);
         }
     }
 
