@@ -32,27 +32,41 @@ fn loading_folds_the_shape_subgraph_fuses_silu_and_merges_sibling_convolutions()
     );
     let counts = network.op_counts();
     // Every Conv -> Sigmoid -> Mul of the model became one fused step: 30 conv blocks with SiLU,
-    // of which the head's box and class blocks at each level (same input, same geometry) became
-    // one, 27 in all; 7 plain convs (the two branches' outputs at three levels and the DFL). The
-    // only activation left is the class-score sigmoid, and no Shape/Gather/Concat of the DFL
-    // reshape survives.
+    // 7 plain convs (the box and class branches' outputs at three levels, and the DFL). The head's
+    // two branches at each level (a 3x3 block, then a 1x1 conv) were merged: their blocks into
+    // one (27 blocks in all), their outputs into one grouped conv (4 plain convs). The only
+    // activation left is the class-score sigmoid, and no Shape/Gather/Concat of the DFL reshape
+    // survives.
     assert_eq!(counts.get("Conv+Activation"), Some(&27), "{counts:?}");
-    assert_eq!(counts.get("Conv"), Some(&7), "{counts:?}");
-    // Each merged block hands its two branches their channels through a Split (the C2f blocks
-    // and the head have four).
+    assert_eq!(counts.get("Conv"), Some(&4), "{counts:?}");
+    // Each merged level hands its branches their channels through a Split: box distributions (64),
+    // class scores (3), then the class branch's padding to the box branch's width (61). The C2f
+    // blocks and the DFL head have four more.
     assert_eq!(counts.get("Split"), Some(&7), "{counts:?}");
-    let merged: Vec<&Step> = network
+    let merged: Vec<&[Step]> = network
         .steps
-        .windows(2)
-        .filter(|pair| matches!(&pair[1].op, Op::Split { axis: 1, sizes } if sizes == &[32, 24]))
-        .map(|pair| &pair[0])
+        .windows(3)
+        .filter(|w| matches!(&w[2].op, Op::Split { axis: 1, sizes } if sizes == &[64, 3, 61]))
         .collect();
     assert_eq!(merged.len(), 3, "{merged:?}");
-    for step in merged {
-        assert!(
-            matches!(step.op, Op::Conv { activation: Some(_), .. }) && step.node.contains(" + "),
-            "{step:?}"
-        );
+    for w in merged {
+        let (
+            Op::Conv {
+                attrs: blocks,
+                activation: Some(_),
+                ..
+            },
+            Op::Conv {
+                attrs: outputs,
+                activation: None,
+                ..
+            },
+        ) = (&w[0].op, &w[1].op)
+        else {
+            panic!("{w:?}");
+        };
+        assert_eq!((blocks.group, outputs.group), (1, 2), "{w:?}");
+        assert!(w[0].node.contains(" + ") && w[1].node == w[2].node, "{w:?}");
     }
     assert_eq!(counts.get("Activation"), Some(&1), "{counts:?}");
     assert_eq!(

@@ -994,7 +994,12 @@ impl Network {
             ..
         } = loader;
         fuse_silu(&mut steps, &output_operands);
-        merge_sibling_convs(&mut steps, &mut constants, &mut value_shapes);
+        merge_sibling_convs(
+            &mut steps,
+            &mut constants,
+            &mut value_shapes,
+            &output_operands,
+        );
         drop_unread_constants(&mut steps, &mut constants, &mut output_operands);
         let last_use = last_uses(&steps, &output_operands, value_shapes.len());
         Ok(Network {
@@ -1114,107 +1119,231 @@ fn fuse_silu(steps: &mut Vec<Step>, outputs: &[Operand]) {
     }
 }
 
-/// Merges the convolutions that read one value with one geometry and activation (a detection
-/// head's box and class branches at each level) into one convolution with all their output
-/// channels, followed by a Split into their outputs: one launch where there were several, and one
-/// wider product that fills a GPU better than each alone. The parts of a channel Split of a batch
-/// of one are contiguous, so the GPU plan reads them in place ([`crate::backend`]'s views).
+/// Merges parallel branches of convolutions (a detection head's box and class branches at each
+/// level): convolutions that read one value with one geometry and activation become one with all
+/// their output channels; then, level by level, while each branch's output feeds one convolution
+/// alone and those share their geometry and activation, they become one grouped convolution, a
+/// group per branch, on the level before's merged output. Narrower branches are padded with zero
+/// weights and biases to the widest, so the groups are equal; a channel Split at the end hands
+/// each branch its output (the padding is a part no step reads). One launch per level where there
+/// was one per branch, and wider products that fill a GPU better. The parts of a channel Split of
+/// a batch of one are contiguous, so the GPU plan reads them in place.
 fn merge_sibling_convs(
     steps: &mut Vec<Step>,
-    constants: &mut Vec<Tensor>,
+    constants: &mut [Tensor],
     value_shapes: &mut Vec<Vec<usize>>,
+    outputs: &[Operand],
 ) {
     let mut i = 0;
     while i < steps.len() {
-        let siblings: Vec<usize> = (i + 1..steps.len())
-            .filter(|&j| same_conv_on_same_input(&steps[i], &steps[j], constants))
+        let first: Vec<usize> = std::iter::once(i)
+            .chain(
+                (i + 1..steps.len())
+                    .filter(|&j| same_conv_on_same_input(&steps[i], &steps[j], constants)),
+            )
             .collect();
-        if siblings.is_empty() {
+        if first.len() == 1 {
             i += 1;
             continue;
         }
-        let group: Vec<Step> = std::iter::once(i)
-            .chain(siblings.iter().copied())
-            .map(|s| steps[s].clone())
-            .collect();
-        let Op::Conv {
-            weight,
-            bias,
-            attrs,
-            activation,
-        } = &group[0].op
-        else {
-            unreachable!("siblings are convolutions")
-        };
-        let (weights, biases): (Vec<usize>, Vec<Option<usize>>) = group
-            .iter()
-            .map(|s| match s.op {
-                Op::Conv { weight, bias, .. } => (weight, bias),
-                _ => unreachable!("siblings are convolutions"),
-            })
-            .unzip();
-        let sizes: Vec<usize> = weights.iter().map(|&w| constants[w].shape()[0]).collect();
-        let channels: usize = sizes.iter().sum();
-        let stacked = |parts: &[usize], shape: Vec<usize>| {
-            let data = parts
+        let mut levels = vec![first];
+        while let Some(next) =
+            next_level(steps, levels.last().expect("one level"), constants, outputs)
+        {
+            levels.push(next);
+        }
+        let branches = levels[0].len();
+        let mut merged_steps = Vec::with_capacity(levels.len() + 1);
+        let mut input = steps[i].inputs[0];
+        let mut widths_before: Vec<usize> = Vec::new(); // each branch's input channels used
+        let mut padded_before = 0;
+        for (l, level) in levels.iter().enumerate() {
+            let Op::Conv {
+                weight,
+                bias,
+                attrs,
+                activation,
+            } = &steps[level[0]].op
+            else {
+                unreachable!("branches are convolutions")
+            };
+            let convs: Vec<(usize, Option<usize>)> = level
                 .iter()
-                .flat_map(|&c| constants[c].data().iter().copied())
+                .map(|&s| match steps[s].op {
+                    Op::Conv { weight, bias, .. } => (weight, bias),
+                    _ => unreachable!("branches are convolutions"),
+                })
                 .collect();
-            Tensor::new(shape, data).expect("stacked along the first axis")
-        };
-        let mut weight_shape = constants[*weight].shape().to_vec();
-        weight_shape[0] = channels;
-        let merged_weight = stacked(&weights, weight_shape);
-        let merged_bias = bias.map(|_| {
-            let parts: Vec<usize> = biases.iter().map(|b| b.expect("all or none")).collect();
-            stacked(&parts, vec![channels])
-        });
-        // The merged tensors take the first sibling's constants; the others' are dropped after.
-        constants[*weight] = merged_weight;
-        if let (Some(b), Some(t)) = (bias, merged_bias) {
-            constants[*b] = t;
+            let widths: Vec<usize> = convs
+                .iter()
+                .map(|&(w, _)| constants[w].shape()[0])
+                .collect();
+            let padded = *widths.iter().max().expect("branches");
+            let w0 = constants[*weight].shape().to_vec();
+            let (inputs_per_group, taps) = if l == 0 {
+                (w0[1], w0[2] * w0[3])
+            } else {
+                (padded_before, w0[2] * w0[3])
+            };
+            let mut merged_weight = vec![0.0; branches * padded * inputs_per_group * taps];
+            let mut merged_bias = vec![0.0; branches * padded];
+            for (b, &(w, bias_b)) in convs.iter().enumerate() {
+                let used = if l == 0 {
+                    inputs_per_group
+                } else {
+                    widths_before[b]
+                };
+                for (r, row) in constants[w].data().chunks(used * taps).enumerate() {
+                    let at = (b * padded + r) * inputs_per_group * taps;
+                    merged_weight[at..at + row.len()].copy_from_slice(row);
+                }
+                if let Some(c) = bias_b {
+                    merged_bias[b * padded..b * padded + widths[b]]
+                        .copy_from_slice(constants[c].data());
+                }
+            }
+            let channels = branches * padded;
+            // The merged tensors take the first branch's constants; the others' are dropped after.
+            constants[*weight] = Tensor::new(
+                vec![channels, inputs_per_group, w0[2], w0[3]],
+                merged_weight,
+            )
+            .expect("sized for its shape");
+            if let Some(b) = bias {
+                constants[*b] =
+                    Tensor::new(vec![channels], merged_bias).expect("sized for its shape");
+            }
+            let mut shape = value_shapes[steps[level[0]].outputs[0]].clone();
+            shape[1] = channels;
+            let out = value_shapes.len();
+            value_shapes.push(shape);
+            merged_steps.push(Step {
+                node: joined_nodes(steps, level),
+                op: Op::Conv {
+                    weight: *weight,
+                    bias: *bias,
+                    attrs: Conv2d {
+                        group: if l == 0 { 1 } else { branches },
+                        ..attrs.clone()
+                    },
+                    activation: *activation,
+                },
+                inputs: vec![input],
+                outputs: vec![out],
+            });
+            input = Operand::Value(out);
+            widths_before = widths;
+            padded_before = padded;
         }
-        let mut shape = value_shapes[group[0].outputs[0]].clone();
-        shape[1] = channels;
-        let merged = value_shapes.len();
-        value_shapes.push(shape);
-        let node = group
-            .iter()
-            .map(|s| s.node.as_str())
-            .collect::<Vec<_>>()
-            .join(" + ");
-        let split = Step {
-            node: node.clone(),
+        // Each branch's output, then its padding (a value no step reads).
+        let last = levels.last().expect("one level");
+        let mut sizes = Vec::new();
+        let mut parts = Vec::new();
+        for (b, &s) in last.iter().enumerate() {
+            let output = steps[s].outputs[0];
+            sizes.push(widths_before[b]);
+            parts.push(output);
+            let pad = padded_before - widths_before[b];
+            if pad > 0 {
+                let mut shape = value_shapes[output].clone();
+                shape[1] = pad;
+                parts.push(value_shapes.len());
+                value_shapes.push(shape);
+                sizes.push(pad);
+            }
+        }
+        merged_steps.push(Step {
+            node: joined_nodes(steps, last),
             op: Op::Split { axis: 1, sizes },
-            inputs: vec![Operand::Value(merged)],
-            outputs: group.iter().map(|s| s.outputs[0]).collect(),
-        };
-        steps[i] = Step {
-            node,
-            op: Op::Conv {
-                weight: *weight,
-                bias: *bias,
-                attrs: attrs.clone(),
-                activation: *activation,
-            },
-            inputs: group[0].inputs.clone(),
-            outputs: vec![merged],
-        };
-        for &j in siblings.iter().rev() {
-            steps.remove(j);
+            inputs: vec![input],
+            outputs: parts,
+        });
+        let mut replaced: Vec<usize> = levels.concat();
+        replaced.sort_unstable();
+        for &s in replaced.iter().rev() {
+            steps.remove(s);
         }
-        steps.insert(i + 1, split);
-        i += 2;
+        let merged = merged_steps.len();
+        steps.splice(i..i, merged_steps);
+        i += merged;
     }
+}
+
+/// The names of `level`'s steps, joined: the merged step's name in reports and errors.
+fn joined_nodes(steps: &[Step], level: &[usize]) -> String {
+    level
+        .iter()
+        .map(|&s| steps[s].node.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// The next level of parallel branches ending in `level`'s steps: for each, the one convolution
+/// that reads its output, which nothing else reads and which is not a graph output; all with one
+/// geometry, activation and bias or none, and no groups.
+fn next_level(
+    steps: &[Step],
+    level: &[usize],
+    constants: &[Tensor],
+    outputs: &[Operand],
+) -> Option<Vec<usize>> {
+    let next: Vec<usize> = level
+        .iter()
+        .map(|&s| {
+            let value = Operand::Value(steps[s].outputs[0]);
+            let mut readers = (0..steps.len()).filter(|&r| steps[r].inputs.contains(&value));
+            match (readers.next(), readers.next()) {
+                (Some(r), None) if !outputs.contains(&value) && steps[r].inputs == [value] => {
+                    Some(r)
+                }
+                _ => None,
+            }
+        })
+        .collect::<Option<_>>()?;
+    let like_the_first = |&r: &usize| same_geometry(&steps[next[0]], &steps[r], constants);
+    next.iter().all(like_the_first).then_some(next)
+}
+
+/// Whether `b` is a convolution like `a` (same attributes, kernel size, input channels,
+/// activation, bias or none, no groups) on the same input value.
+fn same_conv_on_same_input(a: &Step, b: &Step, constants: &[Tensor]) -> bool {
+    matches!(a.inputs.as_slice(), [Operand::Value(_)])
+        && a.inputs == b.inputs
+        && same_geometry(a, b, constants)
+        && matches!((&a.op, &b.op), (Op::Conv { weight: wa, .. }, Op::Conv { weight: wb, .. })
+            if constants[*wa].shape()[1] == constants[*wb].shape()[1])
+}
+
+/// Whether `a` and `b` are convolutions with the same attributes, kernel size, activation and
+/// bias or none, and no groups.
+fn same_geometry(a: &Step, b: &Step, constants: &[Tensor]) -> bool {
+    let (
+        Op::Conv {
+            weight: wa,
+            bias: ba,
+            attrs: aa,
+            activation: ca,
+        },
+        Op::Conv {
+            weight: wb,
+            bias: bb,
+            attrs: ab,
+            activation: cb,
+        },
+    ) = (&a.op, &b.op)
+    else {
+        return false;
+    };
+    aa == ab
+        && aa.group == 1
+        && ca == cb
+        && ba.is_some() == bb.is_some()
+        && constants[*wa].shape()[2..] == constants[*wb].shape()[2..]
 }
 
 /// Removes the constants no step or output reads (a merged convolution's former weights), and
 /// renumbers the rest.
-fn drop_unread_constants(
-    steps: &mut [Step],
-    constants: &mut Vec<Tensor>,
-    outputs: &mut [Operand],
-) {
+fn drop_unread_constants(steps: &mut [Step], constants: &mut Vec<Tensor>, outputs: &mut [Operand]) {
     fn each_constant(steps: &mut [Step], outputs: &mut [Operand], f: &mut dyn FnMut(&mut usize)) {
         for step in steps.iter_mut() {
             if let Op::Conv { weight, bias, .. } = &mut step.op {
@@ -1242,35 +1371,6 @@ fn drop_unread_constants(
     each_constant(steps, outputs, &mut |c| *c = renumbered[*c]);
     let mut r = read.iter();
     constants.retain(|_| *r.next().expect("one flag per constant"));
-}
-
-/// Whether `b` is a convolution like `a` (same attributes, kernel size, input channels,
-/// activation, bias or none, no groups) on the same input value.
-fn same_conv_on_same_input(a: &Step, b: &Step, constants: &[Tensor]) -> bool {
-    let (
-        Op::Conv {
-            weight: wa,
-            bias: ba,
-            attrs: aa,
-            activation: ca,
-        },
-        Op::Conv {
-            weight: wb,
-            bias: bb,
-            attrs: ab,
-            activation: cb,
-        },
-    ) = (&a.op, &b.op)
-    else {
-        return false;
-    };
-    matches!(a.inputs.as_slice(), [Operand::Value(_)])
-        && a.inputs == b.inputs
-        && aa == ab
-        && aa.group == 1
-        && ca == cb
-        && ba.is_some() == bb.is_some()
-        && constants[*wa].shape()[1..] == constants[*wb].shape()[1..]
 }
 
 fn last_uses(steps: &[Step], outputs: &[Operand], values: usize) -> Vec<Option<usize>> {
