@@ -68,6 +68,9 @@ fn loading_folds_the_shape_subgraph_fuses_silu_and_merges_sibling_convolutions()
         assert_eq!((blocks.group, outputs.group), (1, 2), "{w:?}");
         assert!(w[0].node.contains(" + ") && w[1].node == w[2].node, "{w:?}");
     }
+    // The model's own products (its convolutions, the DFL's included, and attention's matrix
+    // products), not the merge's zero padding.
+    assert_eq!(network.flops(), 5_280_064);
     assert_eq!(counts.get("Activation"), Some(&1), "{counts:?}");
     assert_eq!(
         counts.get("Gather"),

@@ -994,6 +994,7 @@ impl Network {
             ..
         } = loader;
         fuse_silu(&mut steps, &output_operands);
+        let flops = super::conv_and_matmul_flops(&steps, &constants, &value_shapes);
         merge_sibling_convs(
             &mut steps,
             &mut constants,
@@ -1011,6 +1012,7 @@ impl Network {
             steps,
             constants,
             last_use,
+            flops,
             value_shapes,
         })
     }

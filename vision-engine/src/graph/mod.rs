@@ -166,6 +166,8 @@ pub struct Network {
     pub(crate) constants: Vec<Tensor>,
     /// For each value, the index of the last step that reads it (outputs are never freed).
     last_use: Vec<Option<usize>>,
+    /// [`Network::flops`].
+    flops: u64,
     /// Value 0 is the network's input.
     pub(crate) value_shapes: Vec<Vec<usize>>,
 }
@@ -240,34 +242,12 @@ impl Network {
             .collect()
     }
 
-    /// Floating-point operations (a multiply-add counts two) of the network's convolutions and
-    /// matrix products, the bulk of a detector's work: the numerator of its compute floor.
+    /// Floating-point operations (a multiply-add counts two) of the model's convolutions and
+    /// matrix products, the bulk of a detector's work: the numerator of its compute floor. Counted
+    /// as exported, before the loader merged parallel branches (whose zero padding adds products
+    /// that are not the model's).
     pub fn flops(&self) -> u64 {
-        let shape = |o: &Operand| match *o {
-            Operand::Value(v) => self.value_shapes[v].as_slice(),
-            Operand::Constant(c) => self.constants[c].shape(),
-        };
-        self.steps
-            .iter()
-            .map(|step| {
-                let out: u64 = self.value_shapes[step.outputs[0]]
-                    .iter()
-                    .map(|&d| d as u64)
-                    .product();
-                match &step.op {
-                    // Each output value sums C/group x kH x kW products.
-                    Op::Conv { weight, .. } => {
-                        let w = self.constants[*weight].shape();
-                        2 * out * (w[1] * w[2] * w[3]) as u64
-                    }
-                    Op::MatMul => {
-                        let a = shape(&step.inputs[0]);
-                        2 * out * a[a.len() - 1] as u64
-                    }
-                    _ => 0,
-                }
-            })
-            .sum()
+        self.flops
     }
 
     /// How many steps of each op kind the network runs (for reports and tests of the passes).
@@ -301,6 +281,39 @@ impl Network {
         }
         counts
     }
+}
+
+/// [`Network::flops`] of `steps`.
+pub(crate) fn conv_and_matmul_flops(
+    steps: &[Step],
+    constants: &[Tensor],
+    value_shapes: &[Vec<usize>],
+) -> u64 {
+    let shape = |o: &Operand| match *o {
+        Operand::Value(v) => value_shapes[v].as_slice(),
+        Operand::Constant(c) => constants[c].shape(),
+    };
+    steps
+        .iter()
+        .map(|step| {
+            let out: u64 = value_shapes[step.outputs[0]]
+                .iter()
+                .map(|&d| d as u64)
+                .product();
+            match &step.op {
+                // Each output value sums C/group x kH x kW products.
+                Op::Conv { weight, .. } => {
+                    let w = constants[*weight].shape();
+                    2 * out * (w[1] * w[2] * w[3]) as u64
+                }
+                Op::MatMul => {
+                    let a = shape(&step.inputs[0]);
+                    2 * out * a[a.len() - 1] as u64
+                }
+                _ => 0,
+            }
+        })
+        .sum()
 }
 
 /// Runs one op on `backend`; the loader also uses it, with the CPU backend, to fold constants.
