@@ -1182,11 +1182,9 @@ fn merge_sibling_convs(
                 .collect();
             let padded = *widths.iter().max().expect("branches");
             let w0 = constants[*weight].shape().to_vec();
-            let (inputs_per_group, taps) = if l == 0 {
-                (w0[1], w0[2] * w0[3])
-            } else {
-                (padded_before, w0[2] * w0[3])
-            };
+            let taps = w0[2] * w0[3];
+            // The first level reads the shared input; the others a group of the padded width each.
+            let inputs_per_group = if l == 0 { w0[1] } else { padded_before };
             let mut merged_weight = vec![0.0; branches * padded * inputs_per_group * taps];
             let mut merged_bias = vec![0.0; branches * padded];
             for (b, &(w, bias_b)) in convs.iter().enumerate() {
