@@ -1,6 +1,7 @@
 //! Steps an operator takes in the kiosk, shared by the end-to-end tests.
 
 use crate::{Browser, Server};
+use anyhow::Context;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -27,25 +28,10 @@ pub async fn open_kiosk(server: &Server) -> anyhow::Result<Browser> {
 pub async fn open_screen(browser: &Browser, screen: &str) -> anyhow::Result<()> {
     let tab = format!("#nav-{screen}");
     browser.click(&tab).await?;
-    let deadline = std::time::Instant::now() + LOAD;
-    loop {
-        let class = browser
-            .eval(&format!(
-                "return document.querySelector('{tab}').className;"
-            ))
-            .await?;
-        if class
-            .as_str()
-            .is_some_and(|c| c.split(' ').any(|c| c == "active"))
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "{tab} was clicked but is not the active tab (class {class})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    browser
+        .wait_for(&format!("{tab}.active"), LOAD)
+        .await
+        .with_context(|| format!("{tab} was clicked but is not the active tab"))
 }
 
 /// Waits until the station settings have been read from IndexedDB (on the setup screen).
