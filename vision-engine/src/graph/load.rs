@@ -1129,7 +1129,10 @@ fn fuse_silu(steps: &mut Vec<Step>, outputs: &[Operand]) {
 /// weights and biases to the widest, so the groups are equal; a channel Split at the end hands
 /// each branch its output (the padding is a part no step reads). One launch per level where there
 /// was one per branch, and wider products that fill a GPU better. The parts of a channel Split of
-/// a batch of one are contiguous, so the GPU plan reads them in place.
+/// a batch of one are contiguous, so the GPU plan reads them in place. The first branch's padding
+/// comes before its channels and the others' after theirs, so the first two branches' outputs
+/// are adjacent: a Concat of them (a head's boxes and scores) is then a view of the merged
+/// output, not a copy (YOLOv8n: boxes 64 channels, scores 80).
 fn merge_sibling_convs(
     steps: &mut Vec<Step>,
     constants: &mut [Tensor],
@@ -1159,6 +1162,10 @@ fn merge_sibling_convs(
         let mut input = steps[i].inputs[0];
         let mut widths_before: Vec<usize> = Vec::new(); // each branch's input channels used
         let mut padded_before = 0;
+        // Where each branch's channels start in its group: after the first branch's padding.
+        let lead = |widths: &[usize], padded: usize, b: usize| {
+            if b == 0 { padded - widths[0] } else { 0 }
+        };
         for (l, level) in levels.iter().enumerate() {
             let Op::Conv {
                 weight,
@@ -1188,18 +1195,18 @@ fn merge_sibling_convs(
             let mut merged_weight = vec![0.0; branches * padded * inputs_per_group * taps];
             let mut merged_bias = vec![0.0; branches * padded];
             for (b, &(w, bias_b)) in convs.iter().enumerate() {
-                let used = if l == 0 {
-                    inputs_per_group
+                let (used, first_input) = if l == 0 {
+                    (inputs_per_group, 0)
                 } else {
-                    widths_before[b]
+                    (widths_before[b], lead(&widths_before, padded_before, b))
                 };
+                let first = b * padded + lead(&widths, padded, b);
                 for (r, row) in constants[w].data().chunks(used * taps).enumerate() {
-                    let at = (b * padded + r) * inputs_per_group * taps;
+                    let at = ((first + r) * inputs_per_group + first_input) * taps;
                     merged_weight[at..at + row.len()].copy_from_slice(row);
                 }
                 if let Some(c) = bias_b {
-                    merged_bias[b * padded..b * padded + widths[b]]
-                        .copy_from_slice(constants[c].data());
+                    merged_bias[first..first + widths[b]].copy_from_slice(constants[c].data());
                 }
             }
             let channels = branches * padded;
@@ -1235,21 +1242,27 @@ fn merge_sibling_convs(
             widths_before = widths;
             padded_before = padded;
         }
-        // Each branch's output, then its padding (a value no step reads).
+        // Each branch's output and its padding (a value no step reads), the first branch's
+        // padding before its output.
         let last = levels.last().expect("one level");
         let mut sizes = Vec::new();
         let mut parts = Vec::new();
         for (b, &s) in last.iter().enumerate() {
             let output = steps[s].outputs[0];
-            sizes.push(widths_before[b]);
-            parts.push(output);
             let pad = padded_before - widths_before[b];
+            let mut branch = vec![(output, widths_before[b])];
             if pad > 0 {
                 let mut shape = value_shapes[output].clone();
                 shape[1] = pad;
-                parts.push(value_shapes.len());
+                branch.push((value_shapes.len(), pad));
                 value_shapes.push(shape);
-                sizes.push(pad);
+            }
+            if b == 0 {
+                branch.reverse();
+            }
+            for (part, size) in branch {
+                parts.push(part);
+                sizes.push(size);
             }
         }
         merged_steps.push(Step {

@@ -18,7 +18,7 @@ pub const ORT_OUTPUTS: [&[u8]; 2] = [
 ];
 pub const K: usize = 20;
 /// Between the fixture's lowest and highest scores, so the threshold selects a subset.
-const CONFIDENCE: f32 = 0.72;
+const CONFIDENCE: f32 = 0.9;
 
 pub fn network() -> Network {
     Network::from_onnx(&onnx::parse_model(MODEL).unwrap()).unwrap()

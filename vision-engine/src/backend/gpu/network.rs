@@ -236,9 +236,24 @@ fn read_at_offsets(network: &Network, plans: &[OpPlan], uses: &Uses, value: usiz
 /// of a Split whose parts are contiguous runs of its input (every axis before the split's is 1),
 /// where the part is not a graph output and every step that reads it, or a Reshape of it, takes
 /// element offsets for it ([`read_at_offsets`]); its copy launch is skipped. Elsewhere a part
-/// stays a strided copy.
+/// stays a strided copy. So is a Concat of consecutive parts of such a Split, in order, along its
+/// axis (a merged head's boxes and scores, [`crate::graph`]'s `merge_sibling_convs`), on the same
+/// conditions: that run of the Split's input.
 fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usize, usize)>> {
     let mut alias_of = vec![None; network.value_shapes.len()];
+    // The Split's axis where every axis before it is 1, so that its parts are contiguous runs of
+    // its input.
+    let contiguous_split_axis = |step: &Step| {
+        let (Op::Split { axis, .. }, Some(&Operand::Value(input))) =
+            (&step.op, step.inputs.first())
+        else {
+            return None;
+        };
+        let shape = &network.value_shapes[input];
+        let axis = crate::normalize_axis("Split", *axis, shape.len()).ok()?;
+        shape[..axis].iter().all(|&d| d == 1).then_some(axis)
+    };
+    let elements = |v: usize| network.value_shapes[v].iter().product::<usize>();
     for (step, plan) in network.steps.iter().zip(plans) {
         let Some(&Operand::Value(input)) = step.inputs.first() else {
             continue;
@@ -246,22 +261,38 @@ fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usiz
         if plan.aliases_input {
             alias_of[step.outputs[0]] = Some((input, 0));
         }
-        let Op::Split { axis, .. } = step.op else {
-            continue;
-        };
-        let shape = &network.value_shapes[input];
-        let Ok(axis) = crate::normalize_axis("Split", axis, shape.len()) else {
-            continue;
-        };
-        if shape[..axis].iter().any(|&d| d != 1) {
-            continue;
-        }
-        let mut offset = 0;
-        for &part in &step.outputs {
-            if read_at_offsets(network, plans, uses, part) {
-                alias_of[part] = Some((input, offset));
+        match step.op {
+            Op::Split { .. } if contiguous_split_axis(step).is_some() => {
+                let mut offset = 0;
+                for &part in &step.outputs {
+                    if read_at_offsets(network, plans, uses, part) {
+                        alias_of[part] = Some((input, offset));
+                    }
+                    offset += elements(part);
+                }
             }
-            offset += network.value_shapes[part].iter().product::<usize>();
+            Op::Concat(axis) => {
+                let Some((split, first)) = uses.producer[input] else {
+                    continue;
+                };
+                let split = &network.steps[split];
+                let out = step.outputs[0];
+                let consecutive_parts = step.inputs.iter().enumerate().all(|(k, operand)| {
+                    split.outputs.get(first + k).map(|&p| Operand::Value(p)) == Some(*operand)
+                });
+                let same_axis = contiguous_split_axis(split).is_some_and(|split_axis| {
+                    crate::normalize_axis("Concat", axis, network.value_shapes[out].len())
+                        == Ok(split_axis)
+                });
+                if consecutive_parts && same_axis && read_at_offsets(network, plans, uses, out) {
+                    let Operand::Value(whole) = split.inputs[0] else {
+                        unreachable!("a contiguous Split reads a value")
+                    };
+                    let offset = split.outputs[..first].iter().map(|&p| elements(p)).sum();
+                    alias_of[out] = Some((whole, offset));
+                }
+            }
+            _ => {}
         }
     }
     alias_of
@@ -1433,12 +1464,17 @@ mod tests {
 
     #[test]
     fn merged_convolutions_split_in_place_and_upsamples_and_pools_write_into_their_concats() {
-        for (network, merged) in [(mini_detector(), 3), (shipped_model(), 3)] {
+        // Concats of a level's boxes and scores, as Ultralytics exports write them: the mini
+        // detector's last level has its class branch first, so there the two are not adjacent in
+        // the merged output; the shipped model concatenates each branch's levels instead.
+        for (network, merged, adjacent) in [(mini_detector(), 3, 2), (shipped_model(), 3, 0)] {
             let plans = plan_steps(&network, ConvKernels::Tiled, 4).unwrap();
             let plan = plan_buffers(&network, &plans, 4);
+            let uses = Uses::of(&network);
             // The loader's merged sibling convolutions: their Split launches nothing, each
-            // branch reads its channels where the merged convolution wrote them.
-            let mut splits = 0;
+            // branch reads its channels where the merged convolution wrote them, and a Concat
+            // of adjacent branches, in order, is that run of the merged output.
+            let (mut splits, mut concat_views) = (0, 0);
             for (i, (step, op_plan)) in network.steps.iter().zip(&plans).enumerate() {
                 if !(matches!(step.op, Op::Split { .. }) && network.steps[i - 1].node == step.node)
                 {
@@ -1447,8 +1483,28 @@ mod tests {
                 splits += 1;
                 assert!(step.outputs.iter().all(|&p| plan.alias_of[p].is_some()));
                 assert!(!op_plan.launches.iter().any(|l| plan.runs(step, l)));
+                let Operand::Value(merged_output) = step.inputs[0] else {
+                    panic!("a Split of a constant")
+                };
+                for &(r, _) in step.outputs.iter().flat_map(|&p| &uses.readers[p]) {
+                    let concat = &network.steps[r];
+                    let Op::Concat(_) = concat.op else { continue };
+                    let view = concat.outputs[0];
+                    let Some(whole) = plan.alias_of[view] else {
+                        continue;
+                    };
+                    concat_views += 1;
+                    assert_eq!(whole, merged_output);
+                    let Operand::Value(first) = concat.inputs[0] else {
+                        panic!("a Concat of a constant")
+                    };
+                    assert_eq!(plan.offset_of[view], plan.offset_of[first]);
+                    assert!(!plans[r].launches.iter().any(|l| plan.runs(concat, l)));
+                }
             }
             assert_eq!(splits, merged);
+            // Each such Concat reads two parts: counted once per part.
+            assert_eq!(concat_views, 2 * adjacent);
             // Every nearest upsampling writes into the Concat that reads it, and so do SPPF's
             // pools, each reading the one before it there through its output binding.
             let placed = |op: fn(&Op) -> bool| {
