@@ -1,7 +1,10 @@
-// Elementwise activations: out[i] = f(input[i]).
+// Elementwise activations: out[out_offset + i] = f(input[in_offset + i]). The element offsets let
+// a plan read a Split part in place and write into a Concat's slice.
 
 struct Params {
     len: u32,
+    in_offset: u32,
+    out_offset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> input: array<Elem>;
@@ -12,7 +15,7 @@ struct Params {
 fn sigmoid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if i < params.len {
-        out[i] = Elem(activate(f32(input[i]), 1u));
+        out[params.out_offset + i] = Elem(activate(f32(input[params.in_offset + i]), 1u));
     }
 }
 
@@ -21,6 +24,6 @@ fn sigmoid(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 fn silu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = flat_index(gid, groups);
     if i < params.len {
-        out[i] = Elem(activate(f32(input[i]), 2u));
+        out[params.out_offset + i] = Elem(activate(f32(input[params.in_offset + i]), 2u));
     }
 }

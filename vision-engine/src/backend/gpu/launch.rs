@@ -481,7 +481,7 @@ pub(super) fn plan(
                     inputs: vec![Binding::Input(0)],
                     output: Binding::Output(0),
                     params: params.0,
-                    offsets: Vec::new(),
+                    offsets: vec![(Binding::Input(0), 1), (Binding::Output(0), 2)],
                     grid: Grid::Elements(len),
                 },
             )

@@ -237,8 +237,9 @@ fn read_at_offsets(network: &Network, plans: &[OpPlan], uses: &Uses, value: usiz
 /// where the part is not a graph output and every step that reads it, or a Reshape of it, takes
 /// element offsets for it ([`read_at_offsets`]); its copy launch is skipped. Elsewhere a part
 /// stays a strided copy. So is a Concat of consecutive parts of such a Split, in order, along its
-/// axis (a merged head's boxes and scores, [`crate::graph`]'s `merge_sibling_convs`), on the same
-/// conditions: that run of the Split's input.
+/// axis (a merged head's boxes and scores, [`crate::graph`]'s `merge_sibling_convs`), and a Slice
+/// that selects a contiguous run of its input (dist2bbox's halves of the box distances), on the
+/// same conditions.
 fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usize, usize)>> {
     let mut alias_of = vec![None; network.value_shapes.len()];
     // The Split's axis where every axis before it is 1, so that its parts are contiguous runs of
@@ -271,6 +272,24 @@ fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usiz
                     offset += elements(part);
                 }
             }
+            Op::Slice {
+                ref starts,
+                ref ends,
+                ref axes,
+                ref steps,
+            } => {
+                let shape = &network.value_shapes[input];
+                let Ok(plan) = crate::cpu::slice_plan(shape, starts, ends, Some(axes), Some(steps))
+                else {
+                    continue;
+                };
+                let out = step.outputs[0];
+                if let Some(offset) = contiguous_run(shape, &plan)
+                    && read_at_offsets(network, plans, uses, out)
+                {
+                    alias_of[out] = Some((input, offset));
+                }
+            }
             Op::Concat(axis) => {
                 let Some((split, first)) = uses.producer[input] else {
                     continue;
@@ -296,6 +315,24 @@ fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usiz
         }
     }
     alias_of
+}
+
+/// Where a slice of `input` (each axis's start, step and count: `cpu::slice_plan`) starts, in
+/// elements, when its elements are one contiguous run of the input in order.
+fn contiguous_run(input: &[usize], plan: &[(i64, i64, usize)]) -> Option<usize> {
+    let input_strides = crate::tensor::strides(input);
+    let shape: Vec<usize> = plan.iter().map(|&(_, _, count)| count).collect();
+    let contiguous = plan
+        .iter()
+        .zip(&input_strides)
+        .zip(crate::tensor::strides(&shape))
+        .all(|((&(_, step, count), &from), to)| count <= 1 || step * from as i64 == to as i64);
+    contiguous.then(|| {
+        plan.iter()
+            .zip(&input_strides)
+            .map(|(&(start, _, _), &stride)| start as usize * stride)
+            .sum()
+    })
 }
 
 /// Where Concat inputs already are in their slice of the Concat's output.
@@ -1637,8 +1674,10 @@ mod tests {
             assert_eq!(from_out, if blocks == 8 { 6 } else { 3 });
         }
         // The mini detector's DFL head splits box distributions from class scores: a Reshape
-        // reads the first part, for a Transpose that takes offsets, so it is read in place; the
-        // class-score Sigmoid, which takes none, reads the second, which stays a copy.
+        // reads the first part, for a Transpose that takes offsets, and the class-score Sigmoid
+        // the second, so both are read in place. dist2bbox's Slices (the distances' halves) are
+        // views, and the output's Concat copies nothing: the boxes' Mul and the Sigmoid write
+        // into their slices.
         let network = mini_detector();
         let plans = plan_steps(&network, ConvKernels::Tiled, 4).unwrap();
         let plan = plan_buffers(&network, &plans, 4);
@@ -1652,6 +1691,17 @@ mod tests {
             .iter()
             .map(|&p| plan.alias_of[p].is_some())
             .collect();
-        assert_eq!(in_place, [true, false]);
+        assert_eq!(in_place, [true, true]);
+        let slices: Vec<bool> = network
+            .steps
+            .iter()
+            .filter(|s| matches!(s.op, Op::Slice { .. }))
+            .map(|s| plan.alias_of[s.outputs[0]].is_some())
+            .collect();
+        assert_eq!(slices, [true, true]);
+        let output = network.steps.last().unwrap();
+        assert!(matches!(output.op, Op::Concat(_)));
+        let copies = plans.last().unwrap().launches.iter();
+        assert_eq!(copies.filter(|l| plan.runs(output, l)).count(), 0);
     }
 }
