@@ -1242,25 +1242,26 @@ fn merge_sibling_convs(
             widths_before = widths;
             padded_before = padded;
         }
-        // Each branch's output and its padding (a value no step reads), the first branch's
-        // padding before its output.
+        // Each branch's output and its padding (a value no step reads), in the group's order.
         let last = levels.last().expect("one level");
         let mut sizes = Vec::new();
         let mut parts = Vec::new();
         for (b, &s) in last.iter().enumerate() {
             let output = steps[s].outputs[0];
             let pad = padded_before - widths_before[b];
-            let mut branch = vec![(output, widths_before[b])];
-            if pad > 0 {
+            let padding = (pad > 0).then(|| {
                 let mut shape = value_shapes[output].clone();
                 shape[1] = pad;
-                branch.push((value_shapes.len(), pad));
                 value_shapes.push(shape);
-            }
-            if b == 0 {
-                branch.reverse();
-            }
-            for (part, size) in branch {
+                (value_shapes.len() - 1, pad)
+            });
+            let branch = Some((output, widths_before[b]));
+            let in_order = if lead(&widths_before, padded_before, b) > 0 {
+                [padding, branch]
+            } else {
+                [branch, padding]
+            };
+            for (part, size) in in_order.into_iter().flatten() {
                 parts.push(part);
                 sizes.push(size);
             }

@@ -233,7 +233,8 @@ fn read_at_offsets(network: &Network, plans: &[OpPlan], uses: &Uses, value: usiz
 
 /// Values that are views of another value's storage, made by no launch: with that value and the
 /// element offset where they start in it. A Reshape's output always is (offset 0). So is a part
-/// of a Split whose parts are contiguous runs of its input (every axis before the split's is 1),
+/// of a Split whose parts are contiguous runs of its input (every axis before the split's is 1:
+/// [`contiguous_run`]),
 /// where the part is not a graph output and every step that reads it, or a Reshape of it, takes
 /// element offsets for it ([`read_at_offsets`]); its copy launch is skipped. Elsewhere a part
 /// stays a strided copy. So is a Concat of consecutive parts of such a Split, in order, along its
@@ -242,19 +243,20 @@ fn read_at_offsets(network: &Network, plans: &[OpPlan], uses: &Uses, value: usiz
 /// same conditions.
 fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usize, usize)>> {
     let mut alias_of = vec![None; network.value_shapes.len()];
-    // The Split's axis where every axis before it is 1, so that its parts are contiguous runs of
-    // its input.
-    let contiguous_split_axis = |step: &Step| {
-        let (Op::Split { axis, .. }, Some(&Operand::Value(input))) =
+    // Where each part of a Split starts in its input, when every part is a contiguous run of it.
+    let split_runs = |step: &Step| -> Option<Vec<usize>> {
+        let (Op::Split { axis, sizes }, Some(&Operand::Value(input))) =
             (&step.op, step.inputs.first())
         else {
             return None;
         };
         let shape = &network.value_shapes[input];
-        let axis = crate::normalize_axis("Split", *axis, shape.len()).ok()?;
-        shape[..axis].iter().all(|&d| d == 1).then_some(axis)
+        let parts = crate::cpu::split_plan(shape, *axis, sizes).ok()?;
+        parts
+            .iter()
+            .map(|part| contiguous_run(shape, part))
+            .collect()
     };
-    let elements = |v: usize| network.value_shapes[v].iter().product::<usize>();
     for (step, plan) in network.steps.iter().zip(plans) {
         let Some(&Operand::Value(input)) = step.inputs.first() else {
             continue;
@@ -263,13 +265,14 @@ fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usiz
             alias_of[step.outputs[0]] = Some((input, 0));
         }
         match step.op {
-            Op::Split { .. } if contiguous_split_axis(step).is_some() => {
-                let mut offset = 0;
-                for &part in &step.outputs {
+            Op::Split { .. } => {
+                let Some(runs) = split_runs(step) else {
+                    continue;
+                };
+                for (&part, &offset) in step.outputs.iter().zip(&runs) {
                     if read_at_offsets(network, plans, uses, part) {
                         alias_of[part] = Some((input, offset));
                     }
-                    offset += elements(part);
                 }
             }
             Op::Slice {
@@ -295,20 +298,28 @@ fn aliases(network: &Network, plans: &[OpPlan], uses: &Uses) -> Vec<Option<(usiz
                     continue;
                 };
                 let split = &network.steps[split];
+                let Op::Split {
+                    axis: split_axis, ..
+                } = split.op
+                else {
+                    continue;
+                };
                 let out = step.outputs[0];
                 let consecutive_parts = step.inputs.iter().enumerate().all(|(k, operand)| {
                     split.outputs.get(first + k).map(|&p| Operand::Value(p)) == Some(*operand)
                 });
-                let same_axis = contiguous_split_axis(split).is_some_and(|split_axis| {
-                    crate::normalize_axis("Concat", axis, network.value_shapes[out].len())
-                        == Ok(split_axis)
-                });
-                if consecutive_parts && same_axis && read_at_offsets(network, plans, uses, out) {
+                let rank = network.value_shapes[out].len();
+                let same_axis = crate::normalize_axis("Concat", axis, rank).ok()
+                    == crate::normalize_axis("Split", split_axis, rank).ok();
+                if let Some(runs) = split_runs(split)
+                    && consecutive_parts
+                    && same_axis
+                    && read_at_offsets(network, plans, uses, out)
+                {
                     let Operand::Value(whole) = split.inputs[0] else {
-                        unreachable!("a contiguous Split reads a value")
+                        unreachable!("split_runs reads a value")
                     };
-                    let offset = split.outputs[..first].iter().map(|&p| elements(p)).sum();
-                    alias_of[out] = Some((whole, offset));
+                    alias_of[out] = Some((whole, runs[first]));
                 }
             }
             _ => {}
