@@ -25,11 +25,11 @@ var<workgroup> sums: array<f32, THREADS / SUBGROUP * BLOCK * BLOCK>; // a block 
 // Writes this subgroup's block of sums (in `sums` from `first`) to channels m .. and pixels p ..
 // of the output, after bias and activation, or, split, as partial sums; lane `lane` writes
 // column lane % 16 of every other row.
-fn store_block(first: u32, lane: u32, m: u32, oc: u32, row: u32, p: u32, pixels: u32) {
+fn store_block(first: u32, lane: u32, m: u32, m_end: u32, oc: u32, row: u32, p: u32, pixels: u32) {
     let column = lane % BLOCK;
     let q = p + column;
     for (var r = lane / BLOCK; r < BLOCK; r += SUBGROUP / BLOCK) {
-        if m + r < params.kernel.w && q < pixels {
+        if m + r < m_end && q < pixels {
             var v = sums[first + r * BLOCK + column];
             if params.has_bias != 0u && !SPLIT_K {
                 v += f32(bias[oc + r]);
@@ -92,9 +92,9 @@ fn main(
     let first = subgroup * BLOCK * BLOCK;
     coopStoreT(acc0, &sums[first], BLOCK);
     workgroupBarrier();
-    store_block(first, lane, m, oc, row, work.p0 + block_p, pixels);
+    store_block(first, lane, m, work.m_end, oc, row, work.p0 + block_p, pixels);
     workgroupBarrier();
     coopStoreT(acc1, &sums[first], BLOCK);
     workgroupBarrier();
-    store_block(first, lane, m, oc, row, work.p0 + block_p + BLOCK, pixels);
+    store_block(first, lane, m, work.m_end, oc, row, work.p0 + block_p + BLOCK, pixels);
 }

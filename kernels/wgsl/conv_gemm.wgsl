@@ -34,8 +34,8 @@ var<workgroup> patch_tile: array<vec4<f32>, TILE_K * THREADS_N>;  // [k][p / 4]
 
 // Writes one output channel's four pixels (those inside the image) after bias and activation,
 // or, split, their partial sums as they are.
-fn store(m: u32, oc: u32, row: u32, p: u32, pixels: u32, sums: vec4<f32>) {
-    if m >= params.kernel.w {
+fn store(m: u32, m_end: u32, oc: u32, row: u32, p: u32, pixels: u32, sums: vec4<f32>) {
+    if m >= m_end {
         return;
     }
     var shift = 0.0;
@@ -109,8 +109,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let row = select(params.out_offset, work.slice * params.count, SPLIT_K)
         + (work.n * params.output.y + oc) * pixels;
     let q = work.p0 + 4u * tn;
-    store(m, oc, row, q, pixels, acc0);
-    store(m + 1u, oc + 1u, row + pixels, q, pixels, acc1);
-    store(m + 2u, oc + 2u, row + 2u * pixels, q, pixels, acc2);
-    store(m + 3u, oc + 3u, row + 3u * pixels, q, pixels, acc3);
+    store(m, work.m_end, oc, row, q, pixels, acc0);
+    store(m + 1u, work.m_end, oc + 1u, row + pixels, q, pixels, acc1);
+    store(m + 2u, work.m_end, oc + 2u, row + 2u * pixels, q, pixels, acc2);
+    store(m + 3u, work.m_end, oc + 3u, row + 3u * pixels, q, pixels, acc3);
 }

@@ -28,13 +28,20 @@ struct Params {
     kernel: vec4<u32>, // kH, kW, C/group, M/group
     steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
     pads: vec4<u32>,   // top, left, the input's offset in `input`, slices of k (split-k)
+    // Where the layer's tile table starts in `taps_table` (0: none, every tile the whole
+    // reduction), and its tiles per group.
+    tiles: vec4<u32>,
 }
 
 @group(0) @binding(0) var<storage, read> input: array<Elem>;
 @group(0) @binding(1) var<storage, read> weight: array<Elem>;
 @group(0) @binding(2) var<storage, read> bias: array<Elem>;
 // Per k, two words: the input channel's offset (channel x H x W), then (dy << 16) | dx, the tap's
-// offsets in rows and columns (dilation included).
+// offsets in rows and columns (dilation included). Then, for a layer whose weights have rows or
+// columns of zeros (a merged head's padded branches), its tile table: per group, per grid row,
+// the tile's channels and its range of k (four words: first channel, end, first k, end), which
+// leaves out k where every weight of the tile's channels is zero. A group with fewer tiles than
+// the grid's rows has empty ones (no channels, no k), which store nothing.
 @group(0) @binding(3) var<storage, read> taps_table: array<u32>;
 // Binding 4, the sums' destination, and `put` come from the variant's preamble.
 @group(0) @binding(5) var<uniform> params: Params;
@@ -57,6 +64,10 @@ var<private> patch_pixel: u32;  // its column of every patch tile
 var<private> iy0: i32;
 var<private> ix0: i32;
 
+// A tile's bounds from the tile table, read by one invocation and shared: the loop over k runs
+// the same number of times in every invocation, as its barriers require.
+var<workgroup> tile_bounds: vec4<u32>;
+
 // A workgroup's part of the convolution: its image and group, its slice of the reduction (all of
 // it unless split), and the corner of its output tile.
 struct Work {
@@ -65,7 +76,8 @@ struct Work {
     slice: u32,
     k_begin: u32,
     k_end: u32,
-    m0: u32, // output channels m0 .. m0 + TILE_M of group g
+    m0: u32, // output channels m0 .. min(m0 + TILE_M, m_end) of group g
+    m_end: u32,
     p0: u32, // output pixels p0 .. p0 + TILE_N
 }
 
@@ -80,13 +92,23 @@ fn start(wg: vec3<u32>, lid: u32) -> Work {
     work.slice = wg.z / images;
     work.n = (wg.z % images) / groups;
     work.g = wg.z % groups;
-    // This workgroup's k tiles: all, or its slice of them (the last slices may be empty).
-    let k_tiles = (k_total + TILE_K - 1u) / TILE_K;
+    // This workgroup's channels and k: a whole tile of each, or its tile table's bounds.
+    var bounds = vec4<u32>(wg.y * TILE_M, m_per_group, 0u, k_total);
+    if params.tiles.x != 0u {
+        if lid == 0u {
+            let t = params.tiles.x + 4u * (work.g * params.tiles.y + wg.y);
+            tile_bounds = vec4<u32>(taps_table[t], taps_table[t + 1u], taps_table[t + 2u], taps_table[t + 3u]);
+        }
+        bounds = workgroupUniformLoad(&tile_bounds);
+    }
+    work.m0 = bounds.x;
+    work.m_end = bounds.y;
+    // Its k tiles: all of its range, or its slice of them (the last slices may be empty).
+    let k_tiles = (bounds.w - bounds.z + TILE_K - 1u) / TILE_K;
     let slices = max(params.pads.w, 1u);
     let tiles_per_slice = (k_tiles + slices - 1u) / slices;
-    work.k_begin = min(work.slice * tiles_per_slice, k_tiles) * TILE_K;
-    work.k_end = min(work.k_begin + tiles_per_slice * TILE_K, k_total);
-    work.m0 = wg.y * TILE_M;
+    work.k_begin = bounds.z + min(work.slice * tiles_per_slice, k_tiles) * TILE_K;
+    work.k_end = min(work.k_begin + tiles_per_slice * TILE_K, bounds.w);
     work.p0 = wg.x * TILE_N;
 
     let h = params.input.z;

@@ -187,6 +187,62 @@ async fn conv_matches_the_reference_within(
             &cpu::conv2d(&x, &weight, None, &attrs).unwrap(),
         );
     }
+    padded_branches_match_the_reference(backend, precision, tolerance, &mut rng).await;
+}
+
+/// A merged head's grouped convolution (`merge_sibling_convs`): two branches of 60 and 50
+/// channels padded to 70, the first with its 10 channels of padding before its own, reading 16
+/// of its group's 20 inputs (the rest padding too), the second with its padding after. The GPU
+/// plan gives the padding and the zero weights tiles of their own (`ConvTileTable`); every
+/// output, padding included, must match. A Sigmoid stores 0.5 where the padding's sums are 0.
+async fn padded_branches_match_the_reference(
+    backend: &impl Backend,
+    precision: Precision,
+    tolerance: f64,
+    rng: &mut StdRng,
+) {
+    let (inputs, channels, taps) = (20, 70, 9);
+    let x = random_tensor(rng, precision, &[1, 2 * inputs, 11, 13]);
+    let mut weight = random_tensor(rng, precision, &[2 * channels, inputs, 3, 3]);
+    let mut bias = random_tensor(rng, precision, &[2 * channels]);
+    for (c, row) in weight.data_mut().chunks_mut(inputs * taps).enumerate() {
+        match c {
+            0..10 => row.fill(0.0),
+            10..70 => row[..4 * taps].fill(0.0),
+            120.. => row.fill(0.0),
+            _ => row[15 * taps..].fill(0.0),
+        }
+    }
+    for (c, b) in bias.data_mut().iter_mut().enumerate() {
+        if c < 10 || c >= 120 {
+            *b = 0.0;
+        }
+    }
+    let attrs = Conv2d {
+        pads: [1; 4],
+        group: 2,
+        ..Conv2d::default()
+    };
+    for activation in [None, Some(Activation::Silu), Some(Activation::Sigmoid)] {
+        let out = backend
+            .conv2d(&x, &weight, Some(&bias), &attrs, activation)
+            .await
+            .unwrap();
+        let mut expected = cpu::conv2d(&x, &weight, Some(&bias), &attrs).unwrap();
+        if let Some(a) = activation {
+            expected
+                .data_mut()
+                .iter_mut()
+                .for_each(|v| *v = a.apply(*v));
+        }
+        assert_close(
+            backend,
+            tolerance,
+            &format!("Conv of padded branches {activation:?}"),
+            &out,
+            &expected,
+        );
+    }
 }
 
 async fn max_pool_matches_the_reference(backend: &impl Backend, precision: Precision) {

@@ -7,7 +7,7 @@ use crate::{
     cpu::{self, BinaryOp, MatmulPlan, broadcast_strides},
     graph::Op,
     letterbox::Letterbox,
-    tensor::{shape_error, strides},
+    tensor::{Tensor, shape_error, strides},
 };
 use kernels::Kernel;
 
@@ -298,6 +298,10 @@ const CONV_INPUT_OFFSET_WORD: usize = 22;
 /// The `pads.w` word of the convolution kernels' `Params`: slices of a split-k reduction.
 const CONV_SLICES_WORD: usize = 23;
 
+/// The `tiles` words of the convolution kernels' `Params`: where the tile table starts in the tap
+/// table's binding (0: none), then its tiles per group.
+const CONV_TILES_WORD: usize = 24;
+
 /// Which kernels a GPU backend runs its convolutions on. A backend starts with its adapter's
 /// choice (`conv_kernels_for`): `TensorCores` on GPUs with matrix units wgpu can use, `Tiled` on
 /// other GPUs, `TiledWhole` on software adapters.
@@ -394,6 +398,100 @@ pub(super) fn choose_coop_tiling(
     }
 }
 
+/// Tiles that leave out a convolution's zero weights: where whole channels are zero (weights and
+/// bias: the padding that `merge_sibling_convs` gives a merged head's narrower branches) and whole
+/// spans of k are zero for a tile's channels (the padded input channels of the next merged
+/// layer). Real channels and padding get tiles of their own; each tile walks only the k where
+/// one of its channels has a nonzero weight (`conv_loads.wgsl`'s tile table). YOLOv8n's merged
+/// 80x80 head layer, its 64-channel box branch padded to the 80 of the class branch: 36 k tiles
+/// in one tile for the box branch and none for its padding, where the plain grid walks 45 in two.
+struct ConvTileTable {
+    /// Per group, per grid row: first channel, end, first k, end (group-relative; empty rows
+    /// where a group has fewer tiles than another).
+    bounds: Vec<[usize; 4]>,
+    tiles_per_group: usize,
+    /// The most k tiles one tile walks.
+    longest_k_tiles: usize,
+}
+
+impl ConvTileTable {
+    /// The table for `weight` (M x C/group x kH x kW) and `bias` of a convolution in `groups`
+    /// groups on tiling `t`, or `None` where it would walk no fewer k tiles than the plain grid.
+    fn of(
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        groups: usize,
+        t: kernels::ConvTiling,
+    ) -> Option<Self> {
+        let shape = weight.shape();
+        let (m, k) = (shape[0], shape[1..].iter().product::<usize>());
+        let (tile_m, tile_k) = (t.tile_m as usize, t.tile_k as usize);
+        if k == 0 || groups == 0 || m % groups != 0 {
+            return None;
+        }
+        let m_per_group = m / groups;
+        // Each channel's span of nonzero weights (`None`: all zero).
+        let nonzero: Vec<Option<(usize, usize)>> = weight
+            .data()
+            .chunks(k)
+            .map(|row| {
+                let first = row.iter().position(|&v| v != 0.0)?;
+                let last = row.iter().rposition(|&v| v != 0.0)?;
+                Some((first, last + 1))
+            })
+            .collect();
+        let padding = |c: usize| nonzero[c].is_none() && bias.is_none_or(|b| b.data()[c] == 0.0);
+        let tile_cost = |[_, _, k_lo, k_hi]: [usize; 4]| (k_hi - k_lo).div_ceil(tile_k) + 1;
+        let mut per_group = Vec::with_capacity(groups);
+        for g in 0..groups {
+            let first = g * m_per_group;
+            let mut tiles = Vec::new();
+            let mut begin = 0;
+            while begin < m_per_group {
+                // A run of padding or of real channels, at most a tile's worth.
+                let pad = padding(first + begin);
+                let mut end = begin + 1;
+                while end < m_per_group && end - begin < tile_m && padding(first + end) == pad {
+                    end += 1;
+                }
+                let (k_lo, k_hi) = (begin..end)
+                    .filter_map(|c| nonzero[first + c])
+                    .fold((k, 0), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+                tiles.push(if k_lo < k_hi {
+                    [begin, end, k_lo, k_hi]
+                } else {
+                    [begin, end, 0, 0]
+                });
+                begin = end;
+            }
+            per_group.push(tiles);
+        }
+        let plain = groups * m_per_group.div_ceil(tile_m) * (k.div_ceil(tile_k) + 1);
+        let cost: usize = per_group.iter().flatten().map(|&b| tile_cost(b)).sum();
+        if cost >= plain {
+            return None;
+        }
+        let tiles_per_group = per_group.iter().map(Vec::len).max()?;
+        let longest_k_tiles = per_group
+            .iter()
+            .flatten()
+            .map(|&b| tile_cost(b) - 1)
+            .max()?;
+        let bounds = per_group
+            .into_iter()
+            .flat_map(|mut tiles| {
+                tiles.resize(tiles_per_group, [0; 4]);
+                tiles
+            })
+            .collect();
+        Some(Self {
+            bounds,
+            tiles_per_group,
+            longest_k_tiles,
+        })
+    }
+}
+
 /// The tap table of `conv_gemm.wgsl` for an `input` (NCHW) convolved with a `kernel` (kH, kW)
 /// over `channels` input channels per group: for each k = (channel, ky, kx) of the reduction, the
 /// channel's element offset, then `(dy << 16) | dx`, the tap's offsets with dilation.
@@ -454,14 +552,14 @@ fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
     }
 }
 
-/// The launches of `op` on operands of `inputs` shapes; `constants` are the shapes of the
-/// network's constants (convolution weights and biases). Where `conv_kernels` picks split-k per
+/// The launches of `op` on operands of `inputs` shapes; `constants` are the network's constants
+/// (convolution weights and biases: their shapes, and where weights are zero). Where `conv_kernels` picks split-k per
 /// layer (`ConvKernels::Tiled`), a convolution takes no more slices than `scratch_limit` bytes of
 /// partial sums hold (none where not two).
 pub(super) fn plan(
     op: &Op,
     inputs: &[&[usize]],
-    constants: &[&[usize]],
+    constants: &[&Tensor],
     conv_kernels: ConvKernels,
     scratch_limit: u64,
 ) -> Result<OpPlan, EngineError> {
@@ -492,7 +590,10 @@ pub(super) fn plan(
             attrs,
             activation,
         } => {
-            let (w, b) = (constants[*weight], bias.map(|b| constants[b]));
+            let (w, b) = (
+                constants[*weight].shape(),
+                bias.map(|b| constants[b].shape()),
+            );
             let out = cpu::conv2d_output_shape(inputs[0], w, b, attrs)?;
             let count: usize = out.iter().product();
             let op = "Conv";
@@ -511,7 +612,8 @@ pub(super) fn plan(
                     attrs.strides,
                     attrs.dilations,
                     attrs.pads,
-                )?);
+                )?)
+                .words(&[0; 4]);
             let bias_binding = bias.map_or(Binding::Absent, Binding::Constant);
             let (m_per_group, c_per_group) = (w[0] / attrs.group, w[1]);
             let pixels = out[2] * out[3];
@@ -552,23 +654,40 @@ pub(super) fn plan(
                     launch(kernels::CONV2D, Grid::Elements(count)),
                 ));
             };
-            let taps = Binding::Aux(conv_taps_table(
-                inputs[0],
-                [w[2], w[3]],
-                c_per_group,
-                attrs.dilations,
-            )?);
+            let mut taps = conv_taps_table(inputs[0], [w[2], w[3]], c_per_group, attrs.dilations)?;
+            let tile_table = ConvTileTable::of(
+                constants[*weight],
+                bias.map(|b| constants[b]),
+                attrs.group,
+                t,
+            );
+            let (rows, k_tiles) = match &tile_table {
+                Some(table) => (table.tiles_per_group, table.longest_k_tiles),
+                None => (
+                    m_per_group.div_ceil(t.tile_m as usize),
+                    k.div_ceil(t.tile_k as usize),
+                ),
+            };
+            let mut params = params.0.clone();
+            if let Some(table) = tile_table {
+                params[CONV_TILES_WORD] = to_u32(op, taps.len())?;
+                params[CONV_TILES_WORD + 1] = to_u32(op, table.tiles_per_group)?;
+                for bound in table.bounds.iter().flatten() {
+                    taps.push(to_u32(op, *bound)?);
+                }
+            }
             let launch = |kernel, grid| {
                 let mut launch = launch(kernel, grid);
-                launch.inputs.push(taps.clone());
+                launch.params.clone_from(&params);
+                launch.inputs.push(Binding::Aux(taps.clone()));
                 launch
             };
             let tiles = [
                 to_u32(op, pixels.div_ceil(t.tile_n as usize))?,
-                to_u32(op, m_per_group.div_ceil(t.tile_m as usize))?,
+                to_u32(op, rows)?,
                 to_u32(op, out[0] * attrs.group)?,
             ];
-            let k_tiles = to_u32(op, k.div_ceil(t.tile_k as usize))?;
+            let k_tiles = to_u32(op, k_tiles)?;
             let slices = match conv_kernels {
                 ConvKernels::Tiled | ConvKernels::TensorCores => {
                     let fit = scratch_limit / (count.max(1) as u64 * 4);
@@ -1013,6 +1132,10 @@ mod tests {
         assert_eq!(choose_slices(14, 144), 19);
         assert_eq!(choose_slices(600, 144), 1, "already fills the GPU");
         assert_eq!(choose_slices(14, 7), 1, "too short to split");
+        let (weight, bias) = (
+            Tensor::new(vec![64, 256, 3, 3], vec![1.0; 64 * 256 * 9]).unwrap(),
+            Tensor::new(vec![64], vec![1.0; 64]).unwrap(),
+        );
         let conv = |scratch_limit| {
             plan(
                 &Op::Conv {
@@ -1022,7 +1145,7 @@ mod tests {
                     activation: Some(Activation::Silu),
                 },
                 &[&[1, 256, 20, 20]],
-                &[&[64, 256, 3, 3], &[64]],
+                &[&weight, &bias],
                 ConvKernels::Tiled,
                 scratch_limit,
             )
@@ -1073,5 +1196,47 @@ mod tests {
         for (channels, side) in [(32, 80), (80, 80), (64, 160), (128, 20)] {
             assert_eq!(name(channels, side), kernels::CONV_COOP_64X64.kernel.name);
         }
+    }
+
+    #[test]
+    fn tiles_leave_out_a_merged_heads_padding_and_its_zero_weights() {
+        // YOLOv8n's merged 80x80 head layer: two groups of 80 channels over 80 inputs each, 3x3.
+        // The box branch (group 0) has 64 channels after 16 of padding, reading its own 64
+        // inputs (k from 16 x 9); the class branch all 80.
+        let k = 80 * 9;
+        let mut weights = vec![0.0; 160 * k];
+        for (c, row) in weights.chunks_mut(k).enumerate() {
+            match c {
+                0..16 => {}
+                16..80 => row[16 * 9..].fill(0.5),
+                _ => row.fill(0.5),
+            }
+        }
+        let weight = Tensor::new(vec![160, 80, 3, 3], weights).unwrap();
+        let mut biases = vec![0.25; 160];
+        biases[..16].fill(0.0);
+        let bias = Tensor::new(vec![160], biases).unwrap();
+        let table = ConvTileTable::of(&weight, Some(&bias), 2, kernels::CONV_COOP_64X64).unwrap();
+        assert_eq!(
+            table.bounds,
+            [
+                [0, 16, 0, 0],
+                [16, 80, 144, k],
+                [0, 64, 0, k],
+                [64, 80, 0, k]
+            ],
+        );
+        assert_eq!((table.tiles_per_group, table.longest_k_tiles), (2, 45));
+        // A channel of zero weights with a bias is not padding: its tile stores the bias.
+        let mut biased = bias.clone();
+        biased.data_mut()[0] = 1.0;
+        let table = ConvTileTable::of(&weight, Some(&biased), 2, kernels::CONV_COOP_64X64).unwrap();
+        assert_eq!(
+            table.bounds[..3],
+            [[0, 1, 0, 0], [1, 16, 0, 0], [16, 80, 144, k]]
+        );
+        // Weights without zeros keep the plain grid.
+        let dense = Tensor::new(vec![160, 80, 3, 3], vec![1.0; 160 * k]).unwrap();
+        assert!(ConvTileTable::of(&dense, None, 2, kernels::CONV_COOP_64X64).is_none());
     }
 }

@@ -387,15 +387,8 @@ impl GpuBackend {
         constants: &[&Tensor],
     ) -> Result<Vec<Tensor>, EngineError> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-        let constant_shapes: Vec<&[usize]> = constants.iter().map(|t| t.shape()).collect();
         self.check_precision(op)?;
-        let plan = launch::plan(
-            op,
-            &shapes,
-            &constant_shapes,
-            self.conv_kernels.get(),
-            u64::MAX,
-        )?;
+        let plan = launch::plan(op, &shapes, constants, self.conv_kernels.get(), u64::MAX)?;
         if plan.aliases_input {
             return Ok(vec![inputs[0].clone().reshaped(plan.outputs[0].clone())?]);
         }

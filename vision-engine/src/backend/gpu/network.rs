@@ -125,7 +125,7 @@ fn plan_each(
     conv_kernels: ConvKernels,
     scratch_limit: impl Fn(usize) -> u64,
 ) -> Result<Vec<OpPlan>, EngineError> {
-    let constant_shapes: Vec<&[usize]> = network.constants.iter().map(Tensor::shape).collect();
+    let constants: Vec<&Tensor> = network.constants.iter().collect();
     network
         .steps
         .iter()
@@ -142,7 +142,7 @@ fn plan_each(
             launch::plan(
                 &step.op,
                 &shapes,
-                &constant_shapes,
+                &constants,
                 conv_kernels,
                 scratch_limit(i),
             )
