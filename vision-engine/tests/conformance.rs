@@ -214,7 +214,7 @@ async fn padded_branches_match_the_reference(
         }
     }
     for (c, b) in bias.data_mut().iter_mut().enumerate() {
-        if c < 10 || c >= 120 {
+        if !(10..120).contains(&c) {
             *b = 0.0;
         }
     }
