@@ -156,24 +156,15 @@ async fn conv_matches_the_reference_within(
             group: g,
         };
         for activation in [None, Some(Activation::Silu)] {
-            let out = backend
-                .conv2d(&x, &weight, Some(&bias), &attrs, activation)
-                .await
-                .unwrap();
-            let mut expected = cpu::conv2d(&x, &weight, Some(&bias), &attrs).unwrap();
-            if let Some(a) = activation {
-                expected
-                    .data_mut()
-                    .iter_mut()
-                    .for_each(|v| *v = a.apply(*v));
-            }
-            assert_close(
+            assert_conv_close(
                 backend,
                 tolerance,
                 &format!("Conv {:?} {activation:?}", (c, h, w, m, k, s, p, d, g)),
-                &out,
-                &expected,
-            );
+                (&x, &weight, &bias),
+                &attrs,
+                activation,
+            )
+            .await;
         }
         let out = backend
             .conv2d(&x, &weight, None, &attrs, None)
@@ -224,25 +215,40 @@ async fn padded_branches_match_the_reference(
         ..Conv2d::default()
     };
     for activation in [None, Some(Activation::Silu), Some(Activation::Sigmoid)] {
-        let out = backend
-            .conv2d(&x, &weight, Some(&bias), &attrs, activation)
-            .await
-            .unwrap();
-        let mut expected = cpu::conv2d(&x, &weight, Some(&bias), &attrs).unwrap();
-        if let Some(a) = activation {
-            expected
-                .data_mut()
-                .iter_mut()
-                .for_each(|v| *v = a.apply(*v));
-        }
-        assert_close(
+        assert_conv_close(
             backend,
             tolerance,
             &format!("Conv of padded branches {activation:?}"),
-            &out,
-            &expected,
-        );
+            (&x, &weight, &bias),
+            &attrs,
+            activation,
+        )
+        .await;
     }
+}
+
+/// The convolution of `x` by `weight` and `bias`, then `activation`, on `backend` against the
+/// reference.
+async fn assert_conv_close(
+    backend: &impl Backend,
+    tolerance: f64,
+    what: &str,
+    (x, weight, bias): (&Tensor, &Tensor, &Tensor),
+    attrs: &Conv2d,
+    activation: Option<Activation>,
+) {
+    let out = backend
+        .conv2d(x, weight, Some(bias), attrs, activation)
+        .await
+        .unwrap();
+    let mut expected = cpu::conv2d(x, weight, Some(bias), attrs).unwrap();
+    if let Some(a) = activation {
+        expected
+            .data_mut()
+            .iter_mut()
+            .for_each(|v| *v = a.apply(*v));
+    }
+    assert_close(backend, tolerance, what, &out, &expected);
 }
 
 async fn max_pool_matches_the_reference(backend: &impl Backend, precision: Precision) {
