@@ -57,7 +57,7 @@ fn main(
     var acc0 = coop_mat16x16<f32, C>();
     var acc1 = coop_mat16x16<f32, C>();
 
-    var loads = load_tile(work.k_begin);
+    var loads = first_tile(work.k_begin);
     for (var k0 = work.k_begin; k0 < work.k_end; k0 += TILE_K) {
         weight_tile[w_slot] = f16(loads.weights.x);
         weight_tile[w_slot + WEIGHT_ROW_STEP * WEIGHT_ROW] = f16(loads.weights.y);
@@ -76,7 +76,7 @@ fn main(
             patch_tile[p_slot + 7u * PATCH_ROW_STEP * PATCH_ROW] = f16(loads.more_patches.w);
         }
         workgroupBarrier();
-        loads = load_tile(k0 + TILE_K);
+        loads = next_tile(k0 + TILE_K);
         let a = coopLoadT<coop_mat16x16<f16, A>>(&weight_tile[block_m * WEIGHT_ROW], WEIGHT_ROW);
         let b0 = coopLoadT<coop_mat16x16<f16, B>>(&patch_tile[block_p], PATCH_ROW);
         let b1 = coopLoadT<coop_mat16x16<f16, B>>(&patch_tile[block_p + BLOCK], PATCH_ROW);

@@ -79,7 +79,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    var loads = load_tile(work.k_begin);
+    var loads = first_tile(work.k_begin);
     for (var k0 = work.k_begin; k0 < work.k_end; k0 += TILE_K) {
         weight_tile[w_slot][w_lane] = loads.weights.x;
         weight_tile[w_slot + WEIGHT_ROW_STEP / 4u][w_lane] = loads.weights.y;
@@ -91,7 +91,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         patch_tile[p_slot + 3u * PATCH_ROW_STEP * THREADS_N][p_lane] = loads.patches.w;
         workgroupBarrier();
         // The next tile's loads, in flight during the products below.
-        loads = load_tile(k0 + TILE_K);
+        loads = next_tile(k0 + TILE_K);
         for (var k = 0u; k < TILE_K; k++) {
             let a = weight_tile[k * WEIGHT_ROW + tm];
             let b = patch_tile[k * THREADS_N + tn];

@@ -138,8 +138,18 @@ fn load_weight(m: u32, k: u32) -> f32 {
     return 0.0;
 }
 
-// Value k of the patch of this invocation's pixel; zero outside the image (padding).
-fn load_patch(k: u32) -> f32 {
+// The tap table's entry for k (channel offset, packed tap), zeros past the reduction and for
+// pointwise layers, which need none.
+fn tap_of(k: u32) -> vec2<u32> {
+    if pointwise || k >= reduction_length() {
+        return vec2<u32>(0u);
+    }
+    return vec2<u32>(taps_table[2u * k], taps_table[2u * k + 1u]);
+}
+
+// Value k of the patch of this invocation's pixel, `tap` its entry in the tap table; zero outside
+// the image (padding).
+fn load_patch(k: u32, tap: vec2<u32>) -> f32 {
     let pixels = params.output.z * params.output.w;
     if patch_pixel >= pixels || k >= reduction_length() {
         return 0.0;
@@ -147,13 +157,11 @@ fn load_patch(k: u32) -> f32 {
     if pointwise {
         return f32(input[input_base + k * pixels + patch_pixel]);
     }
-    let channel = taps_table[2u * k];
-    let tap = taps_table[2u * k + 1u];
     // Negative rows and columns wrap to large values: one unsigned comparison each.
-    let y = u32(iy0 + i32(tap >> 16u));
-    let x = u32(ix0 + i32(tap & 0xffffu));
+    let y = u32(iy0 + i32(tap.y >> 16u));
+    let x = u32(ix0 + i32(tap.y & 0xffffu));
     if y < params.input.z && x < params.input.w {
-        return f32(input[input_base + channel + y * params.input.w + x]);
+        return f32(input[input_base + tap.x + y * params.input.w + x]);
     }
     return 0.0;
 }
@@ -167,11 +175,18 @@ fn weight_row(i: u32, k: u32) -> f32 {
     return 0.0;
 }
 
-fn patch_row(i: u32, k: u32) -> f32 {
+fn patch_row(i: u32, k: u32, tap: vec2<u32>) -> f32 {
     if i < PATCH_LOADS {
-        return load_patch(k + i * PATCH_ROW_STEP);
+        return load_patch(k + i * PATCH_ROW_STEP, tap);
     }
     return 0.0;
+}
+
+fn tap_row(i: u32, k: u32) -> vec2<u32> {
+    if i < PATCH_LOADS {
+        return tap_of(k + i * PATCH_ROW_STEP);
+    }
+    return vec2<u32>(0u);
 }
 
 // This invocation's weights and patch values of the tile at k0, named, never an array indexed in
@@ -183,12 +198,44 @@ struct Loads {
     more_patches: vec4<f32>, // rows 4..7 (PATCH_LOADS = 8), else zeros
 }
 
-fn load_tile(k0: u32) -> Loads {
+// The tap-table entries of this invocation's patch rows of a tile, loaded a tile before the
+// patch values they locate: a patch value's load then waits on one memory access, not on the
+// table's and then the input's (measured on an H200: YOLOv8n 640 1.254 -> 1.079 ms).
+struct Taps {
+    t0: vec2<u32>, t1: vec2<u32>, t2: vec2<u32>, t3: vec2<u32>,
+    t4: vec2<u32>, t5: vec2<u32>, t6: vec2<u32>, t7: vec2<u32>, // rows 4..7 (PATCH_LOADS = 8)
+}
+
+fn load_taps(k0: u32) -> Taps {
+    let x = k0 + patch_k;
+    return Taps(
+        tap_row(0u, x), tap_row(1u, x), tap_row(2u, x), tap_row(3u, x),
+        tap_row(4u, x), tap_row(5u, x), tap_row(6u, x), tap_row(7u, x),
+    );
+}
+
+// The taps of the tile after the one `next_tile` loads.
+var<private> next_taps: Taps;
+
+fn load_tile(k0: u32, t: Taps) -> Loads {
     let k = k0 + weight_k;
     let x = k0 + patch_k;
     return Loads(
         vec4<f32>(weight_row(0u, k), weight_row(1u, k), weight_row(2u, k), weight_row(3u, k)),
-        vec4<f32>(patch_row(0u, x), patch_row(1u, x), patch_row(2u, x), patch_row(3u, x)),
-        vec4<f32>(patch_row(4u, x), patch_row(5u, x), patch_row(6u, x), patch_row(7u, x)),
+        vec4<f32>(patch_row(0u, x, t.t0), patch_row(1u, x, t.t1), patch_row(2u, x, t.t2), patch_row(3u, x, t.t3)),
+        vec4<f32>(patch_row(4u, x, t.t4), patch_row(5u, x, t.t5), patch_row(6u, x, t.t6), patch_row(7u, x, t.t7)),
     );
+}
+
+// The loads of a workgroup's first tile, at k0, and the taps of its second.
+fn first_tile(k0: u32) -> Loads {
+    next_taps = load_taps(k0 + TILE_K);
+    return load_tile(k0, load_taps(k0));
+}
+
+// The loads of the tile at k0 (the taps loaded with the tile before), and the taps of the next.
+fn next_tile(k0: u32) -> Loads {
+    let loads = load_tile(k0, next_taps);
+    next_taps = load_taps(k0 + TILE_K);
+    return loads;
 }
