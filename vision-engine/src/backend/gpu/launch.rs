@@ -553,9 +553,9 @@ fn single(output: Vec<usize>, launch: Launch) -> OpPlan {
 }
 
 /// The launches of `op` on operands of `inputs` shapes; `constants` are the network's constants
-/// (convolution weights and biases: their shapes, and where weights are zero). Where `conv_kernels` picks split-k per
-/// layer (`ConvKernels::Tiled`), a convolution takes no more slices than `scratch_limit` bytes of
-/// partial sums hold (none where not two).
+/// (convolution weights and biases: their shapes, and where weights are zero). Where
+/// `conv_kernels` picks split-k per layer (`ConvKernels::Tiled`), a convolution takes no more
+/// slices than `scratch_limit` bytes of partial sums hold (none where not two).
 pub(super) fn plan(
     op: &Op,
     inputs: &[&[usize]],
