@@ -106,15 +106,30 @@ pub const COMMON_FILE: &str = "common.wgsl";
 /// not a kernel.
 pub const CONV_LOADS_FILE: &str = "conv_loads.wgsl";
 
+/// The residual a convolution's output may take (`residual_at`): part of the convolution kernels
+/// and of the split-k sum, not a kernel.
+pub const RESIDUAL_FILE: &str = "residual.wgsl";
+
 macro_rules! kernel {
     ($name:ident, $file:literal, [$($entry:literal),+]) => {
         kernel!($name, $file, [$($entry),+], counted_loops: true);
     };
     ($name:ident, $file:literal, [$($entry:literal),+], counted_loops: $counted:literal) => {
+        kernel!($name, $file, [$($entry),+], counted_loops: $counted, parts: []);
+    };
+    // `parts`: files of WGSL the kernel uses, put before it after `common.wgsl` (RESIDUAL_FILE).
+    ($name:ident, $file:literal, [$($entry:literal),+], parts: [$($part:literal),*]) => {
+        kernel!($name, $file, [$($entry),+], counted_loops: true, parts: [$($part),*]);
+    };
+    ($name:ident, $file:literal, [$($entry:literal),+], counted_loops: $counted:literal, parts: [$($part:literal),*]) => {
         pub const $name: Kernel = Kernel {
             name: $file,
             file: $file,
-            body: concat!(include_str!("../wgsl/common.wgsl"), include_str!(concat!("../wgsl/", $file))),
+            body: concat!(
+                include_str!("../wgsl/common.wgsl"),
+                $(include_str!(concat!("../wgsl/", $part)),)*
+                include_str!(concat!("../wgsl/", $file))
+            ),
             entry_points: &[$($entry),+],
             counted_loops: $counted,
             tensor_cores: false,
@@ -139,14 +154,18 @@ pub struct ConvTiling {
 /// partial sums of one slice of the reduction (a buffer that stays f32 in every precision).
 macro_rules! conv_gemm_output {
     (whole) => {
-        "const SPLIT_K: bool = false;
-@group(0) @binding(4) var<storage, read_write> out: array<Elem>;
-fn put(i: u32, v: f32) { out[i] = Elem(v); }
-"
+        concat!(
+            "const SPLIT_K: bool = false;
+@group(0) @binding(3) var<storage, read> residual: array<Elem>;
+@group(0) @binding(5) var<storage, read_write> out: array<Elem>;
+fn put(i: u32, v: f32) { out[i] = Elem(v + residual_at(i - params.out_offset)); }
+",
+            include_str!("../wgsl/residual.wgsl")
+        )
     };
     (split) => {
         "const SPLIT_K: bool = true;
-@group(0) @binding(4) var<storage, read_write> partials_f32: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partials_f32: array<f32>;
 fn put(i: u32, v: f32) { partials_f32[i] = v; }
 "
     };
@@ -228,7 +247,7 @@ kernel!(
         "int_fmod"
     ]
 );
-kernel!(CONV2D, "conv2d.wgsl", ["main"]);
+kernel!(CONV2D, "conv2d.wgsl", ["main"], parts: ["residual.wgsl"]);
 kernel!(DECODE_BOXES, "decode_boxes.wgsl", ["main"]);
 kernel!(GATHER, "gather.wgsl", ["main"]);
 kernel!(GATHER_ELEMENTS, "gather_elements.wgsl", ["main"]);
@@ -240,7 +259,7 @@ kernel!(NMS, "nms.wgsl", ["main"], counted_loops: false);
 kernel!(REDUCE_MAX, "reduce_max.wgsl", ["main"]);
 kernel!(RESIZE_NEAREST, "resize_nearest.wgsl", ["main"]);
 kernel!(SOFTMAX, "softmax.wgsl", ["main"]);
-kernel!(SPLIT_K_SUM, "split_k_sum.wgsl", ["main"]);
+kernel!(SPLIT_K_SUM, "split_k_sum.wgsl", ["main"], parts: ["residual.wgsl"]);
 kernel!(STRIDED_COPY, "strided_copy.wgsl", ["main"]);
 kernel!(TOP_K, "top_k.wgsl", ["main"]);
 
@@ -477,7 +496,8 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|name| {
-                name.ends_with(".wgsl") && name != COMMON_FILE && name != CONV_LOADS_FILE
+                name.ends_with(".wgsl")
+                    && ![COMMON_FILE, CONV_LOADS_FILE, RESIDUAL_FILE].contains(&name.as_str())
             })
             .collect();
         let listed: BTreeSet<String> = ALL.iter().map(|k| k.file.to_string()).collect();

@@ -1,5 +1,5 @@
-// Direct 2-D convolution (grouped and depthwise included) with bias and activation fused into
-// the epilogue: one invocation per output element. The reference for correctness; the fast
+// Direct 2-D convolution (grouped and depthwise included) with bias, activation and residual
+// (residual.wgsl) fused into the epilogue: one invocation per output element. The reference for correctness; the fast
 // implicit-GEMM kernels are measured against it.
 
 struct Params {
@@ -12,13 +12,16 @@ struct Params {
     kernel: vec4<u32>, // kH, kW, C/group, M/group
     steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
     pads: vec4<u32>,   // top, left, the input's offset in `input`
+    tiles: vec4<u32>,  // the tiled kernels' tile table (conv_loads.wgsl), unused here
+    residual: vec4<u32>, // what residual_at adds: source, offset
 }
 
 @group(0) @binding(0) var<storage, read> input: array<Elem>;
 @group(0) @binding(1) var<storage, read> weight: array<Elem>;
 @group(0) @binding(2) var<storage, read> bias: array<Elem>;
-@group(0) @binding(3) var<storage, read_write> out: array<Elem>;
-@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> residual: array<Elem>;
+@group(0) @binding(4) var<storage, read_write> out: array<Elem>;
+@group(0) @binding(5) var<uniform> params: Params;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -60,5 +63,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if params.has_bias != 0u {
         sum += f32(bias[oc]);
     }
-    out[params.out_offset + i] = Elem(activate(sum, params.activation));
+    out[params.out_offset + i] = Elem(activate(sum, params.activation) + residual_at(i));
 }

@@ -18,8 +18,8 @@
 // Split-k: a layer with few tiles leaves most of a large GPU idle while each workgroup walks its
 // whole reduction. The preamble's SPLIT_K variant gives each workgroup one of `params.pads.w`
 // consecutive slices of the k tiles (grid z: slice x batch x groups) and writes raw f32 partial
-// sums, slice after slice (`put`, binding 4); split_k_sum.wgsl adds them, the bias and the
-// activation. Otherwise `put` stores the outputs.
+// sums, slice after slice (`put`, binding 5); split_k_sum.wgsl adds them, the bias, the activation
+// and the residual. Otherwise `put` stores the outputs, the residual added (residual.wgsl).
 
 const THREADS_M: u32 = TILE_M / 4u;
 const THREADS_N: u32 = TILE_N / 4u;

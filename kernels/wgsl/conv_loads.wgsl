@@ -3,7 +3,7 @@
 // its four weights and four patch values of each tile of k. Not a kernel of its own: the kernels
 // crate puts it before each of those files, after the tile sizes.
 //
-// A patch value's place in the input comes from the layer's tap table (binding 3, made by the
+// A patch value's place in the input comes from the layer's tap table (binding 4, made by the
 // plan): for each k, the input channel's offset and the tap's (dy, dx). Dividing k by the taps
 // and the tap by the kernel width here, per loaded value, cost more integer work than the
 // products it feeds.
@@ -31,20 +31,22 @@ struct Params {
     // Where the layer's tile table starts in `taps_table` (0: none, every tile the whole
     // reduction), and its tiles per group.
     tiles: vec4<u32>,
+    residual: vec4<u32>, // what residual_at adds (not split: residual.wgsl): source, offset
 }
 
 @group(0) @binding(0) var<storage, read> input: array<Elem>;
 @group(0) @binding(1) var<storage, read> weight: array<Elem>;
 @group(0) @binding(2) var<storage, read> bias: array<Elem>;
+// Binding 3, a residual, read where not split: the variant's preamble.
 // Per k, two words: the input channel's offset (channel x H x W), then (dy << 16) | dx, the tap's
 // offsets in rows and columns (dilation included). Then, for a layer whose weights have rows or
 // columns of zeros (a merged head's padded branches), its tile table: per group, per grid row,
 // the tile's channels and its range of k (four words: first channel, end, first k, end), which
 // leaves out k where every weight of the tile's channels is zero. A group with fewer tiles than
 // the grid's rows has empty ones (no channels, no k), which store nothing.
-@group(0) @binding(3) var<storage, read> taps_table: array<u32>;
-// Binding 4, the sums' destination, and `put` come from the variant's preamble.
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(4) var<storage, read> taps_table: array<u32>;
+// Binding 5, the sums' destination, and `put` come from the variant's preamble.
+@group(0) @binding(6) var<uniform> params: Params;
 
 // Values summed per output: read from the uniform, so that browsers' uniformity analysis sees the
 // loop around the barriers run the same number of times in every invocation (a private copy

@@ -155,19 +155,33 @@ async fn conv_matches_the_reference_within(
             dilations: [d, d],
             group: g,
         };
-        for activation in [None, Some(Activation::Silu)] {
+        let out_shape = cpu::conv2d(&x, &weight, None, &attrs)
+            .unwrap()
+            .shape()
+            .to_vec();
+        let shortcut = random_tensor(&mut rng, precision, &out_shape);
+        for (activation, residual) in [
+            (None, None),
+            (Some(Activation::Silu), None),
+            (Some(Activation::Silu), Some(&shortcut)),
+        ] {
             assert_conv_close(
                 backend,
                 tolerance,
-                &format!("Conv {:?} {activation:?}", (c, h, w, m, k, s, p, d, g)),
+                &format!(
+                    "Conv {:?} {activation:?}, residual {}",
+                    (c, h, w, m, k, s, p, d, g),
+                    residual.is_some()
+                ),
                 (&x, &weight, &bias),
                 &attrs,
                 activation,
+                residual,
             )
             .await;
         }
         let out = backend
-            .conv2d(&x, &weight, None, &attrs, None)
+            .conv2d(&x, &weight, None, &attrs, None, None)
             .await
             .unwrap();
         assert_close(
@@ -226,13 +240,14 @@ async fn padded_branches_match_the_reference(
             (&x, &weight, &bias),
             &attrs,
             activation,
+            None,
         )
         .await;
     }
 }
 
-/// The convolution of `x` by `weight` and `bias`, then `activation`, on `backend` against the
-/// reference.
+/// The convolution of `x` by `weight` and `bias`, then `activation`, then `residual` added, on
+/// `backend` against the reference.
 async fn assert_conv_close(
     backend: &impl Backend,
     tolerance: f64,
@@ -240,9 +255,10 @@ async fn assert_conv_close(
     (x, weight, bias): (&Tensor, &Tensor, &Tensor),
     attrs: &Conv2d,
     activation: Option<Activation>,
+    residual: Option<&Tensor>,
 ) {
     let out = backend
-        .conv2d(x, weight, Some(bias), attrs, activation)
+        .conv2d(x, weight, Some(bias), attrs, activation, residual)
         .await
         .unwrap();
     let mut expected = cpu::conv2d(x, weight, Some(bias), attrs).unwrap();
@@ -251,6 +267,11 @@ async fn assert_conv_close(
             .data_mut()
             .iter_mut()
             .for_each(|v| *v = a.apply(*v));
+    }
+    if let Some(r) = residual {
+        for (v, r) in expected.data_mut().iter_mut().zip(r.data()) {
+            *v += r;
+        }
     }
     assert_close(backend, tolerance, what, &out, &expected);
 }
@@ -608,10 +629,23 @@ async fn bad_shapes_are_errors_naming_the_op(backend: &impl Backend, _: Precisio
             None,
             &Conv2d::default(),
             None,
+            None,
         )
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("Conv:"), "{err}");
+    let err = backend
+        .conv2d(
+            &x,
+            &Tensor::zeros(vec![2, 4, 3, 3]),
+            None,
+            &Conv2d::default(),
+            None,
+            Some(&Tensor::zeros(vec![1, 2, 8, 8])),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("residual"), "{err}");
     let err = backend
         .binary(BinaryOp::Mul, &x, &Tensor::zeros(vec![3]))
         .await

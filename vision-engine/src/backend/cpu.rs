@@ -26,8 +26,11 @@ impl Backend for CpuBackend {
         bias: Option<&Tensor>,
         attrs: &Conv2d,
         activation: Option<Activation>,
+        residual: Option<&Tensor>,
     ) -> Result<Tensor, EngineError> {
-        Ok(cpu::conv2d_then(input, weight, bias, attrs, activation)?)
+        Ok(cpu::conv2d_then(
+            input, weight, bias, attrs, activation, residual,
+        )?)
     }
 
     async fn max_pool2d(&self, input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, EngineError> {

@@ -31,6 +31,7 @@ impl<'a> CpuNetwork<'a> {
                     bias,
                     attrs,
                     activation,
+                    ..
                 } => {
                     let graph::Operand::Value(input) = step.inputs[0] else {
                         // A convolution of a constant image runs op by op.
@@ -81,7 +82,7 @@ impl Executor for CpuNetwork<'_> {
                 async |index, step, inputs| match &self.convs[index] {
                     Some(conv) => {
                         let buffer = spare.borrow_mut().take(conv.output_len());
-                        Ok(vec![conv.run(inputs[0], buffer)?])
+                        Ok(vec![conv.run(inputs[0], inputs.get(1).copied(), buffer)?])
                     }
                     None => {
                         graph::execute(&CpuBackend, &step.op, &self.network.constants, inputs).await

@@ -41,7 +41,8 @@ pub trait Backend {
 
     async fn activation(&self, kind: Activation, input: &Tensor) -> Result<Tensor, EngineError>;
 
-    /// `activation(conv(input, weight) + bias)`, the fused block of every YOLO layer.
+    /// `activation(conv(input, weight) + bias)`, the fused block of every YOLO layer, plus
+    /// `residual` where given (a shortcut: a tensor of the output's shape).
     async fn conv2d(
         &self,
         input: &Tensor,
@@ -49,6 +50,7 @@ pub trait Backend {
         bias: Option<&Tensor>,
         attrs: &Conv2d,
         activation: Option<Activation>,
+        residual: Option<&Tensor>,
     ) -> Result<Tensor, EngineError>;
 
     async fn max_pool2d(&self, input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, EngineError>;

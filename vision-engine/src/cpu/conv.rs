@@ -145,19 +145,25 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     attrs: &Conv2d,
 ) -> Result<Tensor, ShapeError> {
-    conv2d_then(input, weight, bias, attrs, None)
+    conv2d_then(input, weight, bias, attrs, None, None)
 }
 
 /// [`conv2d`] followed by `activation`, fused: applied to each finished run of outputs while it
-/// is in cache. Packs the weights on every call; [`PreparedConv`] packs them once.
+/// is in cache; then `residual` added, where given (a shortcut, of the output's shape). Packs the
+/// weights on every call; [`PreparedConv`] packs them once.
 pub fn conv2d_then(
     input: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     attrs: &Conv2d,
     activation: Option<Activation>,
+    residual: Option<&Tensor>,
 ) -> Result<Tensor, ShapeError> {
-    PreparedConv::new(input.shape(), weight, bias, attrs, activation)?.run(input, Vec::new())
+    PreparedConv::new(input.shape(), weight, bias, attrs, activation)?.run(
+        input,
+        residual,
+        Vec::new(),
+    )
 }
 
 /// One convolution (and its fused activation) with its weights ready for the loops below.
@@ -222,9 +228,15 @@ impl<'a> PreparedConv<'a> {
         self.output_shape.iter().product()
     }
 
-    /// Runs on `input` (of the shape it was prepared for), writing the output into `buffer`'s
-    /// storage (whatever it holds: every output value is written).
-    pub(crate) fn run(&self, input: &Tensor, mut buffer: Vec<f32>) -> Result<Tensor, ShapeError> {
+    /// Runs on `input` (of the shape it was prepared for), adds `residual` (of the output's
+    /// shape) where given, and writes the output into `buffer`'s storage (whatever it holds:
+    /// every output value is written).
+    pub(crate) fn run(
+        &self,
+        input: &Tensor,
+        residual: Option<&Tensor>,
+        mut buffer: Vec<f32>,
+    ) -> Result<Tensor, ShapeError> {
         if input.shape() != self.input_shape {
             return Err(shape_error(
                 "Conv",
@@ -232,6 +244,18 @@ impl<'a> PreparedConv<'a> {
                     "prepared for input {:?}, got {:?}",
                     self.input_shape,
                     input.shape()
+                ),
+            ));
+        }
+        if let Some(residual) = residual
+            && residual.shape() != self.output_shape
+        {
+            return Err(shape_error(
+                "Conv",
+                format!(
+                    "the residual added to the output {:?} has shape {:?}",
+                    self.output_shape,
+                    residual.shape()
                 ),
             ));
         }
@@ -294,6 +318,11 @@ impl<'a> PreparedConv<'a> {
                         gemm_packed(a, spatial, &patches, out, init, self.activation);
                     }
                 }
+            }
+        }
+        if let Some(residual) = residual {
+            for (out, r) in buffer.iter_mut().zip(residual.data()) {
+                *out += r;
             }
         }
         Ok(Tensor::new(self.output_shape.to_vec(), buffer).expect("sized to the output"))
@@ -560,13 +589,13 @@ mod tests {
             for _ in 0..2 {
                 let stale = vec![f32::NAN; conv.output_len()];
                 assert_eq!(
-                    conv.run(&x, stale).unwrap(),
+                    conv.run(&x, None, stale).unwrap(),
                     expected,
                     "{input:?} {weight:?}"
                 );
             }
             let silu = PreparedConv::new(&input, &w, Some(&b), &attrs, Some(Activation::Silu));
-            let activated = silu.unwrap().run(&x, Vec::new()).unwrap();
+            let activated = silu.unwrap().run(&x, None, Vec::new()).unwrap();
             for (a, e) in activated.data().iter().zip(expected.data()) {
                 assert!((a - Activation::Silu.apply(*e)).abs() <= 1e-5, "{a} vs {e}");
             }

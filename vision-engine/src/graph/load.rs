@@ -586,6 +586,7 @@ impl<'m> Loader<'m> {
                         bias,
                         attrs,
                         activation: None,
+                        residual: false,
                     },
                     vec![0],
                 )
@@ -1001,6 +1002,7 @@ impl Network {
             &mut value_shapes,
             &output_operands,
         );
+        fuse_residual_adds(&mut steps, &value_shapes, &output_operands);
         drop_unread_constants(&mut steps, &mut constants, &mut output_operands);
         let last_use = last_uses(&steps, &output_operands, value_shapes.len());
         Ok(Network {
@@ -1121,6 +1123,69 @@ fn fuse_silu(steps: &mut Vec<Step>, outputs: &[Operand]) {
     }
 }
 
+/// Fuses `z = x + conv(y)` (a shortcut: a C2f block's bottlenecks) into the convolution, which
+/// then adds `x` to its output after the activation: one step, and on the GPU one launch, fewer.
+/// Applies where the Add's operands and output have one shape (no broadcasting), nothing else
+/// reads the convolution's output, and `x` is computed before the convolution, so the fused step
+/// can read it where the convolution ran. The fused step is named after both nodes.
+fn fuse_residual_adds(steps: &mut Vec<Step>, value_shapes: &[Vec<usize>], outputs: &[Operand]) {
+    let mut i = 0;
+    while i < steps.len() {
+        let (Op::Binary(BinaryOp::Add), [Operand::Value(a), Operand::Value(b)], [z]) = (
+            &steps[i].op,
+            steps[i].inputs.as_slice(),
+            steps[i].outputs.as_slice(),
+        ) else {
+            i += 1;
+            continue;
+        };
+        let (a, b, z) = (*a, *b, *z);
+        let made_at = |value: usize| steps.iter().position(|s| s.outputs.contains(&value));
+        let read_once = |value: usize| {
+            !outputs.contains(&Operand::Value(value))
+                && steps
+                    .iter()
+                    .flat_map(|s| &s.inputs)
+                    .filter(|&&o| o == Operand::Value(value))
+                    .count()
+                    == 1
+        };
+        let fusable = |conv: usize, residual: usize| {
+            let p = made_at(conv)?;
+            let plain_conv = matches!(
+                steps[p].op,
+                Op::Conv {
+                    residual: false,
+                    ..
+                }
+            );
+            // The network's input (value 0) is made by no step: before every step.
+            let residual_before = made_at(residual).is_none_or(|r| r < p);
+            (plain_conv
+                && conv != residual
+                && read_once(conv)
+                && residual_before
+                && value_shapes[a] == value_shapes[z]
+                && value_shapes[b] == value_shapes[z])
+                .then_some((p, residual))
+        };
+        let Some((p, residual)) = fusable(b, a).or_else(|| fusable(a, b)) else {
+            i += 1;
+            continue;
+        };
+        if let Op::Conv {
+            residual: fused, ..
+        } = &mut steps[p].op
+        {
+            *fused = true;
+        }
+        steps[p].node = joined_nodes(steps, &[p, i]);
+        steps[p].inputs.push(Operand::Value(residual));
+        steps[p].outputs = vec![z];
+        steps.remove(i);
+    }
+}
+
 /// Merges parallel branches of convolutions (a detection head's box and class branches at each
 /// level): convolutions that read one value with one geometry and activation become one with all
 /// their output channels; then, level by level, while each branch's output feeds one convolution
@@ -1172,6 +1237,7 @@ fn merge_sibling_convs(
                 bias,
                 attrs,
                 activation,
+                ..
             } = &steps[level[0]].op
             else {
                 unreachable!("branches are convolutions")
@@ -1234,6 +1300,7 @@ fn merge_sibling_convs(
                         ..attrs.clone()
                     },
                     activation: *activation,
+                    residual: false,
                 },
                 inputs: vec![input],
                 outputs: vec![out],
@@ -1337,12 +1404,14 @@ fn same_geometry(a: &Step, b: &Step, constants: &[Tensor]) -> bool {
             bias: ba,
             attrs: aa,
             activation: ca,
+            residual: false,
         },
         Op::Conv {
             weight: wb,
             bias: bb,
             attrs: ab,
             activation: cb,
+            residual: false,
         },
     ) = (&a.op, &b.op)
     else {

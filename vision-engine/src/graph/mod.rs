@@ -98,6 +98,9 @@ pub enum Op {
         bias: Option<usize>,
         attrs: Conv2d,
         activation: Option<Activation>,
+        /// Whether input 1 is added to the output after the activation: a shortcut's Add that
+        /// the loader fused into the convolution that computes its other operand.
+        residual: bool,
     },
     MaxPool(MaxPool2d),
     Activation(Activation),
@@ -256,10 +259,15 @@ impl Network {
         for step in &self.steps {
             let name = match &step.op {
                 Op::Conv {
-                    activation: Some(_),
+                    activation,
+                    residual,
                     ..
-                } => "Conv+Activation",
-                Op::Conv { .. } => "Conv",
+                } => match (activation.is_some(), residual) {
+                    (true, true) => "Conv+Activation+Add",
+                    (true, false) => "Conv+Activation",
+                    (false, true) => "Conv+Add",
+                    (false, false) => "Conv",
+                },
                 Op::MaxPool(_) => "MaxPool",
                 Op::Activation(_) => "Activation",
                 Op::Binary(_) => "Binary",
@@ -330,6 +338,7 @@ pub(crate) async fn execute(
             bias,
             attrs,
             activation,
+            residual,
         } => one(backend
             .conv2d(
                 inputs[0],
@@ -337,6 +346,7 @@ pub(crate) async fn execute(
                 bias.map(|b| &constants[b]),
                 attrs,
                 *activation,
+                residual.then(|| inputs[1]),
             )
             .await?),
         Op::MaxPool(attrs) => one(backend.max_pool2d(inputs[0], attrs).await?),

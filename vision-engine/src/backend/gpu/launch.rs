@@ -298,6 +298,28 @@ const CONV_INPUT_OFFSET_WORD: usize = 22;
 /// The `pads.w` word of the convolution kernels' `Params`: slices of a split-k reduction.
 const CONV_SLICES_WORD: usize = 23;
 
+/// The `residual` words of the convolution kernels' and the split-k sum's `Params`
+/// (`residual.wgsl`): where the residual is read from, then its element offset.
+const CONV_RESIDUAL_WORD: usize = 28;
+const SUM_RESIDUAL_WORD: usize = 8;
+
+/// `residual.wgsl`'s sources: its own binding, or the output's (a residual in the output's buffer,
+/// which one launch may not bind twice: [`read_residual_through_output`]).
+const RESIDUAL_FROM_BINDING: u32 = 1;
+const RESIDUAL_FROM_OUTPUT: u32 = 2;
+
+/// Makes `launch`, which binds a convolution's residual ([`Binding::Input`] 1), read it through
+/// its output binding (the caller makes its own binding a stand-in).
+pub(super) fn read_residual_through_output(launch: &mut Launch) {
+    let word = if launch.kernel.name == kernels::SPLIT_K_SUM.name {
+        SUM_RESIDUAL_WORD
+    } else {
+        CONV_RESIDUAL_WORD
+    };
+    debug_assert_eq!(launch.params[word], RESIDUAL_FROM_BINDING);
+    launch.params[word] = RESIDUAL_FROM_OUTPUT;
+}
+
 /// The `tiles` words of the convolution kernels' `Params`: where the tile table starts in the tap
 /// table's binding (0: none), then its tiles per group.
 const CONV_TILES_WORD: usize = 24;
@@ -589,6 +611,7 @@ pub(super) fn plan(
             bias,
             attrs,
             activation,
+            residual,
         } => {
             let (w, b) = (
                 constants[*weight].shape(),
@@ -597,6 +620,22 @@ pub(super) fn plan(
             let out = cpu::conv2d_output_shape(inputs[0], w, b, attrs)?;
             let count: usize = out.iter().product();
             let op = "Conv";
+            if *residual && inputs[1] != out {
+                return Err(shape_error(
+                    op,
+                    format!(
+                        "the residual added to the output {out:?} has shape {:?}",
+                        inputs[1]
+                    ),
+                )
+                .into());
+            }
+            // Read from binding 3, from where a resident network places it (`offsets`).
+            let (residual_binding, residual_words) = if *residual {
+                (Binding::Input(1), [RESIDUAL_FROM_BINDING, 0, 0, 0])
+            } else {
+                (Binding::Absent, [0; 4])
+            };
             let params = Params::default()
                 .words(&[
                     to_u32(op, count)?,
@@ -613,7 +652,8 @@ pub(super) fn plan(
                     attrs.dilations,
                     attrs.pads,
                 )?)
-                .words(&[0; 4]);
+                .words(&[0; 4])
+                .words(&residual_words);
             let bias_binding = bias.map_or(Binding::Absent, Binding::Constant);
             let (m_per_group, c_per_group) = (w[0] / attrs.group, w[1]);
             let pixels = out[2] * out[3];
@@ -639,13 +679,17 @@ pub(super) fn plan(
                     Binding::Input(0),
                     Binding::Constant(*weight),
                     bias_binding.clone(),
+                    residual_binding.clone(),
                 ],
                 output: Binding::Output(0),
                 params: params.0.clone(),
-                offsets: vec![
+                offsets: [
                     (Binding::Input(0), CONV_INPUT_OFFSET_WORD),
                     (Binding::Output(0), 3),
-                ],
+                ]
+                .into_iter()
+                .chain(residual.then_some((Binding::Input(1), CONV_RESIDUAL_WORD + 1)))
+                .collect(),
                 grid: if count == 0 { Grid::Elements(0) } else { grid },
             };
             let Some(t) = tiling else {
@@ -709,12 +753,14 @@ pub(super) fn plan(
                 Grid::Workgroups([tiles[0], tiles[1], tiles[2] * slices]),
             );
             partial.params[CONV_SLICES_WORD] = slices;
+            partial.params[CONV_RESIDUAL_WORD] = 0;
+            partial.inputs[3] = Binding::Absent;
             partial.output = Binding::Scratch;
             partial.offsets.retain(|(b, _)| *b == Binding::Input(0));
             let sum = Launch {
                 kernel: kernels::SPLIT_K_SUM,
                 entry: "main",
-                inputs: vec![Binding::Scratch, bias_binding],
+                inputs: vec![Binding::Scratch, bias_binding, residual_binding],
                 output: Binding::Output(0),
                 params: Params::default()
                     .words(&[
@@ -724,8 +770,12 @@ pub(super) fn plan(
                         u32::from(bias.is_some()),
                     ])
                     .words(&[0, to_u32(op, out[1])?, to_u32(op, pixels)?, 0])
+                    .words(&residual_words)
                     .0,
-                offsets: vec![(Binding::Output(0), 4)],
+                offsets: [(Binding::Output(0), 4)]
+                    .into_iter()
+                    .chain(residual.then_some((Binding::Input(1), SUM_RESIDUAL_WORD + 1)))
+                    .collect(),
                 grid: Grid::Elements(count),
             };
             OpPlan {
@@ -1143,6 +1193,7 @@ mod tests {
                     bias: Some(1),
                     attrs: cpu::Conv2d::default(),
                     activation: Some(Activation::Silu),
+                    residual: false,
                 },
                 &[&[1, 256, 20, 20]],
                 &[&weight, &bias],

@@ -29,15 +29,15 @@ use wgpu::util::DeviceExt;
 const KERNELS: [(Kernel, usize); 24] = [
     (kernels::ACTIVATION, 1),
     (kernels::BINARY, 2),
-    (kernels::CONV2D, 3),
-    (kernels::CONV_GEMM_64X64.kernel, 4),
-    (kernels::CONV_GEMM_64X64.split_kernel, 4),
-    (kernels::CONV_GEMM_32X32.kernel, 4),
-    (kernels::CONV_GEMM_32X32.split_kernel, 4),
-    (kernels::CONV_COOP_64X64.kernel, 4),
-    (kernels::CONV_COOP_64X64.split_kernel, 4),
-    (kernels::CONV_COOP_32X128.kernel, 4),
-    (kernels::CONV_COOP_32X128.split_kernel, 4),
+    (kernels::CONV2D, 4),
+    (kernels::CONV_GEMM_64X64.kernel, 5),
+    (kernels::CONV_GEMM_64X64.split_kernel, 5),
+    (kernels::CONV_GEMM_32X32.kernel, 5),
+    (kernels::CONV_GEMM_32X32.split_kernel, 5),
+    (kernels::CONV_COOP_64X64.kernel, 5),
+    (kernels::CONV_COOP_64X64.split_kernel, 5),
+    (kernels::CONV_COOP_32X128.kernel, 5),
+    (kernels::CONV_COOP_32X128.split_kernel, 5),
     (kernels::DECODE_BOXES, 1),
     (kernels::GATHER, 2),
     (kernels::GATHER_ELEMENTS, 2),
@@ -48,7 +48,7 @@ const KERNELS: [(Kernel, usize); 24] = [
     (kernels::REDUCE_MAX, 1),
     (kernels::RESIZE_NEAREST, 2),
     (kernels::SOFTMAX, 1),
-    (kernels::SPLIT_K_SUM, 2),
+    (kernels::SPLIT_K_SUM, 3),
     (kernels::STRIDED_COPY, 1),
     (kernels::TOP_K, 1),
 ];
@@ -511,15 +511,18 @@ impl Backend for GpuBackend {
         bias: Option<&Tensor>,
         attrs: &Conv2d,
         activation: Option<Activation>,
+        residual: Option<&Tensor>,
     ) -> Result<Tensor, EngineError> {
         let op = Op::Conv {
             weight: 0,
             bias: bias.map(|_| 1),
             attrs: attrs.clone(),
             activation,
+            residual: residual.is_some(),
         };
         let constants: Vec<&Tensor> = std::iter::once(weight).chain(bias).collect();
-        Ok(self.run_op(&op, &[input], &constants).await?.swap_remove(0))
+        let inputs: Vec<&Tensor> = std::iter::once(input).chain(residual).collect();
+        Ok(self.run_op(&op, &inputs, &constants).await?.swap_remove(0))
     }
 
     async fn max_pool2d(&self, input: &Tensor, attrs: &MaxPool2d) -> Result<Tensor, EngineError> {

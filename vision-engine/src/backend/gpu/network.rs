@@ -82,32 +82,42 @@ fn bound_value(step: &Step, binding: &Binding) -> Option<usize> {
     }
 }
 
-/// Whether `step` may read one of its operands from the buffer it writes: an Add or a MaxPool,
-/// whose kernel then reads that operand through its output binding ([`read_through_output`]).
-fn reads_through_output(step: &Step) -> bool {
-    matches!(step.op, Op::Binary(BinaryOp::Add) | Op::MaxPool(_))
+/// The operands `step` may read from the buffer it writes, one of them at most, through its
+/// output binding ([`read_through_output`]): either of an Add's, a MaxPool's input, a
+/// convolution's residual.
+fn operands_read_through_output(step: &Step) -> std::ops::Range<usize> {
+    match step.op {
+        Op::Binary(BinaryOp::Add) => 0..2,
+        Op::MaxPool(_) => 0..1,
+        Op::Conv { residual: true, .. } => 1..2,
+        _ => 0..0,
+    }
 }
 
 /// `launch` of `step` with an operand that lies in its output's buffer read through the output
-/// binding (`binary.wgsl`'s `add_from_out`, `max_pool.wgsl`'s `main_from_out`), its own binding a
-/// stand-in: one launch may not bind a buffer both read-only and writable.
+/// binding (`binary.wgsl`'s `add_from_out`, `max_pool.wgsl`'s `main_from_out`, `residual.wgsl`'s
+/// second source), its own binding a stand-in: one launch may not bind a buffer both read-only
+/// and writable.
 fn read_through_output(step: &Step, launch: &mut Launch, buffer_of: impl Fn(usize) -> usize) {
-    if !reads_through_output(step) {
-        return;
-    }
     let Some(out) = bound_value(step, &launch.output).map(&buffer_of) else {
         return;
     };
-    for j in 0..step.inputs.len() {
-        if bound_value(step, &launch.inputs[j]).map(&buffer_of) == Some(out) {
-            if let Op::MaxPool(_) = step.op {
-                launch.entry = "main_from_out";
-            } else {
+    for j in operands_read_through_output(step) {
+        let Some(at) = launch.inputs.iter().position(|b| *b == Binding::Input(j)) else {
+            continue;
+        };
+        if bound_value(step, &launch.inputs[at]).map(&buffer_of) != Some(out) {
+            continue;
+        }
+        match step.op {
+            Op::MaxPool(_) => launch.entry = "main_from_out",
+            Op::Conv { .. } => launch::read_residual_through_output(launch),
+            _ => {
                 launch.entry = "add_from_out";
                 launch.params[launch::BINARY_FROM_OUT_WORD] = j as u32 + 1;
             }
-            launch.inputs[j] = Binding::Absent;
         }
+        launch.inputs[at] = Binding::Absent;
     }
 }
 
@@ -366,8 +376,8 @@ struct ConcatPlacements {
 /// same conditions (the C2f blocks: their first convolution writes straight into the Concat's
 /// output, and the Split and the Concat copy nothing for those slices). No step may then read
 /// from and write into one Concat's output (a buffer bound to one launch both read-only and
-/// writable is invalid), except an Add reading one operand there, which it reads through its
-/// output binding ([`read_through_output`]: a shortcut's Add reading its C2f's part).
+/// writable is invalid), except a step reading one operand there, which it reads through its
+/// output binding ([`read_through_output`]: a shortcut reading its C2f's part).
 fn concat_placements(
     network: &Network,
     plans: &[OpPlan],
@@ -418,13 +428,14 @@ fn concat_placements(
         };
         let reads_and_writes = |s: usize| {
             let step = &network.steps[s];
-            let stored_operands = step
-                .inputs
+            let stored_operands: Vec<usize> = (0..step.inputs.len())
+                .filter(|&j| matches!(step.inputs[j], Operand::Value(w) if stored(w)))
+                .collect();
+            // One of an Add's operands, say, is read through the output binding.
+            let through_output = stored_operands
                 .iter()
-                .filter(|o| matches!(**o, Operand::Value(w) if stored(w)))
-                .count();
-            // An Add reads one such operand through its output binding.
-            let reads = stored_operands > usize::from(reads_through_output(step));
+                .any(|j| operands_read_through_output(step).contains(j));
+            let reads = stored_operands.len() > usize::from(through_output);
             // Views are written by no launch.
             let writes = step
                 .outputs
@@ -1450,10 +1461,10 @@ mod tests {
                     plan.placed_in.iter().any(Option::is_some),
                     "the Concats take some inputs in place"
                 );
-                // A shortcut's Add reads a Split part in place and writes into the Concat that
-                // holds the part.
+                // A shortcut (its Add fused into a convolution) reads a Split part in place and
+                // writes into the Concat that holds the part.
                 let read_and_written_in_place = network.steps.iter().any(|s| {
-                    matches!(s.op, Op::Binary(BinaryOp::Add))
+                    matches!(s.op, Op::Conv { residual: true, .. })
                         && plan.placed_in[s.outputs[0]].is_some()
                         && s.inputs
                             .iter()
@@ -1636,53 +1647,38 @@ mod tests {
                 assert_eq!(split_launches, 0, "{}", step.node);
             }
             assert_eq!(c2f, blocks, "every C2f block's Split");
-            // Every bottleneck's Add writes into its C2f's Concat; one that reads a part, which
-            // lies in that Concat's output, reads it through its output binding.
+            // Every bottleneck's shortcut (its Add fused into its last convolution) writes into
+            // its C2f's Concat and reads its input (a Split part, or the bottleneck before it),
+            // which lies in that Concat's output, through its output binding: 1 + 1 + 2 + 2 in
+            // the shipped model, 1 + 2 in the mini detector (its third C2f has no shortcut).
+            let mut shortcuts = 0;
             for (step, op_plan) in network.steps.iter().zip(&plans) {
-                let Op::Binary(BinaryOp::Add) = step.op else {
+                let Op::Conv { residual: true, .. } = step.op else {
                     continue;
                 };
-                let Some(concat) = plan.placed_in[step.outputs[0]] else {
-                    continue;
-                };
+                shortcuts += 1;
+                let concat = plan.placed_in[step.outputs[0]].expect("written into the Concat");
                 assert_eq!(plan.buffer(step.outputs[0]), plan.buffer(concat));
-                for launch in &op_plan.launches {
-                    let launch = as_bound(step, launch, &plan);
-                    for (j, operand) in step.inputs.iter().enumerate() {
-                        if let Operand::Value(v) = *operand
-                            && plan.buffer(v) == plan.buffer(concat)
-                        {
-                            assert_eq!(launch.inputs[j], Binding::Absent, "{}", step.node);
-                        }
-                    }
+                let Operand::Value(residual) = step.inputs[1] else {
+                    panic!("a shortcut reads a value")
+                };
+                assert_eq!(plan.buffer(residual), plan.buffer(concat));
+                let binds_the_residual = |l: &Launch| l.inputs.contains(&Binding::Input(1));
+                let launches: Vec<&Launch> = op_plan
+                    .launches
+                    .iter()
+                    .filter(|l| plan.runs(step, l))
+                    .collect();
+                assert_eq!(launches.iter().filter(|l| binds_the_residual(l)).count(), 1);
+                for launch in launches {
+                    assert!(
+                        !binds_the_residual(&as_bound(step, launch, &plan)),
+                        "{}",
+                        step.node
+                    );
                 }
             }
-            if blocks == 8 {
-                let placed_bottleneck_adds = network
-                    .steps
-                    .iter()
-                    .filter(|s| s.node.contains("/blocks.") && matches!(s.op, Op::Binary(_)))
-                    .filter(|s| plan.placed_in[s.outputs[0]].is_some())
-                    .count();
-                assert_eq!(placed_bottleneck_adds, 6);
-            }
-            // Every shortcut's Add reads its input (a Split part, or the bottleneck before it)
-            // through its output binding: 1 + 1 + 2 + 2 in the shipped model, 1 + 2 in the mini
-            // detector (its third C2f has no shortcut).
-            let from_out = network
-                .steps
-                .iter()
-                .zip(&plans)
-                .flat_map(|(step, op_plan)| {
-                    op_plan
-                        .launches
-                        .iter()
-                        .filter(|l| plan.runs(step, l))
-                        .map(|l| as_bound(step, l, &plan).entry)
-                })
-                .filter(|&entry| entry == "add_from_out")
-                .count();
-            assert_eq!(from_out, if blocks == 8 { 6 } else { 3 });
+            assert_eq!(shortcuts, if blocks == 8 { 6 } else { 3 });
         }
         // The mini detector's DFL head splits box distributions from class scores: a Reshape
         // reads the first part, for a Transpose that takes offsets, and the class-score Sigmoid
