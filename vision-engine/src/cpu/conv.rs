@@ -166,6 +166,17 @@ pub fn conv2d_then(
     )
 }
 
+/// A convolution's residual must have its output's shape (the Add it replaces broadcast nothing).
+pub(crate) fn check_residual(output: &[usize], residual: &[usize]) -> Result<(), ShapeError> {
+    if residual == output {
+        return Ok(());
+    }
+    Err(shape_error(
+        "Conv",
+        format!("the residual added to the output {output:?} has shape {residual:?}"),
+    ))
+}
+
 /// One convolution (and its fused activation) with its weights ready for the loops below.
 ///
 /// Each group is one GEMM, `W_g[M/g × C/g·kH·kW] · columns[C/g·kH·kW × OH·OW]`, whose columns are
@@ -247,17 +258,8 @@ impl<'a> PreparedConv<'a> {
                 ),
             ));
         }
-        if let Some(residual) = residual
-            && residual.shape() != self.output_shape
-        {
-            return Err(shape_error(
-                "Conv",
-                format!(
-                    "the residual added to the output {:?} has shape {:?}",
-                    self.output_shape,
-                    residual.shape()
-                ),
-            ));
+        if let Some(residual) = residual {
+            check_residual(&self.output_shape, residual.shape())?;
         }
         let [n, c, h, w] = self.input_shape;
         let [_, m, oh, ow] = self.output_shape;

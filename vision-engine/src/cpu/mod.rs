@@ -30,7 +30,7 @@ pub use softmax::softmax;
 pub use threads::{serve_as_worker, serving_threads, set_worker_threads};
 
 // The shape plans, shared with the GPU backend so both validate and index identically.
-pub(crate) use conv::{PreparedConv, conv2d_output_shape};
+pub(crate) use conv::{PreparedConv, check_residual, conv2d_output_shape};
 pub(crate) use elementwise::{broadcast_strides, check_divisor};
 pub(crate) use layout::{concat_shape, gather_plan, slice_plan, split_plan, transpose_plan};
 pub(crate) use matmul::{MatmulPlan, matmul_plan};

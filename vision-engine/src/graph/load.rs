@@ -1052,19 +1052,22 @@ fn input_shape(input: &onnx::ValueInfo) -> Result<Vec<usize>, LoadError> {
     }
 }
 
+/// How many steps read `value`, plus the graph outputs that are `value`.
+fn readers(steps: &[Step], outputs: &[Operand], value: usize) -> usize {
+    steps
+        .iter()
+        .filter(|s| s.inputs.contains(&Operand::Value(value)))
+        .count()
+        + outputs
+            .iter()
+            .filter(|&&o| o == Operand::Value(value))
+            .count()
+}
+
 /// Replaces `y = sigmoid(x); z = x * y` by a SiLU: fused into the convolution that produces `x`
 /// when nothing else reads `x`, otherwise as one activation step.
 fn fuse_silu(steps: &mut Vec<Step>, outputs: &[Operand]) {
-    let readers = |steps: &[Step], value: usize| {
-        steps
-            .iter()
-            .filter(|s| s.inputs.contains(&Operand::Value(value)))
-            .count()
-            + outputs
-                .iter()
-                .filter(|&&o| o == Operand::Value(value))
-                .count()
-    };
+    let readers = |steps: &[Step], value: usize| readers(steps, outputs, value);
     let mut i = 0;
     while i < steps.len() {
         let (Op::Activation(Activation::Sigmoid), [Operand::Value(x)], [y]) = (
@@ -1141,15 +1144,6 @@ fn fuse_residual_adds(steps: &mut Vec<Step>, value_shapes: &[Vec<usize>], output
         };
         let (a, b, z) = (*a, *b, *z);
         let made_at = |value: usize| steps.iter().position(|s| s.outputs.contains(&value));
-        let read_once = |value: usize| {
-            !outputs.contains(&Operand::Value(value))
-                && steps
-                    .iter()
-                    .flat_map(|s| &s.inputs)
-                    .filter(|&&o| o == Operand::Value(value))
-                    .count()
-                    == 1
-        };
         let fusable = |conv: usize, residual: usize| {
             let p = made_at(conv)?;
             let plain_conv = matches!(
@@ -1163,7 +1157,7 @@ fn fuse_residual_adds(steps: &mut Vec<Step>, value_shapes: &[Vec<usize>], output
             let residual_before = made_at(residual).is_none_or(|r| r < p);
             (plain_conv
                 && conv != residual
-                && read_once(conv)
+                && readers(steps, outputs, conv) == 1
                 && residual_before
                 && value_shapes[a] == value_shapes[z]
                 && value_shapes[b] == value_shapes[z])

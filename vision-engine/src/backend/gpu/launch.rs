@@ -620,15 +620,8 @@ pub(super) fn plan(
             let out = cpu::conv2d_output_shape(inputs[0], w, b, attrs)?;
             let count: usize = out.iter().product();
             let op = "Conv";
-            if *residual && inputs[1] != out {
-                return Err(shape_error(
-                    op,
-                    format!(
-                        "the residual added to the output {out:?} has shape {:?}",
-                        inputs[1]
-                    ),
-                )
-                .into());
+            if *residual {
+                cpu::check_residual(&out, inputs[1])?;
             }
             // Read from binding 3, from where a resident network places it (`offsets`).
             let (residual_binding, residual_words) = if *residual {
