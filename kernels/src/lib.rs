@@ -399,13 +399,10 @@ mod tests {
             assert_eq!(invocations, 256, "{}", t.kernel.name);
             assert_eq!((t.tile_m / 16) * (t.tile_n / 32), 8, "{}", t.kernel.name);
             assert_eq!(t.tile_k, 16, "{}", t.kernel.name);
-            // Whole rows of each tile per invocation: four or two weights, four or eight
-            // patch values (the loads conv_loads.wgsl names).
-            let weight_loads = t.tile_m * t.tile_k / invocations;
+            // Whole rows of the patch tile per invocation: four or eight patch values (the
+            // loads conv_loads.wgsl names).
             let patch_loads = t.tile_k * t.tile_n / invocations;
-            assert!([2, 4].contains(&weight_loads), "{}", t.kernel.name);
             assert!([4, 8].contains(&patch_loads), "{}", t.kernel.name);
-            assert_eq!(invocations % t.tile_k, 0, "{}", t.kernel.name);
             assert_eq!(invocations % t.tile_n, 0, "{}", t.kernel.name);
         }
     }

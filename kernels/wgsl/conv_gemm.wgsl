@@ -7,10 +7,10 @@
 // one store.
 //
 // Registers are named, never arrays indexed in loops, and each invocation loads exactly four
-// weights and four patch values per tile (conv_loads.wgsl), all issued before they are needed:
-// the next tile's loads are in flight while the current one is multiplied. (Measured on an H100:
-// loads issued one after another in a loop made every tile cost a memory latency per load,
-// whatever the layer's size.)
+// weights and four patch values per tile (the patches: conv_loads.wgsl), all issued before they
+// are needed: the next tile's loads are in flight while the current one is multiplied. (Measured
+// on an H100: loads issued one after another in a loop made every tile cost a memory latency per
+// load, whatever the layer's size.)
 //
 // TILE_M, TILE_N and TILE_K come from the variant's preamble (kernels/src/lib.rs). Same Params as
 // conv2d.wgsl, so one plan feeds either kernel.
@@ -20,6 +20,33 @@
 // consecutive slices of the k tiles (grid z: slice x batch x groups) and writes raw f32 partial
 // sums, slice after slice (`put`, binding 5); split_k_sum.wgsl adds them, the bias, the activation
 // and the residual. Otherwise `put` stores the outputs, the residual added (residual.wgsl).
+
+// The weights as the model has them, [M][C/group x kH x kW]; each invocation loads four of each
+// tile, rows weight_m + i WEIGHT_ROW_STEP of column weight_k.
+@group(0) @binding(1) var<storage, read> weight: array<Elem>;
+const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K;
+var<private> weight_base: u32;
+var<private> weight_m: u32;
+var<private> weight_k: u32;
+
+fn load_weight(m: u32, k: u32) -> f32 {
+    let k_total = reduction_length();
+    if m < params.kernel.w && k < k_total {
+        return f32(weight[weight_base + m * k_total + k]);
+    }
+    return 0.0;
+}
+
+// This invocation's weights of the tile at k0.
+fn load_weights(k0: u32) -> vec4<f32> {
+    let k = k0 + weight_k;
+    return vec4<f32>(
+        load_weight(weight_m, k),
+        load_weight(weight_m + WEIGHT_ROW_STEP, k),
+        load_weight(weight_m + 2u * WEIGHT_ROW_STEP, k),
+        load_weight(weight_m + 3u * WEIGHT_ROW_STEP, k),
+    );
+}
 
 const THREADS_M: u32 = TILE_M / 4u;
 const THREADS_N: u32 = TILE_N / 4u;
@@ -65,6 +92,9 @@ fn store(m: u32, m_end: u32, oc: u32, row: u32, p: u32, pixels: u32, sums: vec4<
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let work = start(wg, lid);
+    weight_base = work.g * params.kernel.w * reduction_length();
+    weight_m = work.m0 + lid / TILE_K;
+    weight_k = lid % TILE_K;
     let pixels = params.output.z * params.output.w;
     // Where this invocation's loads go in the tiles (rows of four consecutive m or p).
     let w_slot = (lid % TILE_K) * WEIGHT_ROW + (lid / TILE_K) / 4u;
@@ -79,19 +109,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    var loads = first_tile(work.k_begin);
+    var weights = load_weights(work.k_begin);
+    var patches = first_patches(work.k_begin);
     for (var k0 = work.k_begin; k0 < work.k_end; k0 += TILE_K) {
-        weight_tile[w_slot][w_lane] = loads.weights.x;
-        weight_tile[w_slot + WEIGHT_ROW_STEP / 4u][w_lane] = loads.weights.y;
-        weight_tile[w_slot + 2u * WEIGHT_ROW_STEP / 4u][w_lane] = loads.weights.z;
-        weight_tile[w_slot + 3u * WEIGHT_ROW_STEP / 4u][w_lane] = loads.weights.w;
-        patch_tile[p_slot][p_lane] = loads.patches.x;
-        patch_tile[p_slot + PATCH_ROW_STEP * THREADS_N][p_lane] = loads.patches.y;
-        patch_tile[p_slot + 2u * PATCH_ROW_STEP * THREADS_N][p_lane] = loads.patches.z;
-        patch_tile[p_slot + 3u * PATCH_ROW_STEP * THREADS_N][p_lane] = loads.patches.w;
+        weight_tile[w_slot][w_lane] = weights.x;
+        weight_tile[w_slot + WEIGHT_ROW_STEP / 4u][w_lane] = weights.y;
+        weight_tile[w_slot + 2u * WEIGHT_ROW_STEP / 4u][w_lane] = weights.z;
+        weight_tile[w_slot + 3u * WEIGHT_ROW_STEP / 4u][w_lane] = weights.w;
+        patch_tile[p_slot][p_lane] = patches.rows.x;
+        patch_tile[p_slot + PATCH_ROW_STEP * THREADS_N][p_lane] = patches.rows.y;
+        patch_tile[p_slot + 2u * PATCH_ROW_STEP * THREADS_N][p_lane] = patches.rows.z;
+        patch_tile[p_slot + 3u * PATCH_ROW_STEP * THREADS_N][p_lane] = patches.rows.w;
         workgroupBarrier();
         // The next tile's loads, in flight during the products below.
-        loads = next_tile(k0 + TILE_K);
+        weights = load_weights(k0 + TILE_K);
+        patches = next_patches(k0 + TILE_K);
         for (var k = 0u; k < TILE_K; k++) {
             let a = weight_tile[k * WEIGHT_ROW + tm];
             let b = patch_tile[k * THREADS_N + tn];

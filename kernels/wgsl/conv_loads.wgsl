@@ -1,21 +1,19 @@
 // What the implicit-GEMM convolutions (conv_gemm.wgsl, conv_coop.wgsl) share: their Params and
 // bindings, where a workgroup's tile and slice of the reduction lie, and how an invocation loads
-// its four weights and four patch values of each tile of k. Not a kernel of its own: the kernels
-// crate puts it before each of those files, after the tile sizes.
+// its patch values of each tile of k (each kernel loads its weights its own way, binding 1). Not
+// a kernel of its own: the kernels crate puts it before each of those files, after the tile
+// sizes.
 //
 // A patch value's place in the input comes from the layer's tap table (binding 4, made by the
 // plan): for each k, the input channel's offset and the tap's (dy, dx). Dividing k by the taps
 // and the tap by the kernel width here, per loaded value, cost more integer work than the
 // products it feeds.
 
-// (TILE_M / 4) x (TILE_N / 4) invocations, each loading WEIGHT_LOADS weights and PATCH_LOADS
-// patch values of every tile: four of each on square tiles, where TILE_M = 4 x invocations /
-// TILE_K and TILE_K = 4 x invocations / TILE_N; two weights and eight patch values on the
-// tensor cores' 32x128 tile.
+// (TILE_M / 4) x (TILE_N / 4) invocations, each loading PATCH_LOADS patch values of every tile:
+// four on square tiles, where TILE_K = 4 x invocations / TILE_N; eight on the tensor cores'
+// 32x128 tile.
 const THREADS: u32 = TILE_M * TILE_N / 16u;
-const WEIGHT_ROW_STEP: u32 = THREADS / TILE_K;
 const PATCH_ROW_STEP: u32 = THREADS / TILE_N;
-const WEIGHT_LOADS: u32 = TILE_M / WEIGHT_ROW_STEP;
 const PATCH_LOADS: u32 = TILE_K / PATCH_ROW_STEP;
 
 struct Params {
@@ -29,13 +27,14 @@ struct Params {
     steps: vec4<u32>,  // stride h, stride w, dilation h, dilation w
     pads: vec4<u32>,   // top, left, the input's offset in `input`, slices of k (split-k)
     // Where the layer's tile table starts in `taps_table` (0: none, every tile the whole
-    // reduction), and its tiles per group.
+    // reduction), its tiles per group; for packed weights (conv_coop.wgsl), the k tiles each
+    // tile's weights take and the grid's rows.
     tiles: vec4<u32>,
     residual: vec4<u32>, // what residual_at adds (not split: residual.wgsl): source, offset
 }
 
 @group(0) @binding(0) var<storage, read> input: array<Elem>;
-@group(0) @binding(1) var<storage, read> weight: array<Elem>;
+// Binding 1, the weights: the kernel's own (as the model has them, or packed).
 @group(0) @binding(2) var<storage, read> bias: array<Elem>;
 // Binding 3, a residual, read where not split: the variant's preamble.
 // Per k, two words: the input channel's offset (channel x H x W), then (dy << 16) | dx, the tap's
@@ -56,11 +55,8 @@ fn reduction_length() -> u32 {
 }
 
 // What every load of this invocation needs, set once by `start`.
-var<private> weight_base: u32;
 var<private> input_base: u32;
 var<private> pointwise: bool;
-var<private> weight_m: u32;     // the first of this invocation's weight rows
-var<private> weight_k: u32;     // its column of every weight tile
 var<private> patch_k: u32;      // the first of its patch rows
 var<private> patch_pixel: u32;  // its column of every patch tile
 var<private> iy0: i32;
@@ -76,6 +72,7 @@ struct Work {
     n: u32,
     g: u32,
     slice: u32,
+    k_first: u32, // the tile's first k (the slices' start)
     k_begin: u32,
     k_end: u32,
     m0: u32, // output channels m0 .. min(m0 + TILE_M, m_end) of group g
@@ -104,6 +101,7 @@ fn start(wg: vec3<u32>, lid: u32) -> Work {
         bounds = workgroupUniformLoad(&tile_bounds);
     }
     work.m0 = bounds.x;
+    work.k_first = bounds.z;
     work.m_end = bounds.y;
     // Its k tiles: all of its range, or its slice of them (the last slices may be empty).
     let k_tiles = (bounds.w - bounds.z + TILE_K - 1u) / TILE_K;
@@ -116,28 +114,16 @@ fn start(wg: vec3<u32>, lid: u32) -> Work {
     let h = params.input.z;
     let w = params.input.w;
     let ow = params.output.w;
-    weight_base = work.g * m_per_group * k_total;
     input_base = params.pads.z + (work.n * params.input.y + work.g * params.kernel.z) * h * w;
     // A 1x1 convolution with unit steps and no padding reads its patches as rows of the input.
     pointwise = params.kernel.x * params.kernel.y == 1u
         && all(params.steps.xy == vec2<u32>(1u)) && params.pads.x == 0u && params.pads.y == 0u;
-    // Weights: rows weight_m + i WEIGHT_ROW_STEP, column weight_k; patch values: rows
-    // patch_k + i PATCH_ROW_STEP of column patch_pixel (i = 0..3).
-    weight_k = lid % TILE_K;
-    weight_m = work.m0 + lid / TILE_K;
+    // Patch values: rows patch_k + i PATCH_ROW_STEP of column patch_pixel.
     patch_k = lid / TILE_N;
     patch_pixel = work.p0 + lid % TILE_N;
     iy0 = i32((patch_pixel / ow) * params.steps.x) - i32(params.pads.x);
     ix0 = i32((patch_pixel % ow) * params.steps.y) - i32(params.pads.y);
     return work;
-}
-
-fn load_weight(m: u32, k: u32) -> f32 {
-    let k_total = reduction_length();
-    if m < params.kernel.w && k < k_total {
-        return f32(weight[weight_base + m * k_total + k]);
-    }
-    return 0.0;
 }
 
 // The tap table's entry for k (channel offset, packed tap), zeros past the reduction and for
@@ -168,15 +154,8 @@ fn load_patch(k: u32, tap: vec2<u32>) -> f32 {
     return 0.0;
 }
 
-// Weight row i and patch row i of this invocation's loads at k (rows past its count load
-// nothing: each call below has a constant i, so the test goes at compile time).
-fn weight_row(i: u32, k: u32) -> f32 {
-    if i < WEIGHT_LOADS {
-        return load_weight(weight_m + i * WEIGHT_ROW_STEP, k);
-    }
-    return 0.0;
-}
-
+// Patch row i of this invocation's loads at k (rows past its count load nothing: each call below
+// has a constant i, so the test goes at compile time).
 fn patch_row(i: u32, k: u32, tap: vec2<u32>) -> f32 {
     if i < PATCH_LOADS {
         return load_patch(k + i * PATCH_ROW_STEP, tap);
@@ -191,18 +170,21 @@ fn tap_row(i: u32, k: u32) -> vec2<u32> {
     return vec2<u32>(0u);
 }
 
-// This invocation's weights and patch values of the tile at k0, named, never an array indexed in
-// a loop (measured on an H100: arrays indexed in loops ran 3x slower than the direct kernel).
-// Issued together, they are in flight while the tile before is multiplied.
-struct Loads {
-    weights: vec4<f32>,
-    patches: vec4<f32>,
-    more_patches: vec4<f32>, // rows 4..7 (PATCH_LOADS = 8), else zeros
+// This invocation's patch values of the tile at k0, named, never an array indexed in a loop
+// (measured on an H100: arrays indexed in loops ran 3x slower than the direct kernel). Issued
+// together, they are in flight while the tile before is multiplied.
+struct Patches {
+    rows: vec4<f32>,      // rows 0..3
+    more_rows: vec4<f32>, // rows 4..7 (PATCH_LOADS = 8), else zeros
 }
 
 // The tap-table entries of this invocation's patch rows of a tile, loaded a tile before the
-// patch values they locate: a patch value's load then waits on one memory access, not on the
-// table's and then the input's (measured on an H200: YOLOv8n 640 1.254 -> 1.079 ms).
+// patch values they locate where it has four rows: a patch value's load then waits on one memory
+// access, not on the table's and then the input's (measured on an H200: YOLOv8n 640 1.254 ->
+// 1.079 ms). Eight rows (the 32x128 tile) load their entries with their values: 16 registers
+// more cost those layers more than the wait (measured on an H100: 1.040 -> 1.019 ms).
+const TAPS_AHEAD: bool = PATCH_LOADS == 4u;
+
 struct Taps {
     t0: vec2<u32>, t1: vec2<u32>, t2: vec2<u32>, t3: vec2<u32>,
     t4: vec2<u32>, t5: vec2<u32>, t6: vec2<u32>, t7: vec2<u32>, // rows 4..7 (PATCH_LOADS = 8)
@@ -216,28 +198,31 @@ fn load_taps(k0: u32) -> Taps {
     );
 }
 
-// The taps of the tile after the one `next_tile` loads.
+// The taps of the tile after the one `next_patches` loads (TAPS_AHEAD).
 var<private> next_taps: Taps;
 
-fn load_tile(k0: u32, t: Taps) -> Loads {
-    let k = k0 + weight_k;
+fn load_patches(k0: u32, t: Taps) -> Patches {
     let x = k0 + patch_k;
-    return Loads(
-        vec4<f32>(weight_row(0u, k), weight_row(1u, k), weight_row(2u, k), weight_row(3u, k)),
+    return Patches(
         vec4<f32>(patch_row(0u, x, t.t0), patch_row(1u, x, t.t1), patch_row(2u, x, t.t2), patch_row(3u, x, t.t3)),
         vec4<f32>(patch_row(4u, x, t.t4), patch_row(5u, x, t.t5), patch_row(6u, x, t.t6), patch_row(7u, x, t.t7)),
     );
 }
 
-// The loads of a workgroup's first tile, at k0, and the taps of its second.
-fn first_tile(k0: u32) -> Loads {
-    next_taps = load_taps(k0 + TILE_K);
-    return load_tile(k0, load_taps(k0));
+// The patch values of a workgroup's first tile, at k0 (and the taps of its second).
+fn first_patches(k0: u32) -> Patches {
+    if TAPS_AHEAD {
+        next_taps = load_taps(k0 + TILE_K);
+    }
+    return load_patches(k0, load_taps(k0));
 }
 
-// The loads of the tile at k0 (the taps loaded with the tile before), and the taps of the next.
-fn next_tile(k0: u32) -> Loads {
-    let loads = load_tile(k0, next_taps);
+// The patch values of the tile at k0 (and the taps of the next).
+fn next_patches(k0: u32) -> Patches {
+    if !TAPS_AHEAD {
+        return load_patches(k0, load_taps(k0));
+    }
+    let patches = load_patches(k0, next_taps);
     next_taps = load_taps(k0 + TILE_K);
-    return loads;
+    return patches;
 }

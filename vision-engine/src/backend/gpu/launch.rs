@@ -5,6 +5,7 @@ use super::MAX_RANK;
 use crate::{
     Activation, EngineError, ShapeError,
     cpu::{self, BinaryOp, MatmulPlan, broadcast_strides},
+    f16::f32_to_f16,
     graph::Op,
     letterbox::Letterbox,
     tensor::{Tensor, shape_error, strides},
@@ -321,7 +322,8 @@ pub(super) fn read_residual_through_output(launch: &mut Launch) {
 }
 
 /// The `tiles` words of the convolution kernels' `Params`: where the tile table starts in the tap
-/// table's binding (0: none), then its tiles per group.
+/// table's binding (0: none), its tiles per group, then for the tensor-core kernels' packed
+/// weights the k tiles each tile's weights take and the grid's rows.
 const CONV_TILES_WORD: usize = 24;
 
 /// Which kernels a GPU backend runs its convolutions on. A backend starts with its adapter's
@@ -512,6 +514,57 @@ impl ConvTileTable {
             longest_k_tiles,
         })
     }
+}
+
+/// The tiles of the plain grid, in the tile table's form: per group, per grid row, first channel,
+/// end, first k, end (all `k` of the reduction).
+fn whole_tiles(groups: usize, m_per_group: usize, tile_m: usize, k: usize) -> Vec<[usize; 4]> {
+    let rows = m_per_group.div_ceil(tile_m);
+    (0..groups * rows)
+        .map(|tile| {
+            let m0 = (tile % rows) * tile_m;
+            [m0, (m0 + tile_m).min(m_per_group), 0, k]
+        })
+        .collect()
+}
+
+/// The tensor-core kernels' weights (`conv_coop.wgsl`'s `weight_fragments`), in f16, two per word:
+/// for each of the `tiles` (per group, per grid row: first channel, end, first k, end), per k tile
+/// of `k_tiles`, per block of 16 of its `tile_m` channels, a 16x16 block, row-major (channel, k),
+/// zeros past the tile's channels and k. Then one k tile of zeros, which the last tile's subgroups
+/// read in loading a k tile ahead of their last.
+fn weight_fragments(
+    weight: &Tensor,
+    groups: usize,
+    tiles: &[[usize; 4]],
+    tile_m: usize,
+    k_tiles: usize,
+) -> Vec<u32> {
+    const BLOCK: usize = 16;
+    let shape = weight.shape();
+    let k: usize = shape[1..].iter().product();
+    let m_per_group = shape[0] / groups;
+    let rows = tiles.len() / groups;
+    let k_tile = tile_m * BLOCK;
+    let mut halves = vec![0u16; (tiles.len() * k_tiles + 1) * k_tile];
+    for (tile, &[m0, m_end, k_lo, k_hi]) in tiles.iter().enumerate() {
+        let g = tile / rows;
+        for m in m0..m_end {
+            let weights = &weight.data()[(g * m_per_group + m) * k..][..k];
+            let (block, r) = ((m - m0) / BLOCK, (m - m0) % BLOCK);
+            for (i, &value) in weights[k_lo..k_hi].iter().enumerate() {
+                let (j, c) = (i / BLOCK, i % BLOCK);
+                let at = (tile * k_tiles + j) * k_tile + block * BLOCK * BLOCK + r * BLOCK + c;
+                halves[at] = f32_to_f16(value);
+            }
+        }
+    }
+    halves
+        .as_chunks::<2>()
+        .0
+        .iter()
+        .map(|&[low, high]| u32::from(low) | u32::from(high) << 16)
+        .collect()
 }
 
 /// The tap table of `conv_gemm.wgsl` for an `input` (NCHW) convolved with a `kernel` (kH, kW)
@@ -706,16 +759,34 @@ pub(super) fn plan(
                 ),
             };
             let mut params = params.0.clone();
-            if let Some(table) = tile_table {
-                params[CONV_TILES_WORD] = to_u32(op, taps.len())?;
-                params[CONV_TILES_WORD + 1] = to_u32(op, table.tiles_per_group)?;
-                for bound in table.bounds.iter().flatten() {
-                    taps.push(to_u32(op, *bound)?);
+            let tile_bounds = match tile_table {
+                Some(table) => {
+                    params[CONV_TILES_WORD] = to_u32(op, taps.len())?;
+                    params[CONV_TILES_WORD + 1] = to_u32(op, table.tiles_per_group)?;
+                    for bound in table.bounds.iter().flatten() {
+                        taps.push(to_u32(op, *bound)?);
+                    }
+                    table.bounds
                 }
-            }
+                None => whole_tiles(attrs.group, m_per_group, t.tile_m as usize, k),
+            };
+            let fragments = t.kernel.tensor_cores.then(|| {
+                weight_fragments(
+                    constants[*weight],
+                    attrs.group,
+                    &tile_bounds,
+                    t.tile_m as usize,
+                    k_tiles,
+                )
+            });
+            params[CONV_TILES_WORD + 2] = to_u32(op, k_tiles)?;
+            params[CONV_TILES_WORD + 3] = to_u32(op, rows)?;
             let launch = |kernel, grid| {
                 let mut launch = launch(kernel, grid);
                 launch.params.clone_from(&params);
+                if let Some(fragments) = &fragments {
+                    launch.inputs[1] = Binding::Aux(fragments.clone());
+                }
                 launch.inputs.push(Binding::Aux(taps.clone()));
                 launch
             };
@@ -1240,6 +1311,53 @@ mod tests {
         for (channels, side) in [(32, 80), (80, 80), (64, 160), (128, 20)] {
             assert_eq!(name(channels, side), kernels::CONV_COOP_64X64.kernel.name);
         }
+    }
+
+    #[test]
+    fn tensor_core_weights_are_packed_in_the_blocks_their_subgroups_multiply() {
+        use crate::f16::f16_to_f32;
+        let unpack = |words: Vec<u32>| -> Vec<f32> {
+            words
+                .iter()
+                .flat_map(|w| [*w as u16, (w >> 16) as u16])
+                .map(f16_to_f32)
+                .collect()
+        };
+        // Two groups of 20 channels over 3 inputs, 3x3 (k = 27): integers, exact in f16.
+        let k = 27;
+        let weight = Tensor::new(
+            vec![40, 3, 3, 3],
+            (0..40 * k).map(|i| (i % 1000) as f32 + 1.0).collect(),
+        )
+        .unwrap();
+        let w = |g: usize, m: usize, kk: usize| weight.data()[(g * 20 + m) * k + kk];
+        // 32-channel tiles, one per group, two k tiles each, then a k tile of zeros.
+        let tiles = whole_tiles(2, 20, 32, k);
+        assert_eq!(tiles, [[0, 20, 0, k], [0, 20, 0, k]]);
+        let halves = unpack(weight_fragments(&weight, 2, &tiles, 32, 2));
+        assert_eq!(halves.len(), (2 * 2 + 1) * 32 * 16);
+        let mut expected = vec![0.0; halves.len()];
+        for g in 0..2 {
+            for m in 0..20 {
+                for kk in 0..k {
+                    let at = (g * 2 + kk / 16) * 512 + (m / 16) * 256 + (m % 16) * 16 + kk % 16;
+                    expected[at] = w(g, m, kk);
+                }
+            }
+        }
+        assert_eq!(halves, expected);
+        // A tile table's tiles: channels 2..6 from k = 3 (64-channel tiles, after an empty one).
+        let tiles = [[0, 2, 0, 0], [2, 6, 3, k]];
+        let halves = unpack(weight_fragments(&weight, 1, &tiles, 64, 2));
+        assert_eq!(halves.len(), (2 * 2 + 1) * 64 * 16);
+        let mut expected = vec![0.0; halves.len()];
+        for m in 2..6 {
+            for kk in 3..k {
+                let (j, c) = ((kk - 3) / 16, (kk - 3) % 16);
+                expected[(2 + j) * 1024 + (m - 2) * 16 + c] = w(0, m, kk);
+            }
+        }
+        assert_eq!(halves, expected);
     }
 
     #[test]

@@ -783,7 +783,7 @@ pub struct GpuNetwork<'a> {
     /// The last frame's pixels and its letterbox launch, kept for the next frame.
     frame: std::cell::RefCell<Option<FrameInput>>,
     // Kept alive for the bind groups that read them.
-    _constants: Vec<wgpu::Buffer>,
+    _constants: Vec<Option<wgpu::Buffer>>,
 }
 
 impl GpuBackend {
@@ -796,8 +796,31 @@ impl GpuBackend {
         let plans = plan_steps(network, self.conv_kernels.get(), element_bytes)?;
         let plan = plan_buffers(network, &plans, element_bytes);
         let pool: Vec<wgpu::Buffer> = plan.buffer_bytes.iter().map(|&b| self.scratch(b)).collect();
-        let constants: Vec<wgpu::Buffer> =
-            network.constants.iter().map(|t| self.upload(t)).collect();
+        // Only the constants a launch binds: the tensor-core convolutions read their weights
+        // packed, from buffers of their own.
+        let mut bound = vec![false; network.constants.len()];
+        for (step, op_plan) in network.steps.iter().zip(&plans) {
+            for launch in op_plan.launches.iter().filter(|l| plan.runs(step, l)) {
+                for binding in &launch.inputs {
+                    match *binding {
+                        Binding::Constant(c) => bound[c] = true,
+                        Binding::Input(i) => {
+                            if let Operand::Constant(c) = step.inputs[i] {
+                                bound[c] = true;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let constants: Vec<Option<wgpu::Buffer>> = network
+            .constants
+            .iter()
+            .zip(bound)
+            .map(|(t, bound)| bound.then(|| self.upload(t)))
+            .collect();
+        let constant = |c: usize| constants[c].as_ref().expect("a bound constant is uploaded");
         let mut launches = Vec::new();
         let mut launch_names = Vec::new();
         for (step_index, (step, op_plan)) in network.steps.iter().zip(&plans).enumerate() {
@@ -815,9 +838,9 @@ impl GpuBackend {
                     match binding {
                         Binding::Input(i) => match step.inputs[*i] {
                             Operand::Value(v) => &pool[plan.buffer(v)],
-                            Operand::Constant(c) => &constants[c],
+                            Operand::Constant(c) => constant(c),
                         },
-                        Binding::Constant(c) => &constants[*c],
+                        Binding::Constant(c) => constant(*c),
                         Binding::Output(o) => &pool[plan.buffer(step.outputs[*o])],
                         Binding::Scratch => {
                             &pool[plan.scratch_of[step_index]
