@@ -752,7 +752,9 @@ struct FrameInput {
     pixels: wgpu::Buffer,
     /// Natively, the mappable buffer the host writes each frame into, on all cores, before it is
     /// copied into `pixels` (`write_buffer` would make a staging buffer for every frame and copy
-    /// on one thread: most of a frame's own time on the H100, BENCHMARKS.md). In the browser
+    /// on one thread: most of a frame's own time on the H100, BENCHMARKS.md). wgpu places it in
+    /// device-local, host-visible memory where the GPU has some (the H100's BAR), so this write
+    /// is the frame's transfer across PCIe and the copy after it stays on the GPU. In the browser
     /// `write_buffer` stays: WebGPU copies out of wasm memory once anyway.
     #[cfg(not(target_arch = "wasm32"))]
     staging: wgpu::Buffer,
