@@ -759,35 +759,42 @@ pub(super) fn plan(
                 ),
             };
             let mut params = params.0.clone();
-            let tile_bounds = match tile_table {
-                Some(table) => {
-                    params[CONV_TILES_WORD] = to_u32(op, taps.len())?;
-                    params[CONV_TILES_WORD + 1] = to_u32(op, table.tiles_per_group)?;
-                    for bound in table.bounds.iter().flatten() {
-                        taps.push(to_u32(op, *bound)?);
-                    }
-                    table.bounds
+            if let Some(table) = &tile_table {
+                params[CONV_TILES_WORD] = to_u32(op, taps.len())?;
+                params[CONV_TILES_WORD + 1] = to_u32(op, table.tiles_per_group)?;
+                for bound in table.bounds.iter().flatten() {
+                    taps.push(to_u32(op, *bound)?);
                 }
-                None => whole_tiles(attrs.group, m_per_group, t.tile_m as usize, k),
-            };
-            let fragments = t.kernel.tensor_cores.then(|| {
-                weight_fragments(
+            }
+            let fragments = if t.kernel.tensor_cores {
+                params[CONV_TILES_WORD + 2] = to_u32(op, k_tiles)?;
+                params[CONV_TILES_WORD + 3] = to_u32(op, rows)?;
+                let whole;
+                let tiles = match &tile_table {
+                    Some(table) => &table.bounds,
+                    None => {
+                        whole = whole_tiles(attrs.group, m_per_group, t.tile_m as usize, k);
+                        &whole
+                    }
+                };
+                Some(weight_fragments(
                     constants[*weight],
                     attrs.group,
-                    &tile_bounds,
+                    tiles,
                     t.tile_m as usize,
                     k_tiles,
-                )
-            });
-            params[CONV_TILES_WORD + 2] = to_u32(op, k_tiles)?;
-            params[CONV_TILES_WORD + 3] = to_u32(op, rows)?;
-            let launch = |kernel, grid| {
+                ))
+            } else {
+                None
+            };
+            // Called once, for the whole or the split launch: the data it owns moves into it.
+            let launch = move |kernel, grid| {
                 let mut launch = launch(kernel, grid);
-                launch.params.clone_from(&params);
-                if let Some(fragments) = &fragments {
-                    launch.inputs[1] = Binding::Aux(fragments.clone());
+                launch.params = params;
+                if let Some(fragments) = fragments {
+                    launch.inputs[1] = Binding::Aux(fragments);
                 }
-                launch.inputs.push(Binding::Aux(taps.clone()));
+                launch.inputs.push(Binding::Aux(taps));
                 launch
             };
             let tiles = [

@@ -785,7 +785,7 @@ pub struct GpuNetwork<'a> {
     /// The last frame's pixels and its letterbox launch, kept for the next frame.
     frame: std::cell::RefCell<Option<FrameInput>>,
     // Kept alive for the bind groups that read them.
-    _constants: Vec<Option<wgpu::Buffer>>,
+    _constants: Vec<std::cell::OnceCell<wgpu::Buffer>>,
 }
 
 impl GpuBackend {
@@ -798,31 +798,14 @@ impl GpuBackend {
         let plans = plan_steps(network, self.conv_kernels.get(), element_bytes)?;
         let plan = plan_buffers(network, &plans, element_bytes);
         let pool: Vec<wgpu::Buffer> = plan.buffer_bytes.iter().map(|&b| self.scratch(b)).collect();
-        // Only the constants a launch binds: the tensor-core convolutions read their weights
-        // packed, from buffers of their own.
-        let mut bound = vec![false; network.constants.len()];
-        for (step, op_plan) in network.steps.iter().zip(&plans) {
-            for launch in op_plan.launches.iter().filter(|l| plan.runs(step, l)) {
-                for binding in &launch.inputs {
-                    match *binding {
-                        Binding::Constant(c) => bound[c] = true,
-                        Binding::Input(i) => {
-                            if let Operand::Constant(c) = step.inputs[i] {
-                                bound[c] = true;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        let constants: Vec<Option<wgpu::Buffer>> = network
+        // Uploaded when a launch first binds them: the tensor-core convolutions read their
+        // weights packed, from buffers of their own, so their unpacked weights never are.
+        let constants: Vec<std::cell::OnceCell<wgpu::Buffer>> = network
             .constants
             .iter()
-            .zip(bound)
-            .map(|(t, bound)| bound.then(|| self.upload(t)))
+            .map(|_| Default::default())
             .collect();
-        let constant = |c: usize| constants[c].as_ref().expect("a bound constant is uploaded");
+        let constant = |c: usize| constants[c].get_or_init(|| self.upload(&network.constants[c]));
         let mut launches = Vec::new();
         let mut launch_names = Vec::new();
         for (step_index, (step, op_plan)) in network.steps.iter().zip(&plans).enumerate() {
